@@ -1,0 +1,39 @@
+# Every target sets itself up: a fresh machine needs only Python 3.9+ and pip.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXAMPLE ?= examples/worker-behind-proxy.yaml
+
+.PHONY: test example stages lint tools clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# shellcheck and dash check the shell the provider writes; installed from the
+# distribution when missing and we may (CI runs as root on Debian).
+tools:
+	@command -v shellcheck >/dev/null && command -v dash >/dev/null || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck dash >/dev/null; \
+	  else echo "make: install shellcheck and dash (the tests run them)" >&2; exit 1; fi; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check provider_rke2 tests
+	$(BIN)/ruff format --check provider_rke2 tests
+
+test: $(STAMP) tools lint
+	$(BIN)/python -m pytest
+
+# Render a bundled example the way agent.boot would and print the YIP document.
+example: $(STAMP)
+	$(BIN)/python -m provider_rke2 render $(EXAMPLE)
+
+# Regenerate the golden renders of every example (reviewed in git diffs).
+stages: $(STAMP)
+	$(BIN)/python tests/golden.py --write
+
+clean:
+	rm -rf $(VENV) build/*.pyz .pytest_cache .ruff_cache

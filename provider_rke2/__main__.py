@@ -1,0 +1,5 @@
+import sys
+
+from provider_rke2.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""The provider's only file writes: whole files, replaced atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from provider_rke2.errors import OutputError
+
+
+def replace_file(path: str, data: bytes, mode: int) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never a part."""
+    directory = os.path.dirname(path) or "."
+    tmp = ""
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        # mkstemp creates the file 0600 in the same directory, so the rename is atomic
+        # and the secret is never readable by others, not even for a moment.
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        tmp = ""
+        _sync_directory(directory)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        if tmp:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _sync_directory(directory: str) -> None:
+    # Makes the rename itself durable across a power cut; some filesystems refuse.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

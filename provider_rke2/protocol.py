@@ -1,0 +1,91 @@
+"""The go-pluggable wire format: one JSON event in, one JSON response out.
+
+Kept free of YAML and schema code so that the many events this provider does
+not handle are answered without importing either.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict
+
+from provider_rke2.errors import EventError
+
+# The agent writes payloads above 8 KiB to a file; anything far larger than
+# any real cloud-config is refused rather than parsed.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    data: str
+    file: str
+
+
+@dataclass(frozen=True)
+class Response:
+    state: str = ""
+    data: str = ""
+    error: str = ""
+    log: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def parse_event(text: str, argv_name: str) -> Event:
+    """Decode the stdin event; the name on the command line is the authority."""
+    if len(text) > MAX_EVENT_BYTES:
+        raise EventError(f"event on stdin is larger than {MAX_EVENT_BYTES} bytes")
+    try:
+        raw = json.loads(text) if text.strip() else {}
+    except ValueError as err:
+        raise EventError(f"event on stdin is not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise EventError(f"event on stdin must be a JSON object, got {_kind(raw)}")
+    fields = {}
+    for key in ("name", "data", "file"):
+        value = raw.get(key, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise EventError(f"event field '{key}' must be a string, got {_kind(value)}")
+        fields[key] = value
+    return Event(name=argv_name, data=fields["data"], file=fields["file"])
+
+
+def payload(event: Event, read_file: Callable[[str], str]) -> Dict[str, Any]:
+    """The event's JSON payload, read from `file` when the agent moved it there."""
+    if event.data:
+        text, origin = event.data, "event data"
+    elif event.file:
+        try:
+            text = read_file(event.file)
+        except OSError as err:
+            raise EventError(f"cannot read event payload file {event.file}: {err.strerror or err}") from None
+        origin = f"payload file {event.file}"
+    else:
+        return {}
+    if len(text) > MAX_EVENT_BYTES:
+        raise EventError(f"{origin} is larger than {MAX_EVENT_BYTES} bytes")
+    try:
+        decoded = json.loads(text)
+    except ValueError as err:
+        raise EventError(f"{origin} is not valid JSON: {err}") from None
+    if not isinstance(decoded, dict):
+        raise EventError(f"{origin} must be a JSON object, got {_kind(decoded)}")
+    return decoded
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,169 @@
+"""The node's RKE2 config: the user's settings merged with the provider's, in process.
+
+Merge rules (the README repeats them for users):
+- a key only one side sets is kept as that side wrote it;
+- `key+:` in the user's config appends to `key`, as RKE2's own drop-ins do;
+- where the provider's value is a list, the result is the ordered union of the
+  user's items then the provider's, without duplicates; for the options RKE2
+  itself splits on commas (tls-san, the CIDRs, ...), a comma-separated string
+  counts as its items, elsewhere a string is one item;
+- where the provider's value is a scalar (token, server), the provider's wins
+  and a differing user value is reported as a warning;
+- nothing is concatenated, added up, dropped or left empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Tuple
+
+import yaml
+
+from provider_rke2.cluster import Cluster
+from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_rke2_config
+
+RKE2Config = Dict[str, Any]
+
+# Keys whose values are secrets: reported by name only, never by value.
+SECRET_KEYS = frozenset({"token", "agent-token", "etcd-s3-secret-key", "etcd-s3-session-token"})
+
+# Options whose values RKE2 splits on commas itself (k3s SplitStringSlice); for
+# any other list option a comma is part of the item (`feature-gates=A=true,B=false`).
+COMMA_LISTS = frozenset(
+    {
+        "tls-san",
+        "cluster-cidr",
+        "service-cidr",
+        "cluster-dns",
+        "node-ip",
+        "node-external-ip",
+        "cni",
+        "disable",
+    }
+)
+
+DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
+DEFAULT_SERVICE_CIDR = "10.43.0.0/16"
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
+
+
+def parse_user_config(text: str) -> RKE2Config:
+    """The user's `config` string as a mapping, with `key+:` folded into `key`."""
+    if not text.strip():
+        return {}
+    try:
+        parsed = load_rke2_config(text)
+    except YAMLSyntaxError as err:
+        raise ConfigError([Problem("cluster.config", f"is not valid YAML: {err}")]) from None
+    if parsed is None:
+        return {}
+    if not isinstance(parsed, dict):
+        raise ConfigError(
+            [Problem("cluster.config", f"expected a mapping of RKE2 options, got {kind_of(parsed)}")]
+        )
+    folded: RKE2Config = {}
+    problems = []
+    for key, value in parsed.items():
+        name = str(key)
+        if name.endswith("+"):
+            base = name[:-1]
+            try:
+                folded[base] = _union(folded.get(base), value, base)
+            except ConfigError as err:
+                problems.extend(err.problems)
+        else:
+            folded[name] = value
+    if problems:
+        raise ConfigError(problems)
+    return folded
+
+
+def provider_settings(cluster: Cluster) -> RKE2Config:
+    """What the provider itself contributes (config.d/99_userdata.yaml)."""
+    settings: RKE2Config = {}
+    if cluster.token:
+        settings["token"] = cluster.token
+    if cluster.server_url:
+        settings["server"] = cluster.server_url
+    if cluster.is_server and cluster.control_plane_host:
+        settings["tls-san"] = [cluster.control_plane_host]
+    return settings
+
+
+def merge(user: Mapping[str, Any], provider: Mapping[str, Any]) -> Tuple[RKE2Config, List[str]]:
+    """The final config.yaml content, and warnings for user values the provider replaced."""
+    merged: RKE2Config = dict(user)
+    warnings = []
+    for key, value in provider.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, list):
+            merged[key] = _union(merged[key], value, key)
+        elif merged[key] != value:
+            shown = "" if key in SECRET_KEYS else f" ({merged[key]!r})"
+            warnings.append(
+                f"cluster.config.{key}: the user's value{shown} is replaced by the provider's,"
+                f" derived from {_SOURCE_OF.get(key, 'the cluster section')}"
+            )
+            merged[key] = value
+    return merged, warnings
+
+
+_SOURCE_OF = {"token": "cluster.cluster_token", "server": "cluster.control_plane_host"}
+
+
+def list_items(value: Any, key: str) -> List[Any]:
+    """A list-valued option as its items, split on commas where RKE2 splits them."""
+    split = _split if key in COMMA_LISTS else _whole
+    if value is None:
+        return []
+    if isinstance(value, list):
+        items: List[Any] = []
+        for item in value:
+            if isinstance(item, (dict, list)):
+                raise ConfigError(
+                    [Problem(f"cluster.config.{key}", f"list items must be strings, got {kind_of(item)}")]
+                )
+            items.extend(split(item) if isinstance(item, str) else [item])
+        return items
+    if isinstance(value, dict):
+        raise ConfigError(
+            [
+                Problem(
+                    f"cluster.config.{key}",
+                    "expected a list or a comma-separated string, got a mapping",
+                )
+            ]
+        )
+    return split(value) if isinstance(value, str) else [value]
+
+
+def _split(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _whole(text: str) -> List[str]:
+    return [text]
+
+
+def _union(first: Any, second: Any, key: str) -> List[Any]:
+    result: List[Any] = []
+    for item in list_items(first, key) + list_items(second, key):
+        if item not in result:
+            result.append(item)
+    return result
+
+
+def dump(config: Mapping[str, Any]) -> str:
+    """YAML that RKE2's YAML 1.1 reader reads back to the same strings."""
+    if not config:
+        return "{}\n"
+    return yaml.dump(
+        dict(config),
+        Dumper=yaml.SafeDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+    )

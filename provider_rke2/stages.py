@@ -1,0 +1,119 @@
+"""The boot steps, one small function per concern, in the order they must run.
+
+yip never stops a stage when a command fails, so every step is written to be
+safe when any step before it failed, and to be run again on every boot.
+"""
+
+from __future__ import annotations
+
+from shlex import quote
+from typing import List, Optional
+
+from provider_rke2.paths import Paths
+from provider_rke2.proxy import EnvPairs, env_file_text
+from provider_rke2.yip import Directory, File, Step
+
+STAGE = "boot.before"
+READ_ONLY = 0o400
+PRIVATE_DIR = 0o700
+PUBLIC_DIR = 0o755
+IMAGE_PATTERNS = ("*.tar", "*.tar.gz", "*.tar.zst")
+
+# Comments only active lines whose third field (the type) is swap; already
+# commented lines do not match, so running it every boot changes nothing more.
+_COMMENT_SWAP = (
+    "sed -i -E 's/^([[:space:]]*[^#[:space:]][^[:space:]]*[[:space:]]+[^[:space:]]+"
+    "[[:space:]]+swap([[:space:]]|$))/#\\1/' {fstab}"
+)
+
+# Copies each archive only when it differs from the one already in place, via a
+# temporary name RKE2 ignores, so a boot never re-writes gigabytes needlessly
+# and RKE2 never imports a half-copied archive.
+_COPY_CHANGED = (
+    'dst=$1; shift; for f; do t="$dst/${f##*/}"; '
+    'cmp -s "$f" "$t" || { cp "$f" "$t.part" && mv -f "$t.part" "$t"; }; done'
+)
+
+
+def swap_off(fstab: str = "/etc/fstab") -> Step:
+    return Step(
+        name="Turn swap off (the kubelet refuses to start with swap on)",
+        commands=(
+            f"if [ -f {quote(fstab)} ]; then {_COMMENT_SWAP.format(fstab=quote(fstab))}; fi",
+            "swapoff -a",
+        ),
+    )
+
+
+def rke2_config(paths: Paths, user_config: str, provider_config: str, merged_config: str) -> Step:
+    return Step(
+        name="Write the RKE2 configuration",
+        directories=(
+            Directory(paths.config_dir, PUBLIC_DIR),
+            Directory(paths.drop_in_dir, PRIVATE_DIR),
+        ),
+        files=(
+            File(paths.user_drop_in, user_config, READ_ONLY),
+            File(paths.provider_drop_in, provider_config, READ_ONLY),
+            File(paths.config_file, merged_config, READ_ONLY),
+        ),
+    )
+
+
+def proxy_env(paths: Paths, unit: str, pairs: EnvPairs) -> Optional[Step]:
+    if not pairs:
+        return None
+    return Step(
+        name=f"Write the proxy environment of {unit}",
+        files=(File(paths.env_file(unit), env_file_text(pairs), READ_ONLY),),
+    )
+
+
+def wait_for_images(source: str, seconds: int) -> Optional[Step]:
+    if seconds <= 0:
+        return None
+    return Step(
+        name=(
+            f"Wait up to {seconds} s for local image archives to appear at {source}"
+            " (providerConfig.local_images_wait_seconds)"
+        ),
+        commands=(
+            f'i=0; while [ ! -d {quote(source)} ] && [ "$i" -lt {seconds} ]; do sleep 1; i=$((i + 1)); done',
+        ),
+    )
+
+
+def import_images(source: str, target: str) -> Step:
+    names = " -o ".join(f"-name {quote(pattern)}" for pattern in IMAGE_PATTERNS)
+    return Step(
+        name=f"Copy local image archives from {source} to {target}",
+        only_if=f"[ -d {quote(source)} ]",
+        commands=(
+            f"mkdir -p {quote(target)}",
+            f"find {quote(source)} -type f \\( {names} \\) "
+            f"-exec sh -c {quote(_COPY_CHANGED)} sh {quote(target)} {{}} +",
+        ),
+    )
+
+
+def start_service(unit: str) -> Step:
+    # A persistent enable would let systemd start RKE2 on the next boot with the
+    # previous config, before this stage rewrote it: enable for this boot only.
+    # --no-block: boot.before runs inside the boot service; waiting here for a
+    # Type=notify unit would hold the whole boot until RKE2 is up.
+    unit = quote(unit)
+    return Step(
+        name=f"Start {unit} (enabled for this boot only)",
+        commands=(
+            f"rm -f /etc/systemd/system/*.wants/{unit} /etc/systemd/system/*.requires/{unit}",
+            f"systemctl enable --runtime {unit}",
+            "systemctl daemon-reload",
+            f'case "$(systemctl is-active {unit})" in'
+            f" active|activating|reloading) systemctl restart --no-block {unit} ;;"
+            f" *) systemctl start --no-block {unit} ;; esac",
+        ),
+    )
+
+
+def present(*steps: Optional[Step]) -> List[Step]:
+    return [step for step in steps if step is not None]

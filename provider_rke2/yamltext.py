@@ -1,0 +1,103 @@
+"""YAML readers that keep what the user wrote instead of what YAML 1.1 guesses.
+
+Two readings are needed:
+- the cloud-config, read as the Go SDK reads it into string fields: every plain
+  scalar is its own text (`cluster_token: 0755` is the token "0755"), only null
+  and the merge key `<<` are resolved;
+- the user's RKE2 `config`, read as RKE2 (YAML 1.1) would read booleans and
+  nulls, but with numbers, dates and the like kept as written, so that an
+  unquoted `write-kubeconfig-mode: 0644` stays "0644" instead of becoming 420.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import yaml
+
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
+_TRUE_WORDS = frozenset({"yes", "true", "on"})
+
+
+class _TextLoader(yaml.SafeLoader):
+    """Plain scalars stay text; null and merge keys resolve."""
+
+    yaml_implicit_resolvers: ClassVar[dict] = {}
+
+
+_TextLoader.add_implicit_resolver("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""])
+_TextLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+
+class _RKE2Loader(_TextLoader):
+    """As _TextLoader, plus YAML 1.1 booleans, which RKE2 itself resolves."""
+
+    yaml_implicit_resolvers: ClassVar[dict] = dict(_TextLoader.yaml_implicit_resolvers)
+
+
+_RKE2Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("yYnNtTfFoO"))
+
+
+def _text_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return node.value
+
+
+# Explicitly tagged scalars (`!!int 0644`) keep their text too.
+for _loader in (_TextLoader, _RKE2Loader):
+    for _tag in ("int", "float", "timestamp", "binary"):
+        _loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _text_scalar)
+
+
+def _bool_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
+    return node.value.lower() in _TRUE_WORDS
+
+
+_RKE2Loader.add_constructor("tag:yaml.org,2002:bool", _bool_scalar)
+_TextLoader.add_constructor("tag:yaml.org,2002:bool", _text_scalar)
+
+
+class YAMLSyntaxError(ValueError):
+    """A YAML document that does not parse; the message points into it."""
+
+
+def load_cloud_config(text: str) -> Any:
+    """The merged cloud-config, scalars as text."""
+    return _load(text, _TextLoader)
+
+
+def load_rke2_config(text: str) -> Any:
+    """The user's RKE2 config, booleans resolved, every other scalar as text."""
+    return _load(text, _RKE2Loader)
+
+
+def parse_bool(text: str) -> bool | None:
+    """A YAML 1.1 boolean word as Go's yaml decodes it into a bool field, else None."""
+    if _BOOL.match(text):
+        return text.lower() in _TRUE_WORDS
+    return None
+
+
+def _load(text: str, loader: type) -> Any:
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - loaders derive from SafeLoader
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise YAMLSyntaxError(f"{err.problem or err}{where}") from None
+    except yaml.YAMLError as err:
+        raise YAMLSyntaxError(str(err)) from None
+
+
+def kind_of(value: Any) -> str:
+    """How a decoded YAML value is named in messages."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a string"

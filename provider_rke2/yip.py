@@ -1,0 +1,107 @@
+"""The subset of the yip document model this provider writes, and its YAML form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import yaml
+
+HEADER = "#cloud-config\n"
+
+# yip renders file content, commands and `if` through Go text/template; this
+# action prints a literal "{{", so user text reaches the node unchanged.
+_TEMPLATE_OPEN = '{{ "{{" }}'
+
+
+def escape_template(text: str) -> str:
+    """Text that Go text/template renders back to `text`."""
+    return text.replace("{{", _TEMPLATE_OPEN)
+
+
+@dataclass(frozen=True)
+class File:
+    path: str
+    content: str
+    permissions: int
+    owner: int = 0
+    group: int = 0
+
+
+@dataclass(frozen=True)
+class Directory:
+    path: str
+    permissions: int
+    owner: int = 0
+    group: int = 0
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    commands: Tuple[str, ...] = ()
+    files: Tuple[File, ...] = ()
+    directories: Tuple[Directory, ...] = ()
+    only_if: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        # Keys in the order yip runs them: if, directories, files, commands.
+        step: Dict[str, Any] = {"name": self.name}
+        if self.only_if:
+            step["if"] = escape_template(self.only_if)
+        if self.directories:
+            step["directories"] = [_owned(d.path, d.permissions, d.owner, d.group) for d in self.directories]
+        if self.files:
+            step["files"] = [
+                dict(_owned(f.path, f.permissions, f.owner, f.group), content=escape_template(f.content))
+                for f in self.files
+            ]
+        if self.commands:
+            step["commands"] = [escape_template(c) for c in self.commands]
+        return step
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str
+    stages: Mapping[str, Sequence[Step]]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "stages": {stage: [s.to_dict() for s in steps] for stage, steps in self.stages.items()},
+        }
+
+
+def _owned(path: str, permissions: int, owner: int, group: int) -> Dict[str, Any]:
+    return {"path": path, "permissions": permissions, "owner": owner, "group": group}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, so commands read as they run."""
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(document: Mapping[str, Any]) -> str:
+    """The file Kairos reads: the cloud-config header, then the document."""
+    body = yaml.dump(
+        dict(document),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+    )
+    return HEADER + body
+
+
+def steps_of(document: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Every step of every stage, in order (for checks and tests)."""
+    return [step for steps in document.get("stages", {}).values() for step in steps]

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from provider_rke2 import yip  # noqa: E402
+from provider_rke2.render import render  # noqa: E402
+
+
+def cloud_config(**cluster: Any) -> str:
+    """A cloud-config text with the given cluster section."""
+    return "#cloud-config\n" + yaml.safe_dump({"cluster": cluster}, sort_keys=False)
+
+
+def rendered_document(text: str) -> Dict[str, Any]:
+    """The YIP document agent.boot would write, read back as yip would read it."""
+    result = render(text)
+    assert result is not None
+    assert result.text.startswith(yip.HEADER)
+    return yaml.safe_load(result.text)
+
+
+def steps(document: Dict[str, Any]) -> List[Dict[str, Any]]:
+    return yip.steps_of(document)
+
+
+def step_named(document: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    found = [s for s in steps(document) if s["name"].startswith(prefix)]
+    assert len(found) == 1, [s["name"] for s in steps(document)]
+    return found[0]
+
+
+def files_of(document: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    return {f["path"]: f for s in steps(document) for f in s.get("files", [])}
+
+
+def unescape(text: str) -> str:
+    """What yip's Go template pass makes of text the provider escaped."""
+    return text.replace('{{ "{{" }}', "{{")
+
+
+def dash(script: str, *, env: Dict[str, str] | None = None, cwd: Path | None = None):
+    """Run a command as yip does (`sh -c`), with dash as the POSIX sh."""
+    return subprocess.run(
+        ["dash", "-c", script],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def stub_bin(tmp_path: Path):
+    """A directory first on PATH whose stub commands record their argv to calls.log."""
+    bin_dir = tmp_path / "stub-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+
+    def add(name: str, body: str = "") -> None:
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n{body}\n')
+        script.chmod(0o755)
+
+    def calls() -> List[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    add.calls = calls  # type: ignore[attr-defined]
+    add.path = f"{bin_dir}:{os.environ['PATH']}"  # type: ignore[attr-defined]
+    return add

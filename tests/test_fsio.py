@@ -1,0 +1,80 @@
+import os
+import tempfile
+
+import pytest
+from pyfakefs.helpers import set_uid
+
+from provider_rke2.errors import OutputError
+from provider_rke2.fsio import replace_file
+
+PATH = "/usr/local/cloud-config/cluster.kairos.yaml"
+
+
+def test_creates_parents_and_writes_0600(fs):
+    replace_file(PATH, b"new", 0o600)
+    assert open(PATH, "rb").read() == b"new"
+    assert os.stat(PATH).st_mode & 0o777 == 0o600
+    assert os.listdir(os.path.dirname(PATH)) == ["cluster.kairos.yaml"]
+
+
+def test_replaces_an_existing_file_and_its_mode(fs):
+    fs.create_file(PATH, contents="old", st_mode=0o100644)
+    replace_file(PATH, b"new", 0o600)
+    assert open(PATH).read() == "new"
+    assert os.stat(PATH).st_mode & 0o777 == 0o600
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(fs, monkeypatch):
+    fs.create_file(PATH, contents="good")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OutputError, match=f"cannot write {PATH}: No space left on device"):
+        replace_file(PATH, b"partial", 0o600)
+    assert open(PATH).read() == "good"
+    assert os.listdir(os.path.dirname(PATH)) == ["cluster.kairos.yaml"]
+
+
+def test_an_interrupted_write_keeps_the_old_file(fs, monkeypatch):
+    fs.create_file(PATH, contents="good")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        replace_file(PATH, b"new", 0o600)
+    assert open(PATH).read() == "good"
+    assert os.listdir(os.path.dirname(PATH)) == ["cluster.kairos.yaml"]
+
+
+def test_unwritable_directory_is_a_clear_error(fs):
+    fs.create_file(PATH, contents="good")
+    os.chmod(os.path.dirname(PATH), 0o555)
+    set_uid(1000)  # root would write anyway
+    try:
+        with pytest.raises(OutputError, match=f"cannot write {PATH}: Permission denied"):
+            replace_file(PATH, b"new", 0o600)
+    finally:
+        set_uid(0)
+    assert open(PATH).read() == "good"
+
+
+def test_read_only_filesystem_is_a_clear_error(fs, monkeypatch):
+    fs.create_file(PATH, contents="good")
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OutputError, match="Read-only file system"):
+        replace_file(PATH, b"new", 0o600)
+    assert open(PATH).read() == "good"
+
+
+def test_a_directory_in_the_way_is_a_clear_error(fs):
+    fs.create_dir(PATH)
+    with pytest.raises(OutputError, match=f"cannot write {PATH}"):
+        replace_file(PATH, b"new", 0o600)

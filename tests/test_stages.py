@@ -1,0 +1,176 @@
+"""The shell the provider writes, run for real by dash and checked by shellcheck."""
+
+import os
+import subprocess
+
+import pytest
+
+from provider_rke2 import stages
+from provider_rke2.paths import Paths
+
+from conftest import dash
+
+NASTY = "/tmp/x; rm -rf / $(touch pwned) `touch pwned2` 'q\" dir"
+
+
+def run_step(step, *, env=None, cwd=None):
+    """Run a step as yip does: `if` first, then each command, never stopping at a failure."""
+    if step.only_if and dash(step.only_if, env=env, cwd=cwd).returncode != 0:
+        return None
+    return [dash(command, env=env, cwd=cwd) for command in step.commands]
+
+
+def all_commands():
+    yield from stages.swap_off().commands
+    yield from stages.wait_for_images("/opt/content/images", 5).commands
+    images = stages.import_images(NASTY, NASTY + "/out")
+    yield images.only_if
+    yield from images.commands
+    yield from stages.start_service("rke2-server.service").commands
+
+
+@pytest.mark.parametrize("command", list(all_commands()))
+def test_every_command_passes_shellcheck_as_posix_sh(command):
+    # SC2016 ("expressions don't expand in single quotes") is the point of quoting
+    # hostile input; every other finding, down to style, fails the test.
+    result = subprocess.run(
+        ["shellcheck", "--shell=sh", "--severity=style", "--exclude=SC2016", "-"],
+        input=command,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+# --- swap --------------------------------------------------------------------------
+
+
+FSTAB = """\
+/dev/sda1 / ext4 defaults 0 1
+/dev/sda2 none swap sw 0 0
+  UUID=abc	none	swap	defaults	0 0
+# /dev/sda3 none swap sw 0 0
+/swapfile none swap
+/dev/sdb1 /srv/swap ext4 defaults 0 2
+"""
+
+
+def test_swap_entries_are_commented_once_and_nothing_else(tmp_path):
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FSTAB)
+    step = stages.swap_off(str(fstab))
+    for _ in range(2):  # every boot: the second run changes nothing
+        dash(step.commands[0])
+    assert fstab.read_text() == FSTAB.replace("/dev/sda2", "#/dev/sda2").replace(
+        "  UUID=abc", "#  UUID=abc"
+    ).replace("/swapfile", "#/swapfile")
+
+
+def test_missing_fstab_is_not_an_error(tmp_path):
+    assert dash(stages.swap_off(str(tmp_path / "none")).commands[0]).returncode == 0
+
+
+# --- local images -------------------------------------------------------------------
+
+
+def test_image_archives_are_copied_and_nothing_else(tmp_path):
+    source = tmp_path / "content images"
+    (source / "nested").mkdir(parents=True)
+    for name in ("a.tar", "b.tar.gz", "nested/c.tar.zst", "notes.txt", "d.tar.bz2"):
+        (source / name).write_bytes(name.encode())
+    target = tmp_path / "data" / "agent" / "images"
+    results = run_step(stages.import_images(str(source), str(target)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert sorted(os.listdir(target)) == ["a.tar", "b.tar.gz", "c.tar.zst"]
+    assert (target / "c.tar.zst").read_bytes() == b"nested/c.tar.zst"
+
+
+def test_unchanged_archives_are_not_rewritten_and_changed_ones_are(tmp_path):
+    source, target = tmp_path / "src", tmp_path / "dst"
+    source.mkdir()
+    (source / "a.tar").write_bytes(b"one")
+    (source / "b.tar").write_bytes(b"two")
+    step = stages.import_images(str(source), str(target))
+    run_step(step)
+    os.utime(target / "a.tar", (1, 1))
+    (source / "b.tar").write_bytes(b"three")
+    run_step(step)
+    assert os.stat(target / "a.tar").st_mtime == 1
+    assert (target / "b.tar").read_bytes() == b"three"
+    assert not list(target.glob("*.part"))
+
+
+def test_missing_image_directory_skips_the_step(tmp_path):
+    step = stages.import_images(str(tmp_path / "absent"), str(tmp_path / "dst"))
+    assert run_step(step) is None
+    assert not (tmp_path / "dst").exists()
+
+
+def test_hostile_paths_are_data_not_code(tmp_path):
+    source = tmp_path / "a; touch pwned $(touch pwned2) `touch pwned3` 'q\"" / "imgs"
+    source.mkdir(parents=True)
+    (source / "x.tar").write_bytes(b"x")
+    target = tmp_path / "t $(touch pwned4)"
+    results = run_step(stages.import_images(str(source), str(target)), cwd=tmp_path)
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert (target / "x.tar").read_bytes() == b"x"
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_wait_for_images_is_bounded_and_returns_at_once_when_present(tmp_path):
+    assert stages.wait_for_images(str(tmp_path), 0) is None
+    present = run_step(stages.wait_for_images(str(tmp_path), 1))
+    assert present[0].returncode == 0
+    absent = run_step(stages.wait_for_images(str(tmp_path / "absent"), 1))
+    assert absent[0].returncode == 0
+
+
+# --- service start ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state, action",
+    [
+        ("active", "restart"),
+        ("activating", "restart"),
+        ("inactive", "start"),
+        ("failed", "start"),
+        ("unknown", "start"),
+    ],
+)
+def test_service_start_sequence(stub_bin, state, action):
+    stub_bin("systemctl", f'[ "$1" = is-active ] && echo {state}; exit 0')
+    run_step(stages.start_service("rke2-server.service"), env={"PATH": stub_bin.path})
+    assert stub_bin.calls() == [
+        "systemctl enable --runtime rke2-server.service",
+        "systemctl daemon-reload",
+        "systemctl is-active rke2-server.service",
+        f"systemctl {action} --no-block rke2-server.service",
+    ]
+
+
+def test_service_start_never_enables_persistently_or_disables():
+    commands = " ".join(stages.start_service("rke2-agent.service").commands)
+    assert "enable --runtime" in commands
+    assert "disable" not in commands
+    assert commands.count("systemctl enable") == 1
+
+
+def test_persistent_wants_links_are_removed(tmp_path, stub_bin):
+    stub_bin("systemctl", "exit 0")
+    command = stages.start_service("rke2-agent.service").commands[0]
+    fake_etc = tmp_path / "etc"
+    for link in ("multi-user.target.wants", "sysinit.target.requires", "other.wants"):
+        (fake_etc / link).mkdir(parents=True)
+        (fake_etc / link / "rke2-agent.service").symlink_to("/dev/null")
+    (fake_etc / "other.wants" / "rke2-server.service").symlink_to("/dev/null")
+    dash(command.replace("/etc/systemd/system", str(fake_etc)))
+    left = sorted(str(p.relative_to(fake_etc)) for p in fake_etc.rglob("*.service"))
+    assert left == ["other.wants/rke2-server.service"]
+
+
+def test_paths_default_to_the_appliance_layout():
+    paths = Paths()
+    assert paths.config_file == "/etc/rancher/rke2/config.yaml"
+    assert paths.user_drop_in == "/etc/rancher/rke2/config.d/90_userdata.yaml"
+    assert paths.env_file("rke2-agent.service") == "/etc/default/rke2-agent"
