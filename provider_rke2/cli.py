@@ -1,12 +1,13 @@
-"""The edge: argv, stdin, stdout, exit codes and the real filesystem live here only.
+"""The edge: argv, stdin, stdout and exit codes live here only.
 
-    agent-provider-rke2 EVENT          one JSON event on stdin, one JSON response on stdout
-    agent-provider-rke2 render [FILE]  print what agent.boot would write for a cloud-config
+    agent-provider-rke2 EVENT                one JSON event on stdin, one JSON response on stdout
+    agent-provider-rke2 render [FILE]        what agent.boot would write for a cloud-config
+    agent-provider-rke2 paths | mode         where RKE2 lives on this node, and why
 
 Exit status of event mode: 0 whenever a response object was written, errors
 included (the agent reads `error` from it; a non-zero status would make it
 discard the response and report "error while executing plugin" instead);
-1 only when the response itself could not be written.
+1 only when the response itself could not be written; 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -21,52 +22,25 @@ from provider_rke2 import __version__
 from provider_rke2.errors import ConfigError, ProviderError
 from provider_rke2.protocol import MAX_EVENT_BYTES, Response, parse_event
 
-USAGE = """\
-usage: agent-provider-rke2 EVENT < event.json
-       agent-provider-rke2 render [FILE|-]
-       agent-provider-rke2 --help | --version
-
-Kairos cluster provider for RKE2.
-
-  EVENT          an event name from the Kairos agent (agent.boot, ...); reads one JSON
-                 event on stdin and writes one JSON response on stdout
-  render FILE    print, byte for byte, what agent.boot would write for the cloud-config
-                 in FILE (or stdin, with '-' or no FILE); problems go to stderr
-"""
-
-
-class LocalNode:
-    """The real machine."""
-
-    def read_text(self, path: str) -> str:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(MAX_EVENT_BYTES + 1)
-
-    def write_private(self, path: str, text: str) -> None:
-        from provider_rke2.fsio import replace_file
-
-        replace_file(path, text.encode("utf-8"), 0o600)
+COMMANDS = ("render", "paths", "mode")
+USAGE = "usage: agent-provider-rke2 EVENT < event.json\n       agent-provider-rke2 {render,paths,mode} ...\n"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args:
-        sys.stderr.write(USAGE)
-        return 2
-    first = args[0]
-    if first in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE)
-        return 0
-    if first in ("-V", "--version"):
-        sys.stdout.write(f"agent-provider-rke2 {__version__}\n")
-        return 0
-    if first == "render":
-        return render_command(args[1:], sys.stdin, sys.stdout, sys.stderr)
-    if first.startswith("-") or len(args) > 1:
-        sys.stderr.write(USAGE)
-        return 2
+    if args and args[0] not in COMMANDS and not args[0].startswith("-") and len(args) == 1:
+        return event_mode(args[0])
+    try:
+        return command_mode(args, sys.stdin, sys.stdout, sys.stderr)
+    except SystemExit as done:  # argparse's --help, --version and usage errors
+        return done.code if isinstance(done.code, int) else 2
+
+
+def event_mode(name: str) -> int:
+    from provider_rke2.node import LocalNode
+
     channel = _claim_stdout()
-    response = run_event(first, _read_stdin(), LocalNode())
+    response = run_event(name, _read_stdin(), LocalNode())
     try:
         channel.write(response.to_json() + "\n")
         channel.flush()
@@ -94,14 +68,61 @@ def run_event(name: str, stdin_text: str, node: object) -> Response:
     return response
 
 
-def render_command(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    if len(args) > 1 or (args and args[0].startswith("-") and args[0] != "-"):
-        if args and args[0] in ("-h", "--help"):
-            stdout.write(USAGE)
-            return 0
-        stderr.write(USAGE)
+def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="agent-provider-rke2",
+        description="Kairos cluster provider for RKE2. Run with an event name as the only"
+        " argument, it answers the Kairos agent: one JSON event on stdin, one JSON response on stdout.",
+    )
+    parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{render,paths,mode}")
+    root_help = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
+    render = commands.add_parser(
+        "render",
+        help="print what agent.boot would write for a cloud-config",
+        description="Print, byte for byte, what agent.boot would write for the cloud-config in FILE"
+        " (stdin with '-' or no FILE). Warnings and problems go to stderr. Exit 0 rendered,"
+        " 1 the config has problems, 2 usage or unreadable file.",
+    )
+    render.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    render.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    for name, text in (
+        ("paths", "print every RKE2 path for the resolved root"),
+        ("mode", "appliance or agent mode, with the evidence"),
+    ):
+        commands.add_parser(name, help=text, description=text).add_argument(
+            "--stylus-root", metavar="PATH", help=root_help
+        )
+    options = parser.parse_args(args)
+    if options.command is None:
+        parser.print_usage(stderr)
         return 2
-    source = args[0] if args else "-"
+    from provider_rke2.node import LocalNode
+
+    node = LocalNode(options.stylus_root)
+    try:
+        if options.command == "render":
+            return _render(options.file, node, stdin, stdout, stderr)
+        from provider_rke2 import mode
+
+        root = node.stylus_root()
+        if options.command == "paths":
+            stdout.write(mode.path_table(root))
+        else:
+            stdout.write(mode.describe(root, _read_or_none("/proc/cmdline"), _agent_units(), _exists()))
+        return 0
+    except ConfigError as err:
+        for problem in err.problems:
+            stderr.write(f"error: {problem}\n")
+        return 1
+    except ProviderError as err:
+        stderr.write(f"error: {err}\n")
+        return 1
+
+
+def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     try:
         if source == "-":
             text = stdin.read()
@@ -113,23 +134,38 @@ def render_command(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextI
         return 2
     from provider_rke2.render import OUTPUT_MODE, render
 
-    try:
-        rendered = render(text)
-    except ConfigError as err:
-        for problem in err.problems:
-            stderr.write(f"error: {problem}\n")
-        return 1
-    except ProviderError as err:
-        stderr.write(f"error: {err}\n")
-        return 1
+    rendered = render(text, node.stylus_root())  # type: ignore[attr-defined]
     if rendered is None:
         stderr.write("no cluster section: agent.boot would write nothing\n")
         return 0
     for warning in rendered.warnings:
         stderr.write(f"warning: {warning}\n")
-    stderr.write(f"# agent.boot would write this to {rendered.path} (mode {OUTPUT_MODE:04o})\n")
+    stderr.write(
+        f"# agent.boot would write this to {rendered.path} (mode {OUTPUT_MODE:04o});"
+        f" root {rendered.root.path} from {rendered.root.source}\n"
+    )
     stdout.write(rendered.text)
     return 0
+
+
+def _read_or_none(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(65536)
+    except OSError:
+        return None
+
+
+def _agent_units() -> List[str]:
+    from provider_rke2.mode import AGENT_UNITS
+
+    return [unit for unit in AGENT_UNITS if os.path.exists(unit)]
+
+
+def _exists() -> bool:
+    from provider_rke2.root import STYLUS_ENVIRONMENT
+
+    return os.path.exists(STYLUS_ENVIRONMENT)
 
 
 def _claim_stdout() -> TextIO:

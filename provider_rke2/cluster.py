@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.paths import CLUSTER_OUTPUT
 from provider_rke2.yamltext import kind_of, parse_bool
 
 ROLES = ("init", "controlplane", "worker")
-DEFAULT_OUTPUT_PATH = "/usr/local/cloud-config/cluster.kairos.yaml"
-DEFAULT_LOCAL_IMAGES_PATH = "/opt/content/images"
+DEFAULT_OUTPUT_PATH = CLUSTER_OUTPUT
 
 # providerConfig keys this provider reads (values are strings, as in the SDK).
 WAIT_FOR_IMAGES = "local_images_wait_seconds"
+CLUSTER_ROOT_PATH = "cluster_root_path"
 MAX_WAIT_FOR_IMAGES = 3600
 
 KNOWN_KEYS = (
@@ -47,7 +48,7 @@ class Cluster:
     env: Mapping[str, str] = field(default_factory=dict)
     ca_certs: Tuple[str, ...] = ()
     import_local_images: bool = False
-    local_images_path: str = DEFAULT_LOCAL_IMAGES_PATH
+    local_images_path: str = ""  # empty: the default under the root
     output_path: str = DEFAULT_OUTPUT_PATH
     wait_for_images_seconds: int = 0
 
@@ -114,7 +115,7 @@ class _Reader:
             env=self.string_map("env"),
             ca_certs=self.text_list("ca_certs"),
             import_local_images=self.flag("import_local_images"),
-            local_images_path=self.absolute_path("local_images_path", DEFAULT_LOCAL_IMAGES_PATH),
+            local_images_path=self.absolute_path("local_images_path", ""),
             output_path=self.absolute_path("cluster_config_path", DEFAULT_OUTPUT_PATH),
             wait_for_images_seconds=self.wait_seconds(provider_config),
         )

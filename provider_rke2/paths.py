@@ -1,8 +1,17 @@
-"""Every path the provider puts RKE2 at, from one root (`/`, or STYLUS_ROOT in agent mode)."""
+"""Every path the provider puts RKE2 at, from one root (`/`, or STYLUS_ROOT in agent mode).
+
+Nothing else in the code builds an RKE2 path by hand.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Tuple
+
+from provider_rke2.root import STYLUS_ENVIRONMENT
+
+# Kairos reads the provider's output here in both modes (the Go SDK's default).
+CLUSTER_OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
 
 
 @dataclass(frozen=True)
@@ -11,7 +20,11 @@ class Paths:
 
     def under(self, path: str) -> str:
         """`path` (absolute) below the root."""
-        return path if self.root == "/" else self.root.rstrip("/") + path
+        return path if self.root == "/" else self.root + path
+
+    @property
+    def agent_mode(self) -> bool:
+        return self.root != "/"
 
     @property
     def config_dir(self) -> str:
@@ -40,8 +53,8 @@ class Paths:
         return self.under("/var/lib/rancher/rke2")
 
     def env_file(self, unit: str) -> str:
-        """The EnvironmentFile RKE2's unit reads (`/etc/default/%N`)."""
-        return self.under("/etc/default/" + unit.replace(".service", ""))
+        """The proxy environment of a unit (`/etc/default/%N` in RKE2's own unit)."""
+        return self.under("/etc/default/" + unit_name(unit))
 
     @property
     def binary(self) -> str:
@@ -54,6 +67,40 @@ class Paths:
     @property
     def scripts_dir(self) -> str:
         return self.under("/opt/rke2/scripts")
+
+    @property
+    def uninstall_script(self) -> str:
+        return self.scripts_dir + "/rke2-uninstall.sh"
+
+    @property
+    def local_images(self) -> str:
+        return self.under("/opt/content/images")
+
+    @staticmethod
+    def unit_drop_in(unit: str) -> str:
+        # systemd knows nothing of STYLUS_ROOT: the drop-in sits at systemd's own
+        # runtime path, so it is gone at reboot until this boot's stage writes it again.
+        return f"/run/systemd/system/{unit}.d/50-stylus-root.conf"
+
+    def table(self) -> List[Tuple[str, str]]:
+        """(purpose, path) for every path an operator may look for."""
+        return [
+            ("config drop-ins", self.drop_in_dir + "/"),
+            ("final config", self.config_file),
+            ("data dir", self.data_dir + "/"),
+            ("proxy env (server)", self.env_file("rke2-server.service")),
+            ("proxy env (agent)", self.env_file("rke2-agent.service")),
+            ("binary", self.binary),
+            ("logs", self.log_file),
+            ("scripts", self.scripts_dir + "/"),
+            ("local images (default)", self.local_images + "/"),
+            ("cluster output (Kairos)", CLUSTER_OUTPUT),
+            ("stylus environment", STYLUS_ENVIRONMENT),
+        ]
+
+
+def unit_name(unit: str) -> str:
+    return unit[: -len(".service")] if unit.endswith(".service") else unit
 
 
 def images_dir(data_dir: str) -> str:

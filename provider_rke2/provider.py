@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from provider_rke2.errors import EventError
+from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.protocol import Event, Response, payload
+from provider_rke2.root import Root
 
 BOOT = "agent.boot"
-HANDLED = (BOOT,)
+RESET = "cluster.reset"
+HANDLED = (BOOT, RESET)
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
+NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
+RESET_TIMEOUT = 600
 
 
 class Node(Protocol):
@@ -20,30 +24,68 @@ class Node(Protocol):
 
     def write_private(self, path: str, text: str) -> None: ...
 
+    def stylus_root(self) -> Root: ...
+
+    def run_script(self, installed: str, root: Root, timeout: float) -> Any: ...
+
 
 def handle(event: Event, node: Node) -> Response:
     """The response to one event; raises ProviderError for the CLI to report."""
     if event.name == BOOT:
         return _boot(event, node)
+    if event.name == RESET:
+        return _reset(event, node)
     return Response()
 
 
-def _boot(event: Event, node: Node) -> Response:
+def _cloud_config(event: Event, node: Node) -> str:
     config = payload(event, node.read_text).get("config", "")
     if config is None:
-        config = ""
+        return ""
     if not isinstance(config, str):
         raise EventError(
-            f"{BOOT} payload field 'config' must be a string holding the cloud-config,"
+            f"{event.name} payload field 'config' must be a string holding the cloud-config,"
             f" got {type(config).__name__}"
         )
-    # Imported here: the YAML and schema code is for this event only.
+    return config
+
+
+def _boot(event: Event, node: Node) -> Response:
+    config = _cloud_config(event, node)
+    # Imported here: the YAML and schema code is for the events that need it.
     from provider_rke2.render import render
 
-    rendered = render(config)
+    rendered = render(config, node.stylus_root())
     if rendered is None:
         return Response(log=NO_CLUSTER)
     node.write_private(rendered.path, rendered.text)
     lines = [f"warning: {w}" for w in rendered.warnings]
-    lines.append(f"wrote {rendered.path} (role {rendered.role})")
+    lines.append(f"wrote {rendered.path} (role {rendered.role}, root {rendered.root.path})")
     return Response(state="success", log="\n".join(lines))
+
+
+def _reset(event: Event, node: Node) -> Response:
+    config = _cloud_config(event, node)
+    from provider_rke2.cluster import CLUSTER_ROOT_PATH
+    from provider_rke2.paths import Paths
+    from provider_rke2.render import cluster_section
+    from provider_rke2.root import with_cluster_root
+
+    section = cluster_section(config)
+    if section is None:
+        return Response(log=NO_CLUSTER_TO_RESET)
+    # A reset must work even when the rest of the section no longer validates:
+    # only the root matters here.
+    provider_config = section.get("providerConfig") if isinstance(section, dict) else None
+    cluster_root = provider_config.get(CLUSTER_ROOT_PATH) if isinstance(provider_config, dict) else None
+    root = with_cluster_root(node.stylus_root(), str(cluster_root or ""))
+    result = node.run_script(Paths(root.path).uninstall_script, root, RESET_TIMEOUT)
+    if result.returncode != 0:
+        raise ProviderError(f"failed to reset cluster: {_failure(result)}")
+    return Response(state="success", log=f"ran {result.path}\n{result.output}".strip())
+
+
+def _failure(result: Any) -> str:
+    if result.returncode is None:
+        return f"{result.path} did not finish within {RESET_TIMEOUT} s: {result.output}".strip()
+    return result.output or f"{result.path} exited with status {result.returncode}"

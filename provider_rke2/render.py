@@ -6,16 +6,17 @@ from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 from provider_rke2 import proxy, rke2config, stages, yip, yipschema
-from provider_rke2.cluster import Cluster, parse_cluster
+from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.paths import Paths, images_dir
+from provider_rke2.root import APPLIANCE_ROOT, FROM_DEFAULT, Root, with_cluster_root
 from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_cloud_config
 
 OUTPUT_MODE = 0o600
-APPLIANCE = Paths()
+APPLIANCE = Root(APPLIANCE_ROOT, FROM_DEFAULT)
 
 _USER_HEADER = "# cluster.config as given; merged into ../config.yaml by provider-rke2.\n"
-_PROVIDER_HEADER = "# Set by provider-rke2 from the cluster section; wins over cluster.config.\n"
+_PROVIDER_HEADER = "# Set by provider-rke2 from the cluster section (and STYLUS_ROOT in agent mode).\n"
 _MERGED_HEADER = (
     "# Written by provider-rke2: config.d/90_userdata.yaml merged with"
     " config.d/99_userdata.yaml.\n# Replaced on every boot: change cluster.config instead.\n"
@@ -27,23 +28,27 @@ class Rendered:
     path: str
     text: str
     role: str
+    root: Root
     warnings: Tuple[str, ...]
 
 
-def render(cloud_config: str, paths: Paths = APPLIANCE) -> Optional[Rendered]:
+def render(cloud_config: str, root: Root = APPLIANCE) -> Optional[Rendered]:
     """What agent.boot writes for this cloud-config, or None without a `cluster:` section."""
     section = cluster_section(cloud_config)
     if section is None:
         return None
     cluster, warnings = parse_cluster(section)
-    document, more_warnings = build_document(cluster, paths)
+    root = with_cluster_root(root, cluster.provider_config.get(CLUSTER_ROOT_PATH, ""))
+    document, more_warnings = build_document(cluster, Paths(root.path))
     found = yipschema.problems(document)
     if found:
         raise OutputError(
             "the rendered document breaks the yip schema (a provider bug, nothing was written): "
             + "; ".join(str(p) for p in found)
         )
-    return Rendered(cluster.output_path, yip.dump(document), cluster.role, tuple(warnings + more_warnings))
+    return Rendered(
+        cluster.output_path, yip.dump(document), cluster.role, root, tuple(warnings + more_warnings)
+    )
 
 
 def cluster_section(cloud_config: str) -> Any:
@@ -60,8 +65,11 @@ def cluster_section(cloud_config: str) -> Any:
 
 def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[str]]:
     user = rke2config.parse_user_config(cluster.config)
-    provider = rke2config.provider_settings(cluster)
-    merged, warnings = rke2config.merge(user, provider)
+    settings = rke2config.provider_settings(cluster)
+    defaults = rke2config.provider_defaults(paths)
+    merged, warnings = rke2config.merge(user, settings, defaults)
+    # 99_userdata.yaml records what the provider contributed to config.yaml.
+    provider = {**{k: v for k, v in defaults.items() if k not in user}, **settings}
     if cluster.role == "init" and "server" in merged:
         warnings.append(
             "cluster.config.server: set on an init node, which then joins that server"
@@ -89,7 +97,7 @@ def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[str]]:
         ),
         stages.proxy_env(paths, cluster.unit, pairs),
         *_image_steps(cluster, merged, paths),
-        stages.start_service(cluster.unit),
+        stages.start_service(cluster.unit, stages.unit_drop_in(paths, cluster.unit)),
     )
     document = yip.Document(f"provider-rke2: {cluster.role} node", {stages.STAGE: steps})
     return document.to_dict(), warnings
@@ -103,7 +111,7 @@ def _image_steps(cluster: Cluster, merged: dict, paths: Paths) -> List[Optional[
         raise ConfigError(
             [Problem("cluster.config.data-dir", f"expected an absolute path, got {data_dir!r}")]
         )
-    source = cluster.local_images_path
+    source = cluster.local_images_path or paths.local_images
     return [
         stages.wait_for_images(source, cluster.wait_for_images_seconds),
         stages.import_images(source, images_dir(data_dir)),

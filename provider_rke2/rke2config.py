@@ -9,17 +9,20 @@ Merge rules (the README repeats them for users):
   counts as its items, elsewhere a string is one item;
 - where the provider's value is a scalar (token, server), the provider's wins
   and a differing user value is reported as a warning;
+- the provider's defaults (data-dir under STYLUS_ROOT in agent mode) apply only
+  where the user set nothing; a user value is kept, with a warning;
 - nothing is concatenated, added up, dropped or left empty.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
 from provider_rke2.cluster import Cluster
 from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.paths import Paths
 from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_rke2_config
 
 RKE2Config = Dict[str, Any]
@@ -80,7 +83,7 @@ def parse_user_config(text: str) -> RKE2Config:
 
 
 def provider_settings(cluster: Cluster) -> RKE2Config:
-    """What the provider itself contributes (config.d/99_userdata.yaml)."""
+    """What the provider sets whatever the user wrote."""
     settings: RKE2Config = {}
     if cluster.token:
         settings["token"] = cluster.token
@@ -91,10 +94,25 @@ def provider_settings(cluster: Cluster) -> RKE2Config:
     return settings
 
 
-def merge(user: Mapping[str, Any], provider: Mapping[str, Any]) -> Tuple[RKE2Config, List[str]]:
-    """The final config.yaml content, and warnings for user values the provider replaced."""
+def provider_defaults(paths: Paths) -> RKE2Config:
+    """What the provider sets unless the user did: where RKE2 lives in agent mode."""
+    return {"data-dir": paths.data_dir} if paths.agent_mode else {}
+
+
+def merge(
+    user: Mapping[str, Any], provider: Mapping[str, Any], defaults: Optional[Mapping[str, Any]] = None
+) -> Tuple[RKE2Config, List[str]]:
+    """The final config.yaml content, and warnings for user values that were overridden or kept."""
     merged: RKE2Config = dict(user)
     warnings = []
+    for key, value in (defaults or {}).items():
+        if key not in merged:
+            merged[key] = value
+        elif merged[key] != value:
+            warnings.append(
+                f"cluster.config.{key}: kept as given ({merged[key]!r});"
+                f" the provider's default here is {value!r}"
+            )
     for key, value in provider.items():
         if key not in merged:
             merged[key] = value

@@ -11,10 +11,12 @@ from typing import List, Optional
 
 from provider_rke2.paths import Paths
 from provider_rke2.proxy import EnvPairs, env_file_text
+from provider_rke2.root import STYLUS_ENVIRONMENT
 from provider_rke2.yip import Directory, File, Step
 
 STAGE = "boot.before"
 READ_ONLY = 0o400
+PUBLIC_FILE = 0o644
 PRIVATE_DIR = 0o700
 PUBLIC_DIR = 0o755
 IMAGE_PATTERNS = ("*.tar", "*.tar.gz", "*.tar.zst")
@@ -96,7 +98,26 @@ def import_images(source: str, target: str) -> Step:
     )
 
 
-def start_service(unit: str) -> Step:
+def unit_drop_in(paths: Paths, unit: str) -> Optional[File]:
+    """In agent mode, the systemd drop-in that points the unit at RKE2 under the root."""
+    if not paths.agent_mode:
+        return None
+    role = "server" if unit.startswith("rke2-server") else "agent"
+    content = "\n".join(
+        [
+            f"# Written by provider-rke2: RKE2 lives under STYLUS_ROOT={paths.root}.",
+            "[Service]",
+            f"EnvironmentFile=-{STYLUS_ENVIRONMENT}",
+            f"EnvironmentFile=-{paths.env_file(unit)}",
+            "ExecStart=",
+            f"ExecStart={paths.binary} {role} --config {paths.config_file}",
+            "",
+        ]
+    )
+    return File(Paths.unit_drop_in(unit), content, PUBLIC_FILE)
+
+
+def start_service(unit: str, drop_in: Optional[File] = None) -> Step:
     # A persistent enable would let systemd start RKE2 on the next boot with the
     # previous config, before this stage rewrote it: enable for this boot only.
     # --no-block: boot.before runs inside the boot service; waiting here for a
@@ -104,6 +125,7 @@ def start_service(unit: str) -> Step:
     unit = quote(unit)
     return Step(
         name=f"Start {unit} (enabled for this boot only)",
+        files=(drop_in,) if drop_in else (),
         commands=(
             f"rm -f /etc/systemd/system/*.wants/{unit} /etc/systemd/system/*.requires/{unit}",
             f"systemctl enable --runtime {unit}",

@@ -10,6 +10,7 @@ import pytest
 
 from provider_rke2 import __version__, cli, provider
 from provider_rke2.protocol import Response
+from provider_rke2.render import APPLIANCE
 
 from conftest import ROOT, cloud_config
 
@@ -17,10 +18,14 @@ TOKEN = "tok-9f8e7d"
 
 
 class FakeNode:
-    def __init__(self, files=None, fail_write=None):
+    def __init__(self, files=None, fail_write=None, root=APPLIANCE):
         self.files = dict(files or {})
         self.writes = []
         self.fail_write = fail_write
+        self.root = root
+
+    def stylus_root(self):
+        return self.root
 
     def read_text(self, path):
         if path not in self.files:
@@ -46,7 +51,7 @@ def test_boot_writes_the_render_and_reports_success():
     assert response.state == "success" and response.error == ""
     assert [path for path, _ in node.writes] == ["/usr/local/cloud-config/cluster.kairos.yaml"]
     assert node.writes[0][1].startswith("#cloud-config\n")
-    assert response.log == "wrote /usr/local/cloud-config/cluster.kairos.yaml (role init)"
+    assert response.log == "wrote /usr/local/cloud-config/cluster.kairos.yaml (role init, root /)"
 
 
 def test_boot_without_cluster_writes_nothing():
@@ -267,7 +272,13 @@ def test_render_missing_file_is_a_usage_error():
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help(flag):
     result = run(flag)
-    assert result.returncode == 0 and "render [FILE|-]" in result.stdout
+    assert result.returncode == 0
+    assert "{render,paths,mode}" in result.stdout and "JSON event on stdin" in result.stdout
+
+
+def test_render_help_documents_the_exit_statuses():
+    result = run("render", "--help")
+    assert result.returncode == 0 and "Exit 0 rendered" in " ".join(result.stdout.split())
 
 
 def test_version():

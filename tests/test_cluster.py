@@ -1,6 +1,6 @@
 import pytest
 
-from provider_rke2.cluster import DEFAULT_LOCAL_IMAGES_PATH, DEFAULT_OUTPUT_PATH, parse_cluster
+from provider_rke2.cluster import DEFAULT_OUTPUT_PATH, parse_cluster
 from provider_rke2.errors import ConfigError
 from provider_rke2.yamltext import load_cloud_config
 
@@ -17,7 +17,7 @@ def test_token_keeps_the_text_written_as_the_go_sdk_decodes_it():
 def test_defaults():
     cluster, warnings = parse_cluster({"role": "init"})
     assert cluster.output_path == DEFAULT_OUTPUT_PATH
-    assert cluster.local_images_path == DEFAULT_LOCAL_IMAGES_PATH
+    assert cluster.local_images_path == ""  # the default under the root
     assert cluster.import_local_images is False
     assert cluster.wait_for_images_seconds == 0
     assert warnings == []

@@ -1,0 +1,79 @@
+"""The real machine: the files, environment and processes a handler may touch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from contextlib import ExitStack
+from dataclasses import dataclass
+from importlib import resources
+from typing import Mapping, Optional
+
+from provider_rke2 import root as roots
+from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.protocol import MAX_EVENT_BYTES
+
+MAX_SCRIPT_OUTPUT = 8192
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    path: str
+    returncode: Optional[int]  # None: killed at the time limit
+    output: str
+
+
+class LocalNode:
+    def __init__(self, stylus_root_flag: Optional[str] = None, environ: Optional[Mapping[str, str]] = None):
+        self.stylus_root_flag = stylus_root_flag
+        self.environ = os.environ if environ is None else environ
+
+    def read_text(self, path: str) -> str:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(MAX_EVENT_BYTES + 1)
+
+    def write_private(self, path: str, text: str) -> None:
+        from provider_rke2.fsio import replace_file
+
+        replace_file(path, text.encode("utf-8"), 0o600)
+
+    def stylus_root(self) -> roots.Root:
+        return roots.resolve(self.stylus_root_flag, self._environment_file(), self.environ)
+
+    def _environment_file(self) -> Optional[str]:
+        try:
+            with open(roots.STYLUS_ENVIRONMENT, encoding="utf-8") as handle:
+                return handle.read(65536)
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise ConfigError([Problem(roots.STYLUS_ENVIRONMENT, f"cannot read: {reason}")]) from None
+
+    def run_script(self, installed: str, root: roots.Root, timeout: float) -> ScriptResult:
+        """Run the node's copy of a provider script, or the packaged one when the node has none."""
+        with ExitStack() as stack:
+            path = installed
+            if not os.path.isfile(path):
+                packaged = resources.files("provider_rke2").joinpath("scripts", os.path.basename(installed))
+                path = str(stack.enter_context(resources.as_file(packaged)))
+            env = {**self.environ, roots.VARIABLE: root.path}
+            process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell parses it
+                ["/bin/sh", path],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                out, _ = process.communicate(timeout=timeout)
+                code: Optional[int] = process.returncode
+            except subprocess.TimeoutExpired:
+                # The script's children (umount, iptables-restore, ...) go with it.
+                os.killpg(process.pid, signal.SIGKILL)
+                out, _ = process.communicate()
+                code = None
+        text = out.decode("utf-8", errors="replace").strip()
+        return ScriptResult(path, code, text[-MAX_SCRIPT_OUTPUT:])

@@ -1,0 +1,109 @@
+import pytest
+
+from provider_rke2.errors import ConfigError
+from provider_rke2.node import LocalNode
+from provider_rke2.root import (
+    FROM_CLUSTER,
+    FROM_DEFAULT,
+    FROM_ENVIRON,
+    FROM_FILE,
+    FROM_FLAG,
+    STYLUS_ENVIRONMENT,
+    Root,
+    assignments,
+    resolve,
+    with_cluster_root,
+)
+
+
+@pytest.mark.parametrize(
+    "text, root",
+    [
+        pytest.param("export STYLUS_ROOT=/persistent/spectro\n", "/persistent/spectro", id="exported"),
+        pytest.param("STYLUS_ROOT=/persistent/spectro/\n", "/persistent/spectro", id="trailing-slash"),
+        pytest.param("STYLUS_ROOT='/persistent/spectro'\n", "/persistent/spectro", id="single-quoted"),
+        pytest.param('export STYLUS_ROOT="/persistent/spectro"\n', "/persistent/spectro", id="double-quoted"),
+        pytest.param("# STYLUS_ROOT=/commented\nSTYLUS_ROOT=/a # trailing comment\n", "/a", id="comments"),
+        pytest.param("STYLUS_ROOT=/first\nexport STYLUS_ROOT=/second\n", "/second", id="last-wins"),
+        pytest.param("STYLUS_ROOT=/x; export STYLUS_ROOT\n", "/x", id="then-export"),
+        pytest.param("OTHER=1\n  export   STYLUS_ROOT=/spaced  \n", "/spaced", id="spacing"),
+        pytest.param("STYLUS_ROOT=/\n", "/", id="slash-is-appliance"),
+    ],
+)
+def test_environment_file_shapes(fs, text, root):
+    fs.create_file(STYLUS_ENVIRONMENT, contents=text)
+    assert LocalNode(environ={}).stylus_root() == Root(root, FROM_FILE)
+
+
+def test_the_file_is_parsed_never_executed(fs):
+    fs.create_file(STYLUS_ENVIRONMENT, contents="STYLUS_ROOT=/a\n$(touch /pwned)\n`touch /pwned2`\n")
+    assert LocalNode(environ={}).stylus_root().path == "/a"
+    assert not fs.exists("/pwned") and not fs.exists("/pwned2")
+
+
+def test_missing_file_falls_back_to_the_environment_variable(fs):
+    assert LocalNode(environ={"STYLUS_ROOT": "/env/root/"}).stylus_root() == Root("/env/root", FROM_ENVIRON)
+
+
+def test_file_without_the_variable_falls_back_too(fs):
+    fs.create_file(STYLUS_ENVIRONMENT, contents="OTHER=1\n")
+    assert LocalNode(environ={"STYLUS_ROOT": "/env"}).stylus_root() == Root("/env", FROM_ENVIRON)
+
+
+def test_the_file_wins_over_the_environment_variable(fs):
+    fs.create_file(STYLUS_ENVIRONMENT, contents="export STYLUS_ROOT=/from/file\n")
+    assert LocalNode(environ={"STYLUS_ROOT": "/env"}).stylus_root() == Root("/from/file", FROM_FILE)
+
+
+def test_the_flag_wins_over_everything(fs):
+    fs.create_file(STYLUS_ENVIRONMENT, contents="export STYLUS_ROOT=/from/file\n")
+    node = LocalNode("/flag/", environ={"STYLUS_ROOT": "/env"})
+    assert node.stylus_root() == Root("/flag", FROM_FLAG)
+
+
+def test_nothing_set_means_appliance_mode(fs):
+    root = LocalNode(environ={}).stylus_root()
+    assert root == Root("/", FROM_DEFAULT)
+    assert not root.agent_mode
+
+
+def test_an_unreadable_file_is_a_clear_error(fs):
+    fs.create_file(STYLUS_ENVIRONMENT, contents=b"\xff\xfe")
+    with pytest.raises(ConfigError, match="/etc/spectro/environment: cannot read"):
+        LocalNode(environ={}).stylus_root()
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        pytest.param(
+            "persistent/spectro", "expected an absolute path, got 'persistent/spectro'", id="relative"
+        ),
+        pytest.param("$HOME/x", "expected an absolute path", id="expansion"),
+        pytest.param("/persistent/../etc", "expected a clean absolute path", id="dotdot"),
+        pytest.param("/a//b", "expected a clean absolute path", id="double-slash"),
+        pytest.param("/a b", "expected a clean absolute path", id="space"),
+        pytest.param("/a%n", "expected a clean absolute path", id="systemd-specifier"),
+    ],
+)
+def test_bad_roots_are_errors_naming_their_origin(value, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        resolve(value, None, {})
+    assert caught.value.problems[0].path == FROM_FLAG
+
+
+def test_bad_root_in_the_file_names_the_file():
+    with pytest.raises(ConfigError, match="STYLUS_ROOT in /etc/spectro/environment: expected an absolute"):
+        resolve(None, "STYLUS_ROOT=relative\n", {})
+
+
+def test_cluster_root_path_applies_only_when_nothing_else_set_a_root():
+    default = Root("/", FROM_DEFAULT)
+    assert with_cluster_root(default, "/persistent/spectro/") == Root("/persistent/spectro", FROM_CLUSTER)
+    from_file = Root("/other", FROM_FILE)
+    assert with_cluster_root(from_file, "/persistent/spectro") == from_file
+    assert with_cluster_root(default, "") == default
+
+
+def test_unterminated_quote_sets_nothing():
+    assert assignments("STYLUS_ROOT='/a\n") == {}
