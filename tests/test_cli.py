@@ -302,3 +302,73 @@ def test_every_example_has_a_golden_render():
     examples = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
     assert examples == sorted(p.name for p in Path(ROOT / "stages").glob("*.yaml"))
     assert {"single-node.yaml", "ha-init.yaml", "ha-controlplane.yaml", "ha-worker.yaml"} <= set(examples)
+
+
+# --- agent mode from the command line ---------------------------------------------------
+
+
+def test_render_with_stylus_root_matches_the_agent_golden():
+    example = ROOT / "examples" / "ha-worker.yaml"
+    result = run("render", str(example), "--stylus-root", "/persistent/spectro/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "stages" / "agent" / "ha-worker.yaml").read_text()
+    assert "root /persistent/spectro from --stylus-root" in result.stderr
+
+
+def test_render_takes_the_root_from_the_environment_variable():
+    result = run(
+        "render", str(ROOT / "examples" / "ha-worker.yaml"), env={"STYLUS_ROOT": "/persistent/spectro"}
+    )
+    assert result.stdout == (ROOT / "stages" / "agent" / "ha-worker.yaml").read_text()
+
+
+def test_a_relative_root_is_an_error_and_nothing_is_rendered():
+    result = run("render", str(ROOT / "examples" / "ha-worker.yaml"), "--stylus-root", "persistent")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "error: --stylus-root: expected an absolute path, got 'persistent'\n"
+
+
+def test_boot_with_a_bad_root_answers_error_and_writes_nothing(tmp_path):
+    out = tmp_path / "cluster.yaml"
+    config = cloud_config(role="init", cluster_config_path=str(out))
+    response = answer(run("agent.boot", stdin=boot_event(config), env={"STYLUS_ROOT": "rel/root"}))
+    assert response["state"] == "error"
+    assert (
+        response["error"] == "the STYLUS_ROOT environment variable: expected an absolute path, got 'rel/root'"
+    )
+    assert not out.exists()
+
+
+def test_paths_prints_the_table_and_where_the_root_came_from():
+    result = run("paths", "--stylus-root", "/persistent/spectro")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["mode: agent", "root: /persistent/spectro (from --stylus-root)"]
+    assert "final config             /persistent/spectro/etc/rancher/rke2/config.yaml" in lines
+    assert "cluster output (Kairos)  /usr/local/cloud-config/cluster.kairos.yaml" in lines
+
+
+def test_paths_in_appliance_mode(tmp_path):
+    environ = {k: v for k, v in os.environ.items() if k != "STYLUS_ROOT"}
+    result = subprocess.run(
+        [sys.executable, "-m", "provider_rke2", "paths"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+    )
+    assert result.stdout.splitlines()[:2] == [
+        "mode: appliance",
+        "root: / (from default (nothing set STYLUS_ROOT))",
+    ]
+    assert "data dir                 /var/lib/rancher/rke2/" in result.stdout.splitlines()
+
+
+def test_mode_reports_its_evidence():
+    result = run("mode", "--stylus-root", "/persistent/spectro")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "mode: agent"
+    assert "  - root /persistent/spectro resolved from --stylus-root" in lines
+    assert any(line.startswith("  - /proc/cmdline") for line in lines)
+    assert any(line.startswith("  - /etc/spectro/environment: ") for line in lines)

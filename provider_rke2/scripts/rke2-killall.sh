@@ -20,12 +20,21 @@ case "$ROOT" in
 esac
 DATA_DIR=${RKE2_DATA_DIR:-$ROOT/var/lib/rancher/rke2}
 
-# The kill(1) program on PATH rather than the shell builtin, so that what is
-# killed can be audited (and replaced by a recorder in tests).
+# Kills each given process with its whole tree, deepest first. Iterative: POSIX sh
+# has no `local`, so a recursive version would clobber its own loop variable.
+# kill(1) from PATH rather than the shell builtin, so what is killed can be
+# audited (and recorded by a stub in tests).
 signal_tree() {
-	for pid in "$@"; do
-		# shellcheck disable=SC2046 # word splitting of the child list is intended
-		signal_tree $(ps -e -o pid= -o ppid= | awk -v p="$pid" '$2 == p { print $1 }')
+	tree=$*
+	frontier=$*
+	depth=0
+	while [ -n "$frontier" ] && [ "$depth" -lt 64 ]; do
+		frontier=$(ps -e -o pid= -o ppid= | awk -v parents=" $frontier " \
+			'index(parents, " " $2 " ") { printf "%s ", $1 }')
+		tree="$tree $frontier"
+		depth=$((depth + 1))
+	done
+	for pid in $(echo "$tree" | awk '{ for (i = NF; i > 0; i--) print $i }'); do
 		env kill -s KILL "$pid" 2>/dev/null || true
 	done
 }
