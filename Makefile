@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/worker-behind-proxy.yaml
 
-.PHONY: test example stages lint tools clean
+.PHONY: test example stages lint tools clean build package image-tree reproducible bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,33 @@ tools:
 	  else echo "make: install shellcheck and dash (the tests run them)" >&2; exit 1; fi; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check provider_rke2 tests
-	$(BIN)/ruff format --check provider_rke2 tests
+	$(BIN)/ruff check provider_rke2 tests build
+	$(BIN)/ruff format --check provider_rke2 tests build
 
-test: $(STAMP) tools lint
+test: $(STAMP) tools lint reproducible package image-tree
 	$(BIN)/python -m pytest
+
+# The one-file executable (shiv, pure Python): build/agent-provider-rke2.
+build: $(STAMP)
+	$(BIN)/python build/build.py executable
+
+# Two builds of the same commit must be the same bytes.
+reproducible: build
+	cp build/agent-provider-rke2 build/.first-build
+	$(BIN)/python build/build.py executable
+	cmp build/.first-build build/agent-provider-rke2
+	rm -f build/.first-build
+
+# What an image needs (system/providers/, opt/rke2/scripts/) as a tarball, plus a FROM scratch Containerfile.
+package: $(STAMP)
+	$(BIN)/python build/build.py package
+
+# The package as a root tree with the executable pre-extracted, so that a boot writes nothing.
+image-tree: $(STAMP)
+	$(BIN)/python build/build.py image-tree
+
+bench: build
+	$(BIN)/python build/bench.py
 
 # Render a bundled example the way agent.boot would and print the YIP document.
 example: $(STAMP)
@@ -36,4 +58,4 @@ stages: $(STAMP)
 	$(BIN)/python tests/golden.py --write
 
 clean:
-	rm -rf $(VENV) build/*.pyz .pytest_cache .ruff_cache
+	rm -rf $(VENV) build/agent-provider-rke2 build/image build/work build/*.tar.gz build/Containerfile .pytest_cache .ruff_cache

@@ -12,15 +12,18 @@ discard the response and report "error while executing plugin" instead);
 
 from __future__ import annotations
 
-import io
 import os
 import sys
-from contextlib import redirect_stderr, redirect_stdout
-from typing import List, Optional, TextIO
+from typing import TYPE_CHECKING, List, Optional, TextIO
 
-from provider_rke2 import __version__
-from provider_rke2.errors import ConfigError, ProviderError
-from provider_rke2.protocol import MAX_EVENT_BYTES, Response, parse_event
+if TYPE_CHECKING:
+    from provider_rke2.protocol import Response
+
+from provider_rke2.events import MAX_EVENT_BYTES
+
+# Only os, sys and the event names at the top: most events are not ours, and
+# their answer must cost no more than starting Python. Everything else is
+# imported where it is needed.
 
 COMMANDS = ("render", "paths", "mode")
 USAGE = "usage: agent-provider-rke2 EVENT < event.json\n       agent-provider-rke2 {render,paths,mode} ...\n"
@@ -37,6 +40,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def event_mode(name: str) -> int:
+    from provider_rke2.events import EMPTY_RESPONSE, HANDLED
+
+    if name not in HANDLED:
+        _read_stdin()  # drained, so the agent's write never meets a closed pipe
+        sys.stdout.write(EMPTY_RESPONSE + "\n")
+        sys.stdout.flush()
+        return 0
     from provider_rke2.node import LocalNode
 
     channel = _claim_stdout()
@@ -51,7 +61,12 @@ def event_mode(name: str) -> int:
 
 def run_event(name: str, stdin_text: str, node: object) -> Response:
     """The one place where every failure becomes a response; nothing escapes as a traceback."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
     from provider_rke2 import provider
+    from provider_rke2.errors import ProviderError
+    from provider_rke2.protocol import Response, parse_event
 
     stray = io.StringIO()
     try:
@@ -70,6 +85,9 @@ def run_event(name: str, stdin_text: str, node: object) -> Response:
 
 def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     import argparse
+
+    from provider_rke2 import __version__
+    from provider_rke2.errors import ConfigError, ProviderError
 
     parser = argparse.ArgumentParser(
         prog="agent-provider-rke2",

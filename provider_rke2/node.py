@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-from contextlib import ExitStack
 from dataclasses import dataclass
-from importlib import resources
 from typing import Mapping, Optional
 
 from provider_rke2 import root as roots
 from provider_rke2.errors import ConfigError, Problem
-from provider_rke2.protocol import MAX_EVENT_BYTES
+from provider_rke2.events import MAX_EVENT_BYTES
 
 MAX_SCRIPT_OUTPUT = 8192
 
@@ -51,8 +47,35 @@ class LocalNode:
             reason = getattr(err, "strerror", None) or str(err)
             raise ConfigError([Problem(roots.STYLUS_ENVIRONMENT, f"cannot read: {reason}")]) from None
 
+    # subprocess, platform and importlib.resources are imported by the methods that
+    # need them: agent.boot, the common handled event, uses none of them.
+
+    def machine(self) -> str:
+        import platform
+
+        return platform.machine()
+
+    def version_of(self, binary: str) -> Optional[str]:
+        """`binary --version`, or None when there is no such binary or it fails."""
+        import subprocess
+
+        if not os.access(binary, os.X_OK):
+            return None
+        try:
+            done = subprocess.run(  # noqa: S603 - a fixed argv, no shell parses it
+                [binary, "--version"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.decode("utf-8", errors="replace") if done.returncode == 0 else None
+
     def run_script(self, installed: str, root: roots.Root, timeout: float) -> ScriptResult:
         """Run the node's copy of a provider script, or the packaged one when the node has none."""
+        import signal
+        import subprocess
+        from contextlib import ExitStack
+        from importlib import resources
+
         with ExitStack() as stack:
             path = installed
             if not os.path.isfile(path):

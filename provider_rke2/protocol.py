@@ -11,10 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict
 
 from provider_rke2.errors import EventError
-
-# The agent writes payloads above 8 KiB to a file; anything far larger than
-# any real cloud-config is refused rather than parsed.
-MAX_EVENT_BYTES = 16 * 1024 * 1024
+from provider_rke2.events import MAX_EVENT_BYTES
 
 
 @dataclass(frozen=True)

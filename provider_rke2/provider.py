@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 from provider_rke2.errors import EventError, ProviderError
+from provider_rke2.events import BOOT, INFO, INSTALL, RESET
 from provider_rke2.protocol import Event, Response, payload
 from provider_rke2.root import Root
-
-BOOT = "agent.boot"
-RESET = "cluster.reset"
-HANDLED = (BOOT, RESET)
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
@@ -28,6 +25,10 @@ class Node(Protocol):
 
     def run_script(self, installed: str, root: Root, timeout: float) -> Any: ...
 
+    def version_of(self, binary: str) -> Optional[str]: ...
+
+    def machine(self) -> str: ...
+
 
 def handle(event: Event, node: Node) -> Response:
     """The response to one event; raises ProviderError for the CLI to report."""
@@ -35,6 +36,15 @@ def handle(event: Event, node: Node) -> Response:
         return _boot(event, node)
     if event.name == RESET:
         return _reset(event, node)
+    if event.name in (INFO, INSTALL):
+        from provider_rke2 import imagebuild
+
+        if event.name == INFO:
+            return imagebuild.info(node.version_of, imagebuild.binaries(node.stylus_root().path))
+        request = imagebuild.request(payload(event, node.read_text), node.machine())
+        if request is None:
+            return Response(state="non-applicable", log="not an rke2 install request")
+        return imagebuild.install(request)
     return Response()
 
 

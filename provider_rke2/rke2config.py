@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import yaml
-
+from provider_rke2 import yamlout
 from provider_rke2.cluster import Cluster
 from provider_rke2.errors import ConfigError, Problem
 from provider_rke2.paths import Paths
@@ -174,14 +173,5 @@ def _union(first: Any, second: Any, key: str) -> List[Any]:
 
 
 def dump(config: Mapping[str, Any]) -> str:
-    """YAML that RKE2's YAML 1.1 reader reads back to the same strings."""
-    if not config:
-        return "{}\n"
-    return yaml.dump(
-        dict(config),
-        Dumper=yaml.SafeDumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 16,
-    )
+    """YAML that RKE2's YAML 1.1 reader reads back to the same values."""
+    return yamlout.dump(dict(config))

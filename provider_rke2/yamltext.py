@@ -69,7 +69,71 @@ def load_cloud_config(text: str) -> Any:
 
 def load_rke2_config(text: str) -> Any:
     """The user's RKE2 config, booleans resolved, every other scalar as text."""
-    return _load(text, _RKE2Loader)
+    simple = _flat_config(text)
+    return simple if simple is not None else _load(text, _RKE2Loader)
+
+
+# The shape nearly every RKE2 config has: top-level `key: value` and `key:` followed
+# by `- item` lines, plain one-line scalars, comments. Read line by line, it costs a
+# tenth of PyYAML's pure-Python scanner; anything outside this grammar (quotes,
+# nesting, flow style, tabs, anchors, odd keys) goes to PyYAML instead. The tests
+# check the two agree on everything this accepts.
+_SCALAR = r"[A-Za-z0-9_/.(][A-Za-z0-9_/.=+~,@:()$%*\- ]*?"
+_KEY_LINE = re.compile(rf"([A-Za-z0-9][A-Za-z0-9_.-]*\+?):(?: +({_SCALAR}))?(?: +#.*)? *\Z")
+_ITEM_LINE = re.compile(rf"( *)- ({_SCALAR})(?: +#.*)? *\Z")
+_SKIP_LINE = re.compile(r" *(?:#.*)?\Z")
+
+
+def _flat_config(text: str) -> Any:
+    if "\t" in text or "\r" in text or "\ufeff" in text or text.startswith(("---", "%")):
+        return None
+    config: dict = {}
+    key, items, indent = None, None, None
+    for line in text.split("\n"):
+        if _SKIP_LINE.match(line):
+            continue
+        item = _ITEM_LINE.match(line)
+        if item:
+            if items is None or (indent is not None and len(item.group(1)) != indent):
+                return None
+            indent = len(item.group(1))
+            value = _plain(item.group(2))
+            if value is _UNSURE:
+                return None
+            items.append(value)
+            continue
+        pair = _KEY_LINE.match(line)
+        if not pair or _NULL.match(pair.group(1)) or _BOOL.match(pair.group(1)):
+            return None
+        if items:
+            config[key] = items
+        key, indent = pair.group(1), None
+        if pair.group(2) is None:
+            items = []
+            config[key] = None
+        else:
+            items = None
+            value = _plain(pair.group(2))
+            if value is _UNSURE:
+                return None
+            config[key] = value
+    if items:
+        config[key] = items
+    return config or None
+
+
+_UNSURE = object()
+
+
+def _plain(text: str) -> Any:
+    """A plain scalar as _RKE2Loader resolves it, or _UNSURE when PyYAML should decide."""
+    if ": " in text or " #" in text or text.endswith(":"):
+        return _UNSURE
+    if _NULL.match(text):
+        return None
+    if _BOOL.match(text):
+        return text.lower() in _TRUE_WORDS
+    return text
 
 
 def parse_bool(text: str) -> bool | None:

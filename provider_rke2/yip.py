@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-import yaml
+from provider_rke2 import yamlout
 
 HEADER = "#cloud-config\n"
 
@@ -77,29 +77,9 @@ def _owned(path: str, permissions: int, owner: int, group: int) -> Dict[str, Any
     return {"path": path, "permissions": permissions, "owner": owner, "group": group}
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings as literal blocks, so commands read as they run."""
-
-
-def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def dump(document: Mapping[str, Any]) -> str:
     """The file Kairos reads: the cloud-config header, then the document."""
-    body = yaml.dump(
-        dict(document),
-        Dumper=_Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 16,
-    )
-    return HEADER + body
+    return HEADER + yamlout.dump(dict(document))
 
 
 def steps_of(document: Mapping[str, Any]) -> List[Dict[str, Any]]:

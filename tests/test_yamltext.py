@@ -1,6 +1,16 @@
 import pytest
+import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config, load_rke2_config, parse_bool
+from provider_rke2.yamltext import (
+    YAMLSyntaxError,
+    _flat_config,
+    _RKE2Loader,
+    load_cloud_config,
+    load_rke2_config,
+    parse_bool,
+)
 
 
 def test_cloud_config_scalars_keep_the_text_the_user_wrote():
@@ -38,3 +48,58 @@ def test_syntax_errors_point_at_the_line():
 )
 def test_parse_bool_accepts_what_go_decodes_into_a_bool(text, value):
     assert parse_bool(text) is value
+
+
+# --- the line-based fast path for flat RKE2 configs agrees with PyYAML -----------------------
+
+WORDS = st.sampled_from(
+    ["a", "x=1", "10.0.0.1", "0644", "yes", "No", "null", "~", "true", "v1.2", "a b", "a:b", "https://h:93",
+     ".inf", "1e3", "a,b", "(x)", "$X", "%x", "*x", "&x", "!x", "'q'", '"q"', "[x]", "{x}", "a: b", "a #b",
+     "a:", "-x", "- x", "?x", "|", ">", "@x", "`x", "#", "", " ", "y", "=", "<<", "a\\b", "é"]
+)  # fmt: skip
+KEYS = st.sampled_from(
+    ["cni", "tls-san", "tls-san+", "node-label", "a.b", "1", "yes", "null", "Key_2", "x y", "-k"]
+)
+LINES = st.one_of(
+    st.tuples(KEYS, WORDS).map(lambda kv: f"{kv[0]}: {kv[1]}"),
+    KEYS.map(lambda k: f"{k}:"),
+    st.tuples(st.sampled_from(["", " ", "  ", "    "]), WORDS).map(lambda iw: f"{iw[0]}- {iw[1]}"),
+    st.sampled_from(["", "# comment", "  # indented comment", "---", "  continuation", "\tx: 1", "a: b # c"]),
+)
+
+
+def pyyaml(text):
+    try:
+        return ("ok", yaml.load(text, Loader=_RKE2Loader))  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return ("error", None)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(LINES, max_size=12))
+@example(["a:", "b: 1"])
+@example(["a:", "- x", "a: y"])
+@example(["k:", "  - x", "    - y"])
+def test_fast_path_agrees_with_pyyaml_wherever_it_answers(lines):
+    text = "\n".join(lines) + "\n"
+    fast = _flat_config(text)
+    if fast is not None:
+        assert pyyaml(text) == ("ok", fast), text
+
+
+def test_fast_path_takes_the_common_shape():
+    text = (
+        "write-kubeconfig-mode: 0644\n# labels\nnode-label:\n  - zone=a\n  - rack=2 # why\n"
+        "cni: calico\nselinux: yes\n"
+    )
+    assert _flat_config(text) == {
+        "write-kubeconfig-mode": "0644",
+        "node-label": ["zone=a", "rack=2"],
+        "cni": "calico",
+        "selinux": True,
+    }
+
+
+def test_anything_else_goes_to_pyyaml():
+    for text in ('a: "q"\n', "a:\n  b: c\n", "a: [x]\n", "a: &x 1\n", "a:\n- x\n  y\n", "\ta: 1\n"):
+        assert _flat_config(text) is None, text

@@ -1,0 +1,207 @@
+"""Builds the one-file executable, and the trees image builders need.
+
+    python build/build.py executable   build/agent-provider-rke2
+    python build/build.py package      build/provider-rke2-image.tar.gz and build/Containerfile
+    python build/build.py image-tree   build/image/: the package, pre-extracted
+
+The executable is a shiv zipapp holding only pure-Python code, so one file runs
+on amd64 and arm64 and on every CPython from 3.9. Builds are reproducible: the
+same commit gives the same bytes (pinned shiv, dependencies and build backends;
+fixed timestamps; no build-machine paths).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import List
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+EXECUTABLE = HERE / "agent-provider-rke2"
+PACKAGE = HERE / "provider-rke2-image.tar.gz"
+CONTAINERFILE = HERE / "Containerfile"
+IMAGE_TREE = HERE / "image"
+RUNTIME_ROOT = "/run/provider-rke2"
+IMAGE_ROOT = "/usr/local/lib/provider-rke2"  # keep in step with build/launcher.py
+NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
+# Sources that cannot be pure unless told so.
+PURE_ENV = {"PYYAML_FORCE_LIBYAML": "0", "PYRSISTENT_SKIP_EXTENSION": "1"}
+EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
+
+
+def run(*args: str, **env: str) -> None:
+    subprocess.run(args, check=True, env={**os.environ, **env}, cwd=PROJECT)
+
+
+def source_date_epoch() -> str:
+    """The commit's time, so rebuilding a commit gives the same bytes."""
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        return os.environ["SOURCE_DATE_EPOCH"]
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%ct"], cwd=PROJECT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        return str(max(int(out), EPOCH))
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return str(EPOCH)
+
+
+def stage(work: Path) -> Path:
+    """Every runtime package, pure Python, installed into one site-packages tree."""
+    wheels, site = work / "wheels", work / "site-packages"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    env = {
+        **PURE_ENV,
+        "PIP_CONSTRAINT": str(HERE / "constraints.txt"),
+        "SOURCE_DATE_EPOCH": source_date_epoch(),
+    }
+    run(*pip, "wheel", "--no-deps", "--no-binary", "pyyaml,pyrsistent", "-r", "requirements.txt",
+        "-w", str(wheels), **env)  # fmt: skip
+    # From a clean copy: setuptools would otherwise write its own build/lib into this folder.
+    source = work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(PROJECT / name, source / name)
+    shutil.copytree(
+        PROJECT / "provider_rke2", source / "provider_rke2", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    run(*pip, "wheel", "--no-deps", "-w", str(wheels), str(source), **env)
+    run(*pip, "install", "--no-deps", "--no-index", "--no-compile", "--target", str(site),
+        *sorted(str(w) for w in wheels.glob("*.whl")), **env)  # fmt: skip
+    # Nothing that names the build machine or only pip needs: scripts, install records.
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    for leftover in [*site.rglob("direct_url.json"), *site.rglob("INSTALLER"), *site.rglob("REQUESTED")]:
+        leftover.unlink()
+    for cache in site.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    check_staged(site, work)
+    return site
+
+
+def check_staged(site: Path, work: Path) -> None:
+    native = [p for p in site.rglob("*") if p.suffix in NATIVE_SUFFIXES]
+    if native:
+        raise SystemExit(f"build: native code staged, the executable would not be portable: {native}")
+    for path in site.rglob("*"):
+        if path.is_file() and (
+            str(work).encode() in path.read_bytes() or str(PROJECT).encode() in path.read_bytes()
+        ):
+            raise SystemExit(f"build: {path} names a build-machine path")
+
+
+def executable(out: Path = EXECUTABLE, root: str = RUNTIME_ROOT) -> Path:
+    work = HERE / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    site = stage(work)
+    shiv_out = work / out.name
+    run(sys.executable, "-m", "shiv", "--site-packages", str(site), "--reproducible", "--root", root,
+        "-e", "provider_rke2.cli:main", "-p", "/usr/bin/env python3", "-o", str(shiv_out),
+        SOURCE_DATE_EPOCH=source_date_epoch())  # fmt: skip
+    with_launcher(shiv_out, out)
+    shutil.rmtree(work)
+    print(f"built {out.relative_to(PROJECT)}  sha256 {sha256(out)}")
+    return out
+
+
+def with_launcher(shiv_zip: Path, out: Path) -> None:
+    """The shiv zip with its __main__ replaced by build/launcher.py, entry order and times kept."""
+    data = shiv_zip.read_bytes()
+    with zipfile.ZipFile(shiv_zip) as source:
+        prefix = data[: source.infolist()[0].header_offset]  # the #! line
+        buffer = io.BytesIO()
+        buffer.write(prefix)
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+            for info in source.infolist():
+                body = source.read(info)
+                if info.filename == "__main__.py":
+                    body = (HERE / "launcher.py").read_bytes()
+                target.writestr(info, body)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.chmod(0o755)
+    tmp.replace(out)
+
+
+def package() -> None:
+    """What an image needs, as a tarball, plus a FROM scratch container file for OCI builds."""
+    binary = EXECUTABLE if EXECUTABLE.exists() else executable()
+    entries = [("system/providers/agent-provider-rke2", binary.read_bytes(), 0o755)]
+    scripts = PROJECT / "provider_rke2" / "scripts"
+    entries += [(f"opt/rke2/scripts/{p.name}", p.read_bytes(), 0o755) for p in sorted(scripts.glob("*.sh"))]
+    write_tarball(PACKAGE, entries)
+    CONTAINERFILE.write_text(
+        "# Image layer for Kairos image builds: COPY --from=<this image> / /\n"
+        "FROM scratch\n"
+        "COPY system/ /system/\n"
+        "COPY opt/ /opt/\n"
+    )
+    print(f"built {PACKAGE.relative_to(PROJECT)}  sha256 {sha256(PACKAGE)}")
+
+
+def write_tarball(path: Path, entries: List[tuple]) -> None:
+    mtime = int(source_date_epoch())
+    dirs = sorted(
+        {str(Path(name).parents[i]) for name, _, _ in entries for i in range(len(Path(name).parts) - 1)}
+    )
+    buffer = io.BytesIO()
+    # gzip's own header time is fixed too, through mtime on the GzipFile.
+    import gzip
+
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=mtime) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in dirs:
+                tar.addfile(tar_info(name, 0o755, mtime, tarfile.DIRTYPE))
+            for name, body, mode in sorted(entries):
+                info = tar_info(name, mode, mtime, tarfile.REGTYPE)
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+    path.write_bytes(buffer.getvalue())
+
+
+def tar_info(name: str, mode: int, mtime: int, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode, info.mtime, info.type = mode, mtime, kind
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def image_tree() -> None:
+    """The package laid out as a root filesystem, with the executable pre-extracted under
+    /usr/local/lib/provider-rke2, so that a boot writes nothing."""
+    shutil.rmtree(IMAGE_TREE, ignore_errors=True)
+    binary = IMAGE_TREE / "system" / "providers" / "agent-provider-rke2"
+    binary.parent.mkdir(parents=True)
+    shutil.copy2(EXECUTABLE if EXECUTABLE.exists() else executable(), binary)
+    scripts = IMAGE_TREE / "opt" / "rke2" / "scripts"
+    shutil.copytree(PROJECT / "provider_rke2" / "scripts", scripts)
+    extract_root = IMAGE_TREE / IMAGE_ROOT.lstrip("/")
+    subprocess.run(
+        [sys.executable, str(binary), "--version"],
+        check=True,
+        env={**os.environ, "SHIV_ROOT": str(extract_root)},
+    )
+    for lock in extract_root.glob(".*_lock"):
+        lock.unlink()
+    # Byte-compile for the Python that ran this target; others compile in memory.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(extract_root)], check=True)
+    print(f"built {IMAGE_TREE.relative_to(PROJECT)}/ (copy it onto the image's /)")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+if __name__ == "__main__":
+    targets = {"executable": executable, "package": package, "image-tree": image_tree}
+    if len(sys.argv) != 2 or sys.argv[1] not in targets:
+        raise SystemExit(f"usage: build.py {{{','.join(targets)}}}")
+    targets[sys.argv[1]]()

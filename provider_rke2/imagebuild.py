@@ -1,0 +1,214 @@
+"""kairos-init's image-build events: which RKE2 an image has, and installing it from local artefacts.
+
+Installation never downloads: it takes `rke2.linux-<arch>.tar.gz` and `sha256sum-<arch>.txt`
+from a directory the image builder provides, verifies the archive, unpacks it into a
+staging directory beside the prefix, and only then moves the files into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Callable, List, Mapping, Optional
+
+from provider_rke2.errors import ProviderError
+from provider_rke2.paths import Paths
+from provider_rke2.protocol import Response
+
+PROVIDER = "rke2"
+DEFAULT_PREFIX = "/usr"  # Kairos images install RKE2 with prefix /usr
+ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_VERSION = re.compile(r"\brke2 version (v\S+)")
+
+# Runs `binary --version`; returns its output, or None when it cannot run.
+VersionProbe = Callable[[str], Optional[str]]
+
+
+class InstallError(ProviderError):
+    """The RKE2 artefacts cannot be installed; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class InstallRequest:
+    artifacts: str
+    prefix: str
+    root: str
+    arch: str
+    version: str
+
+
+def info(probe: VersionProbe, candidates: List[str]) -> Response:
+    for binary in candidates:
+        output = probe(binary)
+        match = _VERSION.search(output or "")
+        if match:
+            data = {"provider": PROVIDER, "version": match.group(1)}
+            return Response(state="success", data=json.dumps(data), log=f"found {binary}")
+    return Response(state="non-applicable", log=f"no rke2 binary at {', '.join(candidates)}")
+
+
+def binaries(root: str) -> List[str]:
+    """Where an image may hold RKE2: the root's own binary, then Kairos's /usr prefix."""
+    found = [Paths(root).binary, DEFAULT_PREFIX + "/bin/rke2"]
+    return sorted(set(found), key=found.index)
+
+
+def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest]:
+    """The install request for RKE2, or None when the payload asks for another provider."""
+    if str(payload.get("provider", "")) != PROVIDER:
+        return None
+    config = payload.get("config") or {}
+    if isinstance(config, str):
+        from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config
+
+        try:
+            config = load_cloud_config(config) or {}
+        except YAMLSyntaxError as err:
+            raise InstallError(f"install config is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise InstallError(
+            "install config must be a mapping with 'artifacts' and optionally 'prefix', 'root'"
+        )
+    artifacts = _absolute(config, "artifacts", "")
+    if not artifacts:
+        raise InstallError(
+            "install config: 'artifacts' is missing: the directory holding rke2.linux-<arch>.tar.gz"
+        )
+    machine_arch = str(config.get("arch") or machine)
+    arch = ARCHITECTURES.get(machine_arch)
+    if arch is None:
+        raise InstallError(f"unsupported architecture '{machine_arch}': expected amd64 or arm64")
+    return InstallRequest(
+        artifacts=artifacts,
+        prefix=_absolute(config, "prefix", DEFAULT_PREFIX),
+        root=_absolute(config, "root", "/"),
+        arch=arch,
+        version=str(payload.get("version") or ""),
+    )
+
+
+def _absolute(config: Mapping[str, Any], key: str, default: str) -> str:
+    value = str(config.get(key) or default)
+    path = value.rstrip("/") or "/"
+    if value and (not value.startswith("/") or posixpath.normpath(path) != path or "\0" in value):
+        raise InstallError(f"install config: '{key}' must be a clean absolute path, got '{value}'")
+    return path if value else ""
+
+
+def install(req: InstallRequest) -> Response:
+    """Verify, stage, then move into place; on any error before the move nothing is changed."""
+    archive = os.path.join(req.artifacts, f"rke2.linux-{req.arch}.tar.gz")
+    sums = os.path.join(req.artifacts, f"sha256sum-{req.arch}.txt")
+    expected = _expected_sum(sums, os.path.basename(archive))
+    actual = _sha256(archive)
+    if actual != expected:
+        raise InstallError(f"checksum mismatch for {archive}: {sums} says {expected}, the file is {actual}")
+    os.makedirs(req.prefix, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".provider-rke2-install.", dir=req.prefix)
+    try:
+        members = _unpack(archive, staging)
+        _point_units_at(staging, req.prefix)
+        installed = _move_into_place(staging, req.prefix, members)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    installed += lay_down_scripts(req.root)
+    data = {"provider": PROVIDER, "version": req.version, "prefix": req.prefix, "sha256": actual}
+    return Response(state="success", data=json.dumps(data), log="installed " + " ".join(installed))
+
+
+def lay_down_scripts(root: str) -> List[str]:
+    """The provider's node scripts into <root>/opt/rke2/scripts, mode 0755."""
+    target = Paths(root).scripts_dir
+    os.makedirs(target, exist_ok=True)
+    written = []
+    for entry in sorted(resources.files("provider_rke2").joinpath("scripts").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sh"):
+            path = os.path.join(target, entry.name)
+            with open(path, "wb") as handle:
+                handle.write(entry.read_bytes())
+            os.chmod(path, 0o755)  # noqa: S103 - scripts, run by root from the image
+            written.append(path)
+    return written
+
+
+def _expected_sum(sums: str, name: str) -> str:
+    try:
+        with open(sums, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as err:
+        raise InstallError(f"cannot read {sums}: {err.strerror or err}") from None
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("*") == name and re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+            return parts[0]
+    raise InstallError(f"{sums} has no sha256 line for {name}")
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise InstallError(f"cannot read {path}: {err.strerror or err}") from None
+    return digest.hexdigest()
+
+
+def _unpack(archive: str, staging: str) -> List[str]:
+    """Regular files and directories only, each inside the staging directory."""
+    files = []
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = posixpath.normpath(member.name)
+                if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+                    raise InstallError(
+                        f"{archive}: refusing member {member.name!r} (absolute, outside, or a link)"
+                    )
+                target = os.path.join(staging, name)
+                if member.isdir():
+                    os.makedirs(target, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                source = tar.extractfile(member)
+                with open(target, "wb") as handle:
+                    shutil.copyfileobj(source, handle)  # type: ignore[arg-type]
+                os.chmod(target, member.mode & 0o755)
+                files.append(name)
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise InstallError(f"cannot unpack {archive}: {err}") from None
+    if "bin/rke2" not in files:
+        raise InstallError(f"{archive} holds no bin/rke2")
+    return files
+
+
+def _point_units_at(staging: str, prefix: str) -> None:
+    # The release's units say /usr/local; RKE2's own installer rewrites them for its prefix.
+    units = os.path.join(staging, "lib", "systemd", "system")
+    if prefix == "/usr/local" or not os.path.isdir(units):
+        return
+    for name in os.listdir(units):
+        path = os.path.join(units, name)
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text.replace("/usr/local", prefix))
+
+
+def _move_into_place(staging: str, prefix: str, files: List[str]) -> List[str]:
+    moved = []
+    for name in files:
+        target = os.path.join(prefix, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(staging, name), target)
+        moved.append(target)
+    return moved

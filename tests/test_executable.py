@@ -1,0 +1,338 @@
+"""The BUILT executable, driven exactly as the Kairos agent drives it: event name in argv,
+JSON on stdin, large payloads through `file`, one JSON response parsed back from stdout.
+`make test` builds it first (build/agent-provider-rke2, build/image/)."""
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from conftest import ROOT, cloud_config
+
+BUILD = ROOT / "build"
+EXECUTABLE = BUILD / "agent-provider-rke2"
+IMAGE = BUILD / "image"
+PACKAGE = BUILD / "provider-rke2-image.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def binary():
+    if not EXECUTABLE.exists():
+        pytest.fail("build/agent-provider-rke2 is missing: run `make build` (make test does)")
+    return EXECUTABLE
+
+
+def agent_env(tmp_path, **extra):
+    """The agent's environment: no HOME, a private extraction root, nothing else inherited."""
+    env = {"PATH": os.environ["PATH"], "SHIV_ROOT": str(tmp_path / "shiv")}
+    env.update(extra)
+    return env
+
+
+def call(binary, event_name, event, env, timeout=60):
+    result = subprocess.run(
+        [sys.executable, str(binary), event_name],
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    response = json.loads(lines[0])
+    assert set(response) == {"state", "data", "error", "log"} and all(
+        isinstance(v, str) for v in response.values()
+    )
+    return response
+
+
+def boot_payload(config):
+    return {"name": "agent.boot", "data": json.dumps({"config": config}), "file": ""}
+
+
+# --- every event ------------------------------------------------------------------------------
+
+
+def test_agent_boot(binary, tmp_path):
+    out = tmp_path / "cloud-config" / "cluster.kairos.yaml"
+    config = cloud_config(
+        role="worker", cluster_token="t", control_plane_host="cp", cluster_config_path=str(out)
+    )
+    response = call(binary, "agent.boot", boot_payload(config), agent_env(tmp_path))
+    assert response["state"] == "success"
+    assert out.read_text().startswith("#cloud-config\nname: 'provider-rke2: worker node'\n")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_agent_boot_with_the_payload_in_a_file(binary, tmp_path):
+    out = tmp_path / "cluster.yaml"
+    labels = "".join(f"  - zone-{i}=x\n" for i in range(500))
+    config = cloud_config(role="init", cluster_config_path=str(out), config=f"node-label:\n{labels}")
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps({"config": config}))
+    assert payload.stat().st_size > 8 * 1024
+    event = {"name": "agent.boot", "data": "", "file": str(payload)}
+    assert call(binary, "agent.boot", event, agent_env(tmp_path))["state"] == "success"
+    assert "zone-499=x" in out.read_text()
+
+
+def test_agent_boot_in_agent_mode(binary, tmp_path):
+    out = tmp_path / "cluster.yaml"
+    config = cloud_config(role="init", cluster_config_path=str(out))
+    env = agent_env(tmp_path, STYLUS_ROOT="/persistent/spectro/")
+    assert "root /persistent/spectro" in call(binary, "agent.boot", boot_payload(config), env)["log"]
+    assert "/persistent/spectro/etc/rancher/rke2/config.yaml" in out.read_text()
+
+
+def test_cluster_reset(binary, tmp_path):
+    root = tmp_path / "root"
+    script = root / "opt/rke2/scripts/rke2-uninstall.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text('echo "uninstalled under $STYLUS_ROOT"\n')
+    event = {"name": "cluster.reset", "data": json.dumps({"config": cloud_config(role="init")}), "file": ""}
+    response = call(binary, "cluster.reset", event, agent_env(tmp_path, STYLUS_ROOT=str(root)))
+    assert response["state"] == "success"
+    assert response["log"] == f"ran {script}\nuninstalled under {root}"
+    script.write_text("echo 'busy'; exit 1\n")
+    failed = call(binary, "cluster.reset", event, agent_env(tmp_path, STYLUS_ROOT=str(root)))
+    assert (failed["state"], failed["error"]) == ("error", "failed to reset cluster: busy")
+
+
+def test_init_provider_info(binary, tmp_path):
+    root = tmp_path / "root"
+    fake = root / "usr/local/bin/rke2"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\necho 'rke2 version v1.31.2+rke2r1 (0123abc)'\n")
+    fake.chmod(0o755)
+    event = {"name": "init.provider.info", "data": "{}", "file": ""}
+    response = call(binary, "init.provider.info", event, agent_env(tmp_path, STYLUS_ROOT=str(root)))
+    assert response["state"] == "success"
+    assert json.loads(response["data"]) == {"provider": "rke2", "version": "v1.31.2+rke2r1"}
+    fake.unlink()
+    missing = call(binary, "init.provider.info", event, agent_env(tmp_path, STYLUS_ROOT=str(root)))
+    assert missing["state"] == "non-applicable"
+
+
+def test_init_provider_install(binary, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        body = b"#!/bin/sh\necho 'rke2 version v1.31.2+rke2r1 (x)'\n"
+        info = tarfile.TarInfo("bin/rke2")
+        info.size, info.mode = len(body), 0o755
+        tar.addfile(info, io.BytesIO(body))
+    (artifacts / f"rke2.linux-{arch}.tar.gz").write_bytes(buffer.getvalue())
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (artifacts / f"sha256sum-{arch}.txt").write_text(f"{digest}  rke2.linux-{arch}.tar.gz\n")
+    config = f"artifacts: {artifacts}\nprefix: {tmp_path}/usr\nroot: {tmp_path}/image\n"
+    payload = {
+        "provider": "rke2",
+        "version": "v1.31.2+rke2r1",
+        "logLevel": "info",
+        "config": config,
+        "family": "ubuntu",
+    }
+    event = {"name": "init.provider.install", "data": json.dumps(payload), "file": ""}
+    response = call(binary, "init.provider.install", event, agent_env(tmp_path))
+    assert response["state"] == "success", response
+    assert (tmp_path / "usr/bin/rke2").read_bytes() == body
+    assert (tmp_path / "image/opt/rke2/scripts/rke2-uninstall.sh").exists()
+    other = call(
+        binary,
+        "init.provider.install",
+        {**event, "data": json.dumps({**payload, "provider": "k3s"})},
+        agent_env(tmp_path),
+    )
+    assert other["state"] == "non-applicable"
+    (artifacts / f"sha256sum-{arch}.txt").write_text(f"{'0' * 64}  rke2.linux-{arch}.tar.gz\n")
+    bad = call(binary, "init.provider.install", event, agent_env(tmp_path))
+    assert bad["state"] == "error" and bad["error"].startswith("checksum mismatch")
+
+
+def test_unhandled_events_answer_empty(binary, tmp_path):
+    for name in ("agent.install.challenge", "agent.bootstrap", "agent.recovery", "something.new"):
+        response = call(binary, name, {"name": name, "data": "{}", "file": ""}, agent_env(tmp_path))
+        assert response == {"state": "", "data": "", "error": "", "log": ""}
+
+
+def test_bad_input_answers_json_errors(binary, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(binary), "agent.boot"], input="{broken", capture_output=True, text=True,
+        env=agent_env(tmp_path), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["error"].startswith("event on stdin is not valid JSON")
+
+
+# --- where it unpacks -------------------------------------------------------------------------
+
+
+def test_read_only_root_and_no_home_unpacks_only_into_run(binary, tmp_path):
+    """As root, HOME unset, `/` read-only: the default extraction root is /run/provider-rke2."""
+    out = tmp_path / "cluster.yaml"
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(boot_payload(cloud_config(role="init", cluster_config_path=str(out)))))
+    command = [
+        "sh",
+        "-c",
+        f'env -u HOME -u SHIV_ROOT {sys.executable} {binary} agent.boot < "$0"',
+        str(event),
+    ]
+    sandbox.run(tmp_path, command, host_files={}, host_links={}, env={})
+    response = json.loads((tmp_path / "output.txt").read_text().splitlines()[-1])
+    assert response["state"] == "success", response
+    listing = (tmp_path / "listing.txt").read_text().splitlines()
+    written_outside = [p for p in listing if not p.startswith(str(tmp_path))]
+    assert written_outside, "the first run unpacks somewhere"
+    assert all(p.startswith("/run/provider-rke2/") for p in written_outside), written_outside
+    assert any("/site-packages/provider_rke2/" in p for p in written_outside)
+
+
+def test_a_pre_extracted_image_tree_means_a_boot_writes_nothing(binary, tmp_path):
+    tree = IMAGE / "usr/local/lib/provider-rke2"
+    if not tree.is_dir():
+        pytest.fail("build/image is missing: run `make image-tree` (make test does)")
+    out = tmp_path / "cluster.yaml"
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(boot_payload(cloud_config(role="init", cluster_config_path=str(out)))))
+    image_binary = IMAGE / "system/providers/agent-provider-rke2"
+    command = ["sh", "-c", (
+        f"mount -o remount,rw,bind / 2>/dev/null; mount -t tmpfs tmpfs /usr/local/lib && "
+        f"cp -a {tree} /usr/local/lib/ && mount -o remount,ro,bind /usr/local/lib && "
+        f'env -u HOME -u SHIV_ROOT {sys.executable} {image_binary} agent.boot < "$0"'
+    ), str(event)]  # fmt: skip
+    sandbox.run(tmp_path, command, host_files={}, host_links={}, env={})
+    response = json.loads((tmp_path / "output.txt").read_text().splitlines()[-1])
+    assert response["state"] == "success", (tmp_path / "output.txt").read_text()
+    listing = (tmp_path / "listing.txt").read_text().splitlines()
+    assert [p for p in listing if p.startswith("/run/")] == []
+
+
+def test_eight_simultaneous_first_runs_all_answer(binary, tmp_path):
+    env = agent_env(tmp_path)
+
+    def boot(i):
+        out = tmp_path / f"out-{i}.yaml"
+        return call(
+            binary, "agent.boot", boot_payload(cloud_config(role="init", cluster_config_path=str(out))), env
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(boot, range(8)))
+    assert [r["state"] for r in responses] == ["success"] * 8
+    assert len(list((tmp_path / "shiv").glob("agent-provider-rke2_*/site-packages"))) == 1
+
+
+def test_an_unusable_extraction_root_still_answers_json(binary, tmp_path):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    env = agent_env(tmp_path, SHIV_ROOT=str(blocker / "root"))
+    response = call(binary, "agent.boot", boot_payload(cloud_config(role="init")), env)
+    assert response["state"] == "error"
+    assert response["error"].startswith(
+        "cannot unpack agent-provider-rke2 (set SHIV_ROOT to a writable directory)"
+    )
+
+
+def test_a_user_without_home_or_shiv_root_gets_a_json_error(binary):
+    python = "/usr/bin/python3"
+    assert os.path.exists(python), "the distribution's python3 runs the executable as another user"
+    with tempfile.TemporaryDirectory() as shared:
+        os.chmod(shared, 0o755)
+        copy = Path(shared) / "agent-provider-rke2"
+        copy.write_bytes(binary.read_bytes())
+        copy.chmod(0o755)
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, str(copy), "agent.boot"],
+            input="{}", capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["state"] == "error"
+    assert "no place to unpack: set SHIV_ROOT" in response["error"]
+
+
+# --- the launcher's choice, unit by unit --------------------------------------------------------
+
+
+@pytest.fixture
+def launcher():
+    spec = importlib.util.spec_from_file_location("launcher", BUILD / "launcher.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launcher_order(launcher, monkeypatch, tmp_path):
+    monkeypatch.setattr(launcher, "_build_dir_name", lambda: "agent-provider-rke2_abc")
+    monkeypatch.setattr(launcher, "IMAGE_ROOT", str(tmp_path / "image"))
+    for name in ("SHIV_ROOT", "XDG_RUNTIME_DIR", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert launcher._root() == "/run/provider-rke2"
+    (tmp_path / "image/agent-provider-rke2_abc/site-packages").mkdir(parents=True)
+    assert launcher._root() == str(tmp_path / "image")
+    monkeypatch.setenv("SHIV_ROOT", "/custom")
+    assert launcher._root() == "/custom"
+    monkeypatch.delenv("SHIV_ROOT")
+    (tmp_path / "image/agent-provider-rke2_abc/site-packages").rmdir()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert launcher._root() == "/run/user/1000/provider-rke2"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("HOME", "/home/dev")
+    assert launcher._root() == "/home/dev/.shiv"
+
+
+def test_launcher_never_picks_tmp(launcher):
+    source = (BUILD / "launcher.py").read_text()
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+    assert "/tmp" not in code
+
+
+# --- what image builders get ------------------------------------------------------------------
+
+
+def test_the_executable_is_pure_python_and_names_no_build_path(binary):
+    with zipfile.ZipFile(binary) as bundle:
+        names = bundle.namelist()
+        assert not [n for n in names if n.endswith((".so", ".pyd", ".dylib"))]
+        assert not [n for n in names if n.startswith("site-packages/bin/") or n.endswith("direct_url.json")]
+        assert bundle.read("__main__.py") == (BUILD / "launcher.py").read_bytes()
+        for name in names:
+            assert str(ROOT).encode() not in bundle.read(name), name
+    assert binary.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+
+
+def test_package_tarball_layout():
+    if not PACKAGE.exists():
+        pytest.fail("build/provider-rke2-image.tar.gz is missing: run `make package` (make test does)")
+    with tarfile.open(PACKAGE) as tar:
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+        assert sorted(members) == [
+            "opt/rke2/scripts/rke2-import-images.sh",
+            "opt/rke2/scripts/rke2-killall.sh",
+            "opt/rke2/scripts/rke2-uninstall.sh",
+            "system/providers/agent-provider-rke2",
+        ]
+        assert all(m.mode == 0o755 and m.uid == 0 for m in members.values())
+        assert tar.extractfile("system/providers/agent-provider-rke2").read() == EXECUTABLE.read_bytes()
+    assert (BUILD / "Containerfile").read_text().splitlines()[1] == "FROM scratch"

@@ -1,0 +1,220 @@
+"""init.provider.info / init.provider.install, with fabricated artefacts on a fake filesystem."""
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from provider_rke2 import imagebuild
+from provider_rke2.imagebuild import InstallError, InstallRequest, install, request
+
+ARTIFACTS = "/artifacts"
+PACKAGE_DIR = str(Path(imagebuild.__file__).parent)
+UNIT = (
+    "[Service]\nExecStart=/usr/local/bin/rke2 server\nEnvironmentFile=-/usr/local/lib/systemd/system/%N.env\n"
+)
+RELEASE = {
+    "bin/rke2": b"#!/bin/sh\necho 'rke2 version v1.31.2+rke2r1 (abc)'\n",
+    "bin/rke2-killall.sh": b"#!/bin/sh\n",
+    "lib/systemd/system/rke2-server.service": UNIT.encode(),
+    "share/rke2/LICENSE.txt": b"license",
+}
+
+
+def make_tarball(members, extra=None):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(body), 0o755
+            tar.addfile(info, io.BytesIO(body))
+        for info in extra or []:
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def artefacts(fs, arch="amd64", members=RELEASE, digest=None, extra=None):
+    body = make_tarball(members, extra)
+    fs.create_file(f"{ARTIFACTS}/rke2.linux-{arch}.tar.gz", contents=body)
+    digest = digest or hashlib.sha256(body).hexdigest()
+    fs.create_file(
+        f"{ARTIFACTS}/sha256sum-{arch}.txt",
+        contents=f"{'0' * 64}  rke2-images.linux-{arch}.tar.zst\n{digest}  rke2.linux-{arch}.tar.gz\n",
+    )
+
+
+@pytest.fixture
+def image(fs):
+    fs.add_real_directory(PACKAGE_DIR, read_only=True)
+    return fs
+
+
+def req(**overrides):
+    values = {
+        "artifacts": ARTIFACTS,
+        "prefix": "/usr",
+        "root": "/",
+        "arch": "amd64",
+        "version": "v1.31.2+rke2r1",
+    }
+    values.update(overrides)
+    return InstallRequest(**values)
+
+
+# --- the request --------------------------------------------------------------------------
+
+
+def test_other_providers_are_not_applicable():
+    assert request({"provider": "k3s", "config": ""}, "x86_64") is None
+
+
+@pytest.mark.parametrize("machine, arch", [("x86_64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64")])
+def test_architecture_from_the_machine(machine, arch):
+    assert request({"provider": "rke2", "config": "artifacts: /a"}, machine).arch == arch
+
+
+def test_config_may_be_yaml_text_or_an_object():
+    as_text = request({"provider": "rke2", "config": "artifacts: /a\nprefix: /usr/local\n"}, "x86_64")
+    as_object = request({"provider": "rke2", "config": {"artifacts": "/a", "prefix": "/usr/local"}}, "x86_64")
+    assert as_text == as_object == InstallRequest("/a", "/usr/local", "/", "amd64", "")
+
+
+@pytest.mark.parametrize(
+    "payload, machine, message",
+    [
+        pytest.param(
+            {"provider": "rke2", "config": "artifacts: /a"},
+            "s390x",
+            "unsupported architecture 's390x'",
+            id="arch",
+        ),
+        pytest.param(
+            {"provider": "rke2", "config": ""}, "x86_64", "'artifacts' is missing", id="no-artifacts"
+        ),
+        pytest.param(
+            {"provider": "rke2", "config": "artifacts: rel"}, "x86_64", "clean absolute path", id="relative"
+        ),
+        pytest.param({"provider": "rke2", "config": "[1]"}, "x86_64", "must be a mapping", id="list"),
+        pytest.param({"provider": "rke2", "config": "a: ["}, "x86_64", "not valid YAML", id="yaml"),
+    ],
+)
+def test_bad_requests_are_clear_errors(payload, machine, message):
+    with pytest.raises(InstallError, match=message):
+        request(payload, machine)
+
+
+# --- installing -----------------------------------------------------------------------------
+
+
+def test_install_verifies_unpacks_and_lays_down_the_scripts(image):
+    artefacts(image)
+    response = install(req())
+    assert response.state == "success"
+    data = json.loads(response.data)
+    assert (data["provider"], data["prefix"]) == ("rke2", "/usr")
+    assert open("/usr/bin/rke2", "rb").read() == RELEASE["bin/rke2"]
+    assert os.stat("/usr/bin/rke2").st_mode & 0o777 == 0o755
+    unit = open("/usr/lib/systemd/system/rke2-server.service").read()
+    assert "ExecStart=/usr/bin/rke2 server" in unit and "/usr/local" not in unit
+    assert sorted(os.listdir("/opt/rke2/scripts")) == [
+        "rke2-import-images.sh",
+        "rke2-killall.sh",
+        "rke2-uninstall.sh",
+    ]
+    assert os.stat("/opt/rke2/scripts/rke2-uninstall.sh").st_mode & 0o777 == 0o755
+    assert [p for p in os.listdir("/usr") if p.startswith(".provider-rke2")] == []
+
+
+def test_prefix_usr_local_keeps_the_units_as_released(image):
+    artefacts(image)
+    install(req(prefix="/usr/local"))
+    assert open("/usr/local/lib/systemd/system/rke2-server.service").read() == UNIT
+
+
+def nothing_installed():
+    return not os.path.exists("/usr/bin/rke2") and not os.path.exists("/opt/rke2/scripts")
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        pytest.param(
+            lambda fs: artefacts(fs, digest="f" * 64),
+            "checksum mismatch for /artifacts/rke2.linux-amd64.tar.gz",
+            id="mismatch",
+        ),
+        pytest.param(
+            lambda fs: fs.create_dir(ARTIFACTS), "cannot read /artifacts/sha256sum-amd64.txt", id="missing"
+        ),
+        pytest.param(
+            lambda fs: artefacts(fs, arch="arm64"),
+            "cannot read /artifacts/sha256sum-amd64.txt",
+            id="other-arch-only",
+        ),
+        pytest.param(
+            lambda fs: artefacts(fs, members={"bin/other": b"x"}), "holds no bin/rke2", id="no-binary"
+        ),
+        pytest.param(
+            lambda fs: artefacts(fs, members={"../../etc/passwd": b"x"}),
+            "refusing member '../../etc/passwd'",
+            id="escape",
+        ),
+        pytest.param(
+            lambda fs: artefacts(fs, extra=[_symlink("bin/rke2", "/bin/sh")]),
+            "refusing member 'bin/rke2'",
+            id="symlink",
+        ),
+    ],
+)
+def test_install_failures_change_nothing(image, setup, message):
+    setup(image)
+    with pytest.raises(InstallError, match=message):
+        install(req())
+    assert nothing_installed()
+    assert (
+        [p for p in os.listdir("/usr") if p.startswith(".provider-rke2")] == []
+        if os.path.exists("/usr")
+        else True
+    )
+
+
+def test_sums_file_without_our_archive_is_an_error(image):
+    artefacts(image)
+    image.remove_object(f"{ARTIFACTS}/sha256sum-amd64.txt")
+    image.create_file(f"{ARTIFACTS}/sha256sum-amd64.txt", contents="abc  other.tar.gz\n")
+    with pytest.raises(InstallError, match="has no sha256 line for rke2.linux-amd64.tar.gz"):
+        install(req())
+    assert nothing_installed()
+
+
+def _symlink(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+# --- info -----------------------------------------------------------------------------------
+
+
+def test_info_reports_the_first_installed_version():
+    outputs = {"/usr/bin/rke2": "rke2 version v1.30.5+rke2r1 (deadbeef)\ngo version go1.22\n"}
+    response = imagebuild.info(outputs.get, ["/usr/local/bin/rke2", "/usr/bin/rke2"])
+    assert response.state == "success"
+    assert json.loads(response.data) == {"provider": "rke2", "version": "v1.30.5+rke2r1"}
+
+
+def test_info_without_rke2_is_not_applicable():
+    response = imagebuild.info(lambda binary: None, ["/usr/local/bin/rke2", "/usr/bin/rke2"])
+    assert (response.state, response.data) == ("non-applicable", "")
+
+
+def test_binaries_checked_follow_the_root():
+    assert imagebuild.binaries("/") == ["/usr/local/bin/rke2", "/usr/bin/rke2"]
+    assert imagebuild.binaries("/persistent/spectro") == [
+        "/persistent/spectro/usr/local/bin/rke2",
+        "/usr/bin/rke2",
+    ]

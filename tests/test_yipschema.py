@@ -1,0 +1,91 @@
+"""The boot-time schema interpreter gives jsonschema's verdict, place by place."""
+
+import copy
+import itertools
+
+import jsonschema
+import pytest
+import yaml
+
+from provider_rke2 import yipschema
+
+from conftest import ROOT
+
+GOLDEN = sorted((ROOT / "stages").rglob("*.yaml"))
+
+
+def oracle(document):
+    validator = jsonschema.Draft7Validator(yipschema.schema())
+    return sorted(
+        "yip" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        for error in validator.iter_errors(document)
+    )
+
+
+def ours(document):
+    return sorted(p.path for p in yipschema.problems(document))
+
+
+def first_file(doc):
+    return doc["stages"]["boot.before"][1]["files"][0]
+
+
+MUTATIONS = {
+    "quoted-permission": lambda d: first_file(d).update(permissions="0600"),
+    "bool-permission": lambda d: first_file(d).update(permissions=True),
+    "negative-permission": lambda d: first_file(d).update(permissions=-1),
+    "huge-permission": lambda d: first_file(d).update(permissions=65536),
+    "string-owner": lambda d: first_file(d).update(owner="root"),
+    "owner_string": lambda d: first_file(d).update(owner_string="root"),
+    "relative-path": lambda d: first_file(d).update(path="etc/x"),
+    "no-content": lambda d: first_file(d).pop("content"),
+    "bad-encoding": lambda d: first_file(d).update(encoding="rot13"),
+    "null-content": lambda d: first_file(d).update(content=None),
+    "no-name": lambda d: d.pop("name"),
+    "empty-name": lambda d: d.update(name=""),
+    "extra-top-key": lambda d: d.update(version=1),
+    "empty-stages": lambda d: d.update(stages={}),
+    "bad-stage-name": lambda d: d["stages"].update({"Boot Before": [{"name": "x"}]}),
+    "stage-not-list": lambda d: d["stages"].update({"boot.after": {"name": "x"}}),
+    "empty-step-list": lambda d: d["stages"].update({"boot.after": []}),
+    "step-unknown-key": lambda d: d["stages"]["boot.before"][0].update(sytemctl={}),
+    "empty-commands": lambda d: d["stages"]["boot.before"][0].update(commands=[]),
+    "empty-command": lambda d: d["stages"]["boot.before"][0]["commands"].append(""),
+    "int-command": lambda d: d["stages"]["boot.before"][0]["commands"].append(5),
+    "if-not-string": lambda d: d["stages"]["boot.before"][0].update({"if": ["x"]}),
+    "step-not-object": lambda d: d["stages"]["boot.before"].append("step"),
+    "document-list": lambda d: d.clear() or d.update(stages=[]),
+}
+
+
+@pytest.mark.parametrize("golden", GOLDEN, ids=lambda p: str(p.relative_to(ROOT / "stages")))
+def test_goldens_are_valid_for_both(golden):
+    document = yaml.safe_load(golden.read_text())
+    assert ours(document) == oracle(document) == []
+
+
+@pytest.mark.parametrize(
+    "golden, mutation",
+    list(itertools.product(GOLDEN[:3], MUTATIONS)),
+    ids=lambda v: v if isinstance(v, str) else v.name,
+)
+def test_mutations_fail_in_the_same_places(golden, mutation):
+    document = copy.deepcopy(yaml.safe_load(golden.read_text()))
+    MUTATIONS[mutation](document)
+    expected = oracle(document)
+    assert expected, "every mutation breaks the schema"
+    assert ours(document) == expected
+
+
+def test_an_integral_float_is_not_an_integer_for_yip():
+    # JSON Schema accepts 384.0 as an integer; yip's Go decoder does not, and would
+    # drop every stage of the file, so here the interpreter is deliberately stricter.
+    document = yaml.safe_load(GOLDEN[0].read_text())
+    first_file(document).update(permissions=384.0)
+    assert oracle(document) == []
+    assert ours(document) == ["yip.stages.boot.before[1].files[0].permissions"]
+
+
+def test_a_schema_keyword_the_interpreter_does_not_know_is_refused():
+    with pytest.raises(ValueError, match="uses 'oneOf', which yipschema does not apply"):
+        yipschema._check_keywords({"properties": {"x": {"oneOf": []}}})
