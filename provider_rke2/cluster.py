@@ -7,11 +7,12 @@ import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
+from provider_rke2 import schema
 from provider_rke2.errors import ConfigError, Problem
 from provider_rke2.paths import CLUSTER_OUTPUT
-from provider_rke2.yamltext import kind_of, parse_bool
+from provider_rke2.yamltext import parse_bool
 
 ROLES = ("init", "controlplane", "worker")
 DEFAULT_OUTPUT_PATH = CLUSTER_OUTPUT
@@ -72,26 +73,34 @@ class Cluster:
 
 
 def parse_cluster(section: Any) -> Tuple[Cluster, List[str]]:
-    """Decode and check the section; raise ConfigError with every problem at once."""
+    """Decode and check the section; raise ConfigError with every problem at once.
+
+    The shapes and values are checked against cluster.schema.json; what depends
+    on other fields (a joining role needs a host) or on more than a pattern (a
+    clean path, a host name) is checked here.
+    """
+    problems = schema.problems(section, schema.CLUSTER, "cluster")
     if not isinstance(section, dict):
-        raise ConfigError(
-            [Problem("cluster", f"expected a mapping of cluster settings, got {kind_of(section)}")]
-        )
-    reader = _Reader(section)
+        raise ConfigError(problems)
+    reader = _Reader(section, {p.path for p in problems})
     cluster = reader.cluster()
-    if reader.problems:
-        raise ConfigError(reader.problems)
+    if problems or reader.problems:
+        raise ConfigError(problems + reader.problems)
     return cluster, reader.warnings
 
 
 class _Reader:
-    def __init__(self, section: Dict[Any, Any]):
+    """Decodes leniently (the schema has reported wrong types) and checks the rest."""
+
+    def __init__(self, section: Dict[Any, Any], reported: Set[str]):
         self.section = section
+        self.reported = reported
         self.problems: List[Problem] = []
         self.warnings: List[str] = []
 
     def fail(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message))
+        if path not in self.reported:
+            self.problems.append(Problem(path, message))
 
     def cluster(self) -> Cluster:
         for key in self.section:
@@ -100,88 +109,41 @@ class _Reader:
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 self.warnings.append(f"cluster.{key}: unknown setting, ignored{hint}")
         role = self.text("role")
-        if not role:
-            self.fail("cluster.role", f"missing; expected one of {', '.join(ROLES)}")
-        elif role not in ROLES:
-            self.fail("cluster.role", f"'{role}' is not one of {', '.join(ROLES)}")
-        host = self.host(role)
         provider_config = self.string_map("providerConfig")
         return Cluster(
             role=role,
             token=self.text("cluster_token"),
-            control_plane_host=host,
+            control_plane_host=self.host(role),
             config=self.text("config"),
             provider_config=provider_config,
             env=self.string_map("env"),
-            ca_certs=self.text_list("ca_certs"),
-            import_local_images=self.flag("import_local_images"),
-            local_images_path=self.absolute_path("local_images_path", ""),
-            output_path=self.absolute_path("cluster_config_path", DEFAULT_OUTPUT_PATH),
+            ca_certs=tuple(str(c) for c in self.section.get("ca_certs") or () if _is_scalar(c)),
+            import_local_images=bool(parse_bool(self.text("import_local_images"))),
+            local_images_path=self.clean_path("local_images_path"),
+            output_path=self.clean_path("cluster_config_path") or DEFAULT_OUTPUT_PATH,
             wait_for_images_seconds=self.wait_seconds(provider_config),
         )
 
     def text(self, key: str) -> str:
         value = self.section.get(key)
-        if value is None:
-            return ""
-        if isinstance(value, (dict, list)):
-            self.fail(f"cluster.{key}", f"expected a string, got {kind_of(value)}")
-            return ""
-        return str(value)
-
-    def flag(self, key: str) -> bool:
-        text = self.text(key)
-        if not text:
-            return False
-        value = parse_bool(text)
-        if value is None:
-            self.fail(f"cluster.{key}", f"expected true or false, got '{text}'")
-            return False
-        return value
+        return "" if value is None or isinstance(value, (dict, list)) else str(value)
 
     def string_map(self, key: str) -> Dict[str, str]:
         value = self.section.get(key)
-        if value is None:
-            return {}
         if not isinstance(value, dict):
-            self.fail(f"cluster.{key}", f"expected a mapping of names to strings, got {kind_of(value)}")
             return {}
-        result = {}
-        for name, item in value.items():
-            if isinstance(item, (dict, list)):
-                self.fail(f"cluster.{key}.{name}", f"expected a string, got {kind_of(item)}")
-            else:
-                result[str(name)] = "" if item is None else str(item)
-        return result
+        return {str(k): "" if v is None else str(v) for k, v in value.items() if _is_scalar(v)}
 
-    def text_list(self, key: str) -> Tuple[str, ...]:
-        value = self.section.get(key)
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            self.fail(f"cluster.{key}", f"expected a list of strings, got {kind_of(value)}")
-            return ()
-        items = []
-        for index, item in enumerate(value):
-            if isinstance(item, (dict, list)) or item is None:
-                self.fail(f"cluster.{key}[{index}]", f"expected a string, got {kind_of(item)}")
-            else:
-                items.append(str(item))
-        return tuple(items)
-
-    def absolute_path(self, key: str, default: str) -> str:
+    def clean_path(self, key: str) -> str:
         path = self.text(key)
-        if not path:
-            return default
-        if not path.startswith("/") or "\0" in path or "\n" in path:
-            self.fail(f"cluster.{key}", f"expected an absolute path, got '{path}'")
-            return default
-        if posixpath.normpath(path) != path.rstrip("/") or path.endswith("/"):
+        if not path or not path.startswith("/"):
+            return ""
+        if "\0" in path or "\n" in path or path.endswith("/") or posixpath.normpath(path) != path:
             self.fail(
                 f"cluster.{key}",
                 f"expected a clean absolute path (no '..', '.', '//' or trailing '/'), got '{path}'",
             )
-            return default
+            return ""
         return path
 
     def host(self, role: str) -> str:
@@ -213,6 +175,10 @@ class _Reader:
             )
             return 0
         return int(text)
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, (dict, list))
 
 
 def _normal_host(host: str) -> Optional[str]:

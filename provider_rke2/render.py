@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from provider_rke2 import proxy, rke2config, stages, yip, yipschema
+from provider_rke2 import proxy, rke2config, schema, stages, yip
 from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.paths import Paths, images_dir
@@ -40,7 +40,7 @@ def render(cloud_config: str, root: Root = APPLIANCE) -> Optional[Rendered]:
     cluster, warnings = parse_cluster(section)
     root = with_cluster_root(root, cluster.provider_config.get(CLUSTER_ROOT_PATH, ""))
     document, more_warnings = build_document(cluster, Paths(root.path))
-    found = yipschema.problems(document)
+    found = schema.problems(document, schema.YIP, "yip")
     if found:
         raise OutputError(
             "the rendered document breaks the yip schema (a provider bug, nothing was written): "

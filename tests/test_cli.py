@@ -252,7 +252,7 @@ def test_render_reports_every_problem_and_exits_1():
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "error: cluster.env: expected a mapping of names to strings, got a list",
+        "error: cluster.env: expected a mapping of names to values, got a list",
         "error: cluster.role: 'boss' is not one of init, controlplane, worker",
     ]
 

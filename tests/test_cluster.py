@@ -79,7 +79,7 @@ def test_server_url_from_host(host, server):
         ),
         pytest.param(
             {"role": "init", "cluster_token": ["a"]},
-            ["cluster.cluster_token: expected a string, got a list"],
+            ["cluster.cluster_token: expected a single value, got a list"],
             id="token-list",
         ),
         pytest.param(
@@ -89,12 +89,12 @@ def test_server_url_from_host(host, server):
         ),
         pytest.param(
             {"role": "init", "env": ["HTTP_PROXY=x"]},
-            ["cluster.env: expected a mapping of names to strings, got a list"],
+            ["cluster.env: expected a mapping of names to values, got a list"],
             id="env-list",
         ),
         pytest.param(
             {"role": "init", "providerConfig": {"x": {"y": 1}}},
-            ["cluster.providerConfig.x: expected a string, got a mapping"],
+            ["cluster.providerConfig.x: expected a single value, got a mapping"],
             id="provider-config-nested",
         ),
         pytest.param(
@@ -120,7 +120,7 @@ def test_server_url_from_host(host, server):
         ),
         pytest.param(
             {"role": "init", "ca_certs": "PEM"},
-            ["cluster.ca_certs: expected a list of strings, got a string"],
+            ["cluster.ca_certs: expected a list of PEM strings, got a string"],
             id="ca-certs-string",
         ),
         pytest.param(

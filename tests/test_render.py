@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from provider_rke2 import yipschema
+from provider_rke2 import schema
 from provider_rke2.errors import ConfigError
 from provider_rke2.render import render
 
@@ -175,7 +175,9 @@ def test_custom_output_path():
     [
         pytest.param("a: [", "config: is not valid YAML", id="syntax"),
         pytest.param("- a\n", "config: expected a mapping, got a list", id="list"),
-        pytest.param("cluster: [1]\n", "cluster: expected a mapping of cluster settings", id="cluster-list"),
+        pytest.param(
+            "cluster: [1]\n", "cluster: expected a mapping of cluster settings, got a list", id="cluster-list"
+        ),
     ],
 )
 def test_bad_cloud_configs(text, message):
@@ -215,7 +217,7 @@ def test_rendered_documents_satisfy_the_yip_schema():
             env={"NO_PROXY": "x"},
         )
     )
-    assert yipschema.problems(document) == []
+    assert schema.problems(document, schema.YIP, "yip") == []
 
 
 @pytest.mark.parametrize(
@@ -231,5 +233,5 @@ def test_the_schema_rejects_what_yip_would_silently_drop(mutate, where):
     document = rendered_document(cloud_config(role="init"))
     first_file = step_named(document, "Write the RKE2")["files"][0]
     mutate(first_file)
-    found = yipschema.problems(document)
+    found = schema.problems(document, schema.YIP, "yip")
     assert found and where in " ".join(str(p) for p in found)

@@ -1,29 +1,26 @@
-"""The boot-time schema interpreter gives jsonschema's verdict, place by place."""
+"""The boot-time schema interpreter gives jsonschema's answer: same places, same words."""
 
 import copy
 import itertools
 
-import jsonschema
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from provider_rke2 import yipschema
+from provider_rke2 import schema
 
 from conftest import ROOT
 
 GOLDEN = sorted((ROOT / "stages").rglob("*.yaml"))
 
 
-def oracle(document):
-    validator = jsonschema.Draft7Validator(yipschema.schema())
-    return sorted(
-        "yip" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        for error in validator.iter_errors(document)
-    )
+def oracle(document, name=schema.YIP, root="yip"):
+    return [str(p) for p in schema.jsonschema_problems(document, name, root)]
 
 
-def ours(document):
-    return sorted(p.path for p in yipschema.problems(document))
+def ours(document, name=schema.YIP, root="yip"):
+    return [str(p) for p in schema.problems(document, name, root)]
 
 
 def first_file(doc):
@@ -83,9 +80,50 @@ def test_an_integral_float_is_not_an_integer_for_yip():
     document = yaml.safe_load(GOLDEN[0].read_text())
     first_file(document).update(permissions=384.0)
     assert oracle(document) == []
-    assert ours(document) == ["yip.stages.boot.before[1].files[0].permissions"]
+    assert ours(document) == [
+        "yip.stages.boot.before[1].files[0].permissions: expected a whole number, got a number"
+    ]
 
 
 def test_a_schema_keyword_the_interpreter_does_not_know_is_refused():
-    with pytest.raises(ValueError, match="uses 'oneOf', which yipschema does not apply"):
-        yipschema._check_keywords({"properties": {"x": {"oneOf": []}}})
+    with pytest.raises(ValueError, match="uses 'oneOf', which provider_rke2.schema does not apply"):
+        schema._check_keywords({"properties": {"x": {"oneOf": []}}}, "x.json")
+
+
+# --- the cluster section ------------------------------------------------------------------------
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+KEYS = st.sampled_from(
+    ["role", "cluster_token", "control_plane_host", "config", "providerConfig", "env", "ca_certs",
+     "import_local_images", "local_images_path", "cluster_config_path", "other"]
+)  # fmt: skip
+ROLES = st.sampled_from(["init", "controlplane", "worker", "master", None, "", 1])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.dictionaries(KEYS, values | ROLES | st.sampled_from(["/abs", "rel", "yes", "maybe", True]), max_size=8)
+)
+def test_cluster_sections_get_the_same_answer_from_both(section):
+    assert ours(section, schema.CLUSTER, "cluster") == oracle(section, schema.CLUSTER, "cluster")
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        ({"role": "master"}, ["cluster.role: 'master' is not one of init, controlplane, worker"]),
+        ({}, ["cluster.role: missing; expected one of init, controlplane, worker"]),
+        ({"role": "init", "env": ["x"]}, ["cluster.env: expected a mapping of names to values, got a list"]),
+        ({"role": "init", "cluster_config_path": "x"},
+         ["cluster.cluster_config_path: expected an absolute path, got 'x'"]),
+        ({"role": "init", "import_local_images": "maybe"},
+         ["cluster.import_local_images: expected true or false, got 'maybe'"]),
+    ],
+)  # fmt: skip
+def test_cluster_messages_name_the_field_and_what_was_expected(section, expected):
+    assert ours(section, schema.CLUSTER, "cluster") == expected == oracle(section, schema.CLUSTER, "cluster")
