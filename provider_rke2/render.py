@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from provider_rke2 import proxy, rke2config, schema, stages, yip
+from provider_rke2 import proxy, rke2check, rke2config, schema, stages, yip
 from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.paths import Paths, images_dir
@@ -65,9 +65,11 @@ def cluster_section(cloud_config: str) -> Any:
 
 def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[str]]:
     user = rke2config.parse_user_config(cluster.config)
+    problems, warnings = rke2check.check(user, cluster.role)
     settings = rke2config.provider_settings(cluster)
     defaults = rke2config.provider_defaults(paths)
-    merged, warnings = rke2config.merge(user, settings, defaults)
+    merged, merge_warnings = rke2config.merge(user, settings, defaults)
+    warnings += merge_warnings
     # 99_userdata.yaml records what the provider contributed to config.yaml.
     provider = {**{k: v for k, v in defaults.items() if k not in user}, **settings}
     if cluster.role == "init" and "server" in merged:
@@ -76,15 +78,15 @@ def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[str]]:
             " instead of starting a new cluster"
         )
     if not cluster.token and not ({"token", "token-file"} & merged.keys()) and cluster.role != "init":
-        raise ConfigError(
-            [
-                Problem(
-                    "cluster.cluster_token",
-                    f"missing; a {cluster.role} node needs the cluster token to join"
-                    " (or token/token-file in cluster.config)",
-                )
-            ]
+        problems.append(
+            Problem(
+                "cluster.cluster_token",
+                f"missing; a {cluster.role} node needs the cluster token to join"
+                " (or token/token-file in cluster.config)",
+            )
         )
+    if problems:
+        raise ConfigError(problems)
     warnings += proxy.ignored_variables(cluster.env)
     pairs = proxy.proxy_environment(cluster.env, merged)
     steps = stages.present(

@@ -1,0 +1,110 @@
+"""The user's RKE2 config against RKE2's real options (rke2keys.json, package data).
+
+RKE2 itself never rejects an unknown key: it logs "Unknown flag ... skipping" and
+boots without it, so a typo fails silently on the node. Here an unknown key, a
+k3s-only key, or a server-only key on a worker is a warning that says what RKE2
+will do; a value RKE2 would misread or refuse (a list for a single value, a word
+for a boolean, a number that is not one) is an error. Warnings never block a boot.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from functools import cache
+from typing import Any, List, Mapping, Tuple
+
+from provider_rke2.errors import Problem
+from provider_rke2.rke2config import list_items
+
+# What Go's strconv.ParseBool and time.ParseDuration accept, as RKE2 parses flags.
+_GO_BOOL = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
+_GO_DURATION = re.compile(r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|ms|s|m|h))+\Z|[-+]?0\Z")
+_INTEGER = re.compile(r"[-+]?[0-9]+\Z")
+
+
+@cache
+def table() -> Mapping[str, Any]:
+    with open(os.path.join(os.path.dirname(__file__), "rke2keys.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def check(config: Mapping[str, Any], role: str) -> Tuple[List[Problem], List[str]]:
+    """Errors and warnings for a user config (keys already folded, `key+` into `key`)."""
+    known = table()
+    errors: List[Problem] = []
+    warnings: List[str] = []
+    for key, value in config.items():
+        path = f"cluster.config.{key}"
+        name = known["aliases"].get(key, key)
+        if name not in known["keys"]:
+            warnings.append(_unknown(path, name, role, known))
+            continue
+        spec = known["keys"][name]
+        if spec["scope"] == "server" and role == "worker":
+            warnings.append(
+                f"{path}: a server option; rke2 agent on a worker logs 'Unknown flag' and skips it"
+            )
+        if value is None:
+            warnings.append(f"{path}: has no value; RKE2 receives an empty one")
+            continue
+        problem = _type_problem(spec["type"], value)
+        if problem:
+            errors.append(Problem(path, problem))
+        elif name in known["enums"]:
+            warnings += _enum_warnings(path, name, value, known["enums"][name])
+    return errors, warnings
+
+
+def _unknown(path: str, name: str, role: str, known: Mapping[str, Any]) -> str:
+    k3s = known["k3s_only"]
+    if (
+        name in k3s
+        or name.startswith("flannel-")
+        or (role == "worker" and name in known["k3s_only_on_agents"])
+    ):
+        instead = f"; RKE2's is '{k3s[name]}'" if k3s.get(name) else ""
+        return f"{path}: a k3s option RKE2 does not have; RKE2 logs 'Unknown flag' and skips it{instead}"
+    close = difflib.get_close_matches(name, known["keys"], n=1, cutoff=0.75)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{path}: not an RKE2 option; RKE2 logs 'Unknown flag' and skips it{hint}"
+
+
+def _type_problem(kind: str, value: Any) -> str:
+    """Why RKE2 would misread or refuse `value` for an option of type `kind`, or ''."""
+    if isinstance(value, dict):
+        return (
+            "expected a single value, got a mapping" if kind != "list" else "expected a list, got a mapping"
+        )
+    if kind == "list":
+        bad = [item for item in value if isinstance(item, (dict, list))] if isinstance(value, list) else []
+        return f"list items must be single values, got {len(bad)} nested" if bad else ""
+    if isinstance(value, list):
+        return f"expected a single value, got a list of {len(value)} (RKE2 would keep only one)"
+    if kind == "bool":
+        ok = isinstance(value, bool) or str(value) in _GO_BOOL
+        return "" if ok else f"expected true or false, got '{value}'"
+    if kind == "int":
+        ok = not isinstance(value, bool) and bool(_INTEGER.match(str(value)))
+        return "" if ok else f"expected a whole number, got '{value}'"
+    if kind == "duration":
+        return (
+            ""
+            if _GO_DURATION.match(str(value))
+            else f"expected a duration such as 30s or 5m0s, got '{value}'"
+        )
+    return ""
+
+
+def _enum_warnings(path: str, name: str, value: Any, allowed: List[str]) -> List[str]:
+    items = [str(item) for item in list_items(value, name)]
+    if name == "cni" and items[:1] == ["multus"]:
+        items = items[1:]  # multus goes first, in front of the real CNI
+    return [
+        f"{path}: '{item}' is not one of {', '.join(allowed)} (the values this provider knows;"
+        " check your RKE2 version)"
+        for item in items
+        if item not in allowed
+    ]
