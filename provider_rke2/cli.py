@@ -25,8 +25,7 @@ from provider_rke2.events import MAX_EVENT_BYTES
 # their answer must cost no more than starting Python. Everything else is
 # imported where it is needed.
 
-COMMANDS = ("render", "paths", "mode")
-USAGE = "usage: agent-provider-rke2 EVENT < event.json\n       agent-provider-rke2 {render,paths,mode} ...\n"
+COMMANDS = ("render", "validate", "paths", "mode")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -95,7 +94,7 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         " argument, it answers the Kairos agent: one JSON event on stdin, one JSON response on stdout.",
     )
     parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{render,paths,mode}")
+    commands = parser.add_subparsers(dest="command", metavar="{render,validate,paths,mode}")
     root_help = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
     render = commands.add_parser(
         "render",
@@ -106,6 +105,17 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     )
     render.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     render.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    validate = commands.add_parser(
+        "validate",
+        help="report every problem of a cloud-config, at its line",
+        description="Check the cluster section of the cloud-config in FILE (stdin with '-'): the section's"
+        " schema, the RKE2 config against RKE2's options, and the render. Prints the file with each problem"
+        " marked at its line (E1, W1, ...) and listed below, or a JSON report with --format json."
+        " Exit 0 no errors (warnings allowed), 1 errors, 2 usage or unreadable file.",
+    )
+    validate.add_argument("file", metavar="FILE|-")
+    validate.add_argument("--format", choices=("annotate", "json"), default="annotate")
+    validate.add_argument("--stylus-root", metavar="PATH", help=root_help)
     for name, text in (
         ("paths", "print every RKE2 path for the resolved root"),
         ("mode", "appliance or agent mode, with the evidence"),
@@ -123,6 +133,8 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     try:
         if options.command == "render":
             return _render(options.file, node, stdin, stdout, stderr)
+        if options.command == "validate":
+            return _validate(options.file, options.format, node, stdin, stdout, stderr)
         from provider_rke2 import mode
 
         root = node.stylus_root()
@@ -140,15 +152,34 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         return 1
 
 
-def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def _read_source(source: str, stdin: TextIO, stderr: TextIO) -> Optional[str]:
     try:
         if source == "-":
-            text = stdin.read()
-        else:
-            with open(source, encoding="utf-8") as handle:
-                text = handle.read()
+            return stdin.read()
+        with open(source, encoding="utf-8") as handle:
+            return handle.read()
     except (OSError, UnicodeDecodeError) as err:
         stderr.write(f"error: cannot read {source}: {getattr(err, 'strerror', None) or err}\n")
+        return None
+
+
+def _validate(source: str, style: str, node: object, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    text = _read_source(source, stdin, stderr)
+    if text is None:
+        return 2
+    from provider_rke2 import validation
+
+    findings = validation.validate(text, node.stylus_root())  # type: ignore[attr-defined]
+    if style == "json":
+        stdout.write(validation.as_json(source, findings))
+    else:
+        stdout.write(validation.annotate(text, findings))
+    return 1 if validation.has_errors(findings) else 0
+
+
+def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    text = _read_source(source, stdin, stderr)
+    if text is None:
         return 2
     from provider_rke2.render import OUTPUT_MODE, render
 

@@ -7,7 +7,7 @@ import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from provider_rke2 import schema
 from provider_rke2.errors import ConfigError, Problem
@@ -72,20 +72,22 @@ class Cluster:
         return f"https://{host}:9345"
 
 
-def parse_cluster(section: Any) -> Tuple[Cluster, List[str]]:
+def parse_cluster(
+    section: Any, check: Callable[[Any, str, str], List[Problem]] = schema.problems
+) -> Tuple[Cluster, List[Problem]]:
     """Decode and check the section; raise ConfigError with every problem at once.
 
     The shapes and values are checked against cluster.schema.json; what depends
     on other fields (a joining role needs a host) or on more than a pattern (a
     clean path, a host name) is checked here.
     """
-    problems = schema.problems(section, schema.CLUSTER, "cluster")
+    problems = check(section, schema.CLUSTER, "cluster")
     if not isinstance(section, dict):
         raise ConfigError(problems)
     reader = _Reader(section, {p.path for p in problems})
     cluster = reader.cluster()
     if problems or reader.problems:
-        raise ConfigError(problems + reader.problems)
+        raise ConfigError(problems + reader.problems, reader.warnings)
     return cluster, reader.warnings
 
 
@@ -96,7 +98,7 @@ class _Reader:
         self.section = section
         self.reported = reported
         self.problems: List[Problem] = []
-        self.warnings: List[str] = []
+        self.warnings: List[Problem] = []
 
     def fail(self, path: str, message: str) -> None:
         if path not in self.reported:
@@ -107,7 +109,7 @@ class _Reader:
             if str(key) not in KNOWN_KEYS:
                 close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                self.warnings.append(f"cluster.{key}: unknown setting, ignored{hint}")
+                self.warnings.append(Problem(f"cluster.{key}", f"unknown setting, ignored{hint}"))
         role = self.text("role")
         provider_config = self.string_map("providerConfig")
         return Cluster(

@@ -26,10 +26,12 @@ class EventError(ProviderError):
 
 
 class ConfigError(ProviderError):
-    """The cloud-config is wrong; carries every problem found, not just the first."""
+    """The cloud-config is wrong; carries every problem found, not just the first, and
+    the warnings found on the way (for `validate`, which reports both)."""
 
-    def __init__(self, problems: Sequence[Problem]):
+    def __init__(self, problems: Sequence[Problem], warnings: Sequence[Problem] = ()):
         self.problems = sorted(problems)
+        self.warnings = list(warnings)
         super().__init__("; ".join(str(p) for p in self.problems))
 
 

@@ -51,14 +51,16 @@ def no_proxy_entries(user_no_proxy: str, rke2_config: Mapping[str, Any]) -> List
     return unique
 
 
-def ignored_variables(env: Mapping[str, str]) -> List[str]:
+def ignored_variables(env: Mapping[str, str]) -> List[Problem]:
     """Warnings for `env` entries that are not passed to RKE2."""
     warnings = []
     for name in env:
         if name in PROXY_VARIABLES:
             continue
         hint = f"; did you mean {name.upper()}?" if name.upper() in PROXY_VARIABLES else ""
-        warnings.append(f"cluster.env.{name}: ignored; only {', '.join(PROXY_VARIABLES)} reach RKE2{hint}")
+        warnings.append(
+            Problem(f"cluster.env.{name}", f"ignored; only {', '.join(PROXY_VARIABLES)} reach RKE2{hint}")
+        )
     return warnings
 
 

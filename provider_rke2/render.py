@@ -29,7 +29,7 @@ class Rendered:
     text: str
     role: str
     root: Root
-    warnings: Tuple[str, ...]
+    warnings: Tuple[Problem, ...]
 
 
 def render(cloud_config: str, root: Root = APPLIANCE) -> Optional[Rendered]:
@@ -63,7 +63,7 @@ def cluster_section(cloud_config: str) -> Any:
     return document.get("cluster")
 
 
-def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[str]]:
+def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[Problem]]:
     user = rke2config.parse_user_config(cluster.config)
     problems, warnings = rke2check.check(user, cluster.role)
     settings = rke2config.provider_settings(cluster)
@@ -74,8 +74,10 @@ def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[str]]:
     provider = {**{k: v for k, v in defaults.items() if k not in user}, **settings}
     if cluster.role == "init" and "server" in merged:
         warnings.append(
-            "cluster.config.server: set on an init node, which then joins that server"
-            " instead of starting a new cluster"
+            Problem(
+                "cluster.config.server",
+                "set on an init node, which then joins that server instead of starting a new cluster",
+            )
         )
     if not cluster.token and not ({"token", "token-file"} & merged.keys()) and cluster.role != "init":
         problems.append(
@@ -86,7 +88,7 @@ def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[str]]:
             )
         )
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     warnings += proxy.ignored_variables(cluster.env)
     pairs = proxy.proxy_environment(cluster.env, merged)
     steps = stages.present(

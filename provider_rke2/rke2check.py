@@ -31,11 +31,11 @@ def table() -> Mapping[str, Any]:
         return json.load(handle)
 
 
-def check(config: Mapping[str, Any], role: str) -> Tuple[List[Problem], List[str]]:
+def check(config: Mapping[str, Any], role: str) -> Tuple[List[Problem], List[Problem]]:
     """Errors and warnings for a user config (keys already folded, `key+` into `key`)."""
     known = table()
     errors: List[Problem] = []
-    warnings: List[str] = []
+    warnings: List[Problem] = []
     for key, value in config.items():
         path = f"cluster.config.{key}"
         name = known["aliases"].get(key, key)
@@ -45,10 +45,10 @@ def check(config: Mapping[str, Any], role: str) -> Tuple[List[Problem], List[str
         spec = known["keys"][name]
         if spec["scope"] == "server" and role == "worker":
             warnings.append(
-                f"{path}: a server option; rke2 agent on a worker logs 'Unknown flag' and skips it"
+                Problem(path, "a server option; rke2 agent on a worker logs 'Unknown flag' and skips it")
             )
         if value is None:
-            warnings.append(f"{path}: has no value; RKE2 receives an empty one")
+            warnings.append(Problem(path, "has no value; RKE2 receives an empty one"))
             continue
         problem = _type_problem(spec["type"], value)
         if problem:
@@ -58,7 +58,7 @@ def check(config: Mapping[str, Any], role: str) -> Tuple[List[Problem], List[str
     return errors, warnings
 
 
-def _unknown(path: str, name: str, role: str, known: Mapping[str, Any]) -> str:
+def _unknown(path: str, name: str, role: str, known: Mapping[str, Any]) -> Problem:
     k3s = known["k3s_only"]
     if (
         name in k3s
@@ -66,10 +66,12 @@ def _unknown(path: str, name: str, role: str, known: Mapping[str, Any]) -> str:
         or (role == "worker" and name in known["k3s_only_on_agents"])
     ):
         instead = f"; RKE2's is '{k3s[name]}'" if k3s.get(name) else ""
-        return f"{path}: a k3s option RKE2 does not have; RKE2 logs 'Unknown flag' and skips it{instead}"
+        return Problem(
+            path, f"a k3s option RKE2 does not have; RKE2 logs 'Unknown flag' and skips it{instead}"
+        )
     close = difflib.get_close_matches(name, known["keys"], n=1, cutoff=0.75)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"{path}: not an RKE2 option; RKE2 logs 'Unknown flag' and skips it{hint}"
+    return Problem(path, f"not an RKE2 option; RKE2 logs 'Unknown flag' and skips it{hint}")
 
 
 def _type_problem(kind: str, value: Any) -> str:
@@ -98,13 +100,16 @@ def _type_problem(kind: str, value: Any) -> str:
     return ""
 
 
-def _enum_warnings(path: str, name: str, value: Any, allowed: List[str]) -> List[str]:
+def _enum_warnings(path: str, name: str, value: Any, allowed: List[str]) -> List[Problem]:
     items = [str(item) for item in list_items(value, name)]
     if name == "cni" and items[:1] == ["multus"]:
         items = items[1:]  # multus goes first, in front of the real CNI
     return [
-        f"{path}: '{item}' is not one of {', '.join(allowed)} (the values this provider knows;"
-        " check your RKE2 version)"
+        Problem(
+            path,
+            f"'{item}' is not one of {', '.join(allowed)}"
+            " (the values this provider knows; check your RKE2 version)",
+        )
         for item in items
         if item not in allowed
     ]

@@ -100,7 +100,7 @@ def provider_defaults(paths: Paths) -> RKE2Config:
 
 def merge(
     user: Mapping[str, Any], provider: Mapping[str, Any], defaults: Optional[Mapping[str, Any]] = None
-) -> Tuple[RKE2Config, List[str]]:
+) -> Tuple[RKE2Config, List[Problem]]:
     """The final config.yaml content, and warnings for user values that were overridden or kept."""
     merged: RKE2Config = dict(user)
     warnings = []
@@ -109,8 +109,10 @@ def merge(
             merged[key] = value
         elif merged[key] != value:
             warnings.append(
-                f"cluster.config.{key}: kept as given ({merged[key]!r});"
-                f" the provider's default here is {value!r}"
+                Problem(
+                    f"cluster.config.{key}",
+                    f"kept as given ({merged[key]!r}); the provider's default here is {value!r}",
+                )
             )
     for key, value in provider.items():
         if key not in merged:
@@ -120,8 +122,11 @@ def merge(
         elif merged[key] != value:
             shown = "" if key in SECRET_KEYS else f" ({merged[key]!r})"
             warnings.append(
-                f"cluster.config.{key}: the user's value{shown} is replaced by the provider's,"
-                f" derived from {_SOURCE_OF.get(key, 'the cluster section')}"
+                Problem(
+                    f"cluster.config.{key}",
+                    f"the user's value{shown} is replaced by the provider's,"
+                    f" derived from {_SOURCE_OF.get(key, 'the cluster section')}",
+                )
             )
             merged[key] = value
     return merged, warnings

@@ -61,6 +61,10 @@ _TextLoader.add_constructor("tag:yaml.org,2002:bool", _text_scalar)
 class YAMLSyntaxError(ValueError):
     """A YAML document that does not parse; the message points into it."""
 
+    def __init__(self, message: str, line: int = 0):
+        super().__init__(message)
+        self.line = line  # 1-based; 0 when unknown
+
 
 def load_cloud_config(text: str) -> Any:
     """The merged cloud-config, scalars as text."""
@@ -149,7 +153,7 @@ def _load(text: str, loader: type) -> Any:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise YAMLSyntaxError(f"{err.problem or err}{where}") from None
+        raise YAMLSyntaxError(f"{err.problem or err}{where}", mark.line + 1 if mark else 0) from None
     except yaml.YAMLError as err:
         raise YAMLSyntaxError(str(err)) from None
 
@@ -165,3 +169,33 @@ def kind_of(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return "a string"
+
+
+def line_numbers(text: str, prefix: str = "", first_line: int = 1, rke2: bool = False) -> dict:
+    """Dotted path -> 1-based line for every key and list item, for pointing at problems."""
+    loader = _RKE2Loader if rke2 else _TextLoader
+    try:
+        node = yaml.compose(text, Loader=loader)
+    except yaml.YAMLError:
+        return {}
+    lines: dict = {}
+    _walk(node, prefix, first_line - 1, lines)
+    return lines
+
+
+def _walk(node: Any, path: str, offset: int, lines: dict) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = str(key.value)
+            child = f"{path}.{name}" if path else name
+            lines.setdefault(child, key.start_mark.line + 1 + offset)
+            if name.endswith("+"):
+                lines.setdefault(child[:-1], key.start_mark.line + 1 + offset)
+            _walk(value, child, offset, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.setdefault(f"{path}[{index}]", item.start_mark.line + 1 + offset)
+            _walk(item, f"{path}[{index}]", offset, lines)
+    elif path == "cluster.config" and isinstance(node, yaml.ScalarNode) and node.style == "|":
+        # A literal block keeps its lines: the RKE2 config's own keys map 1:1.
+        lines.update(line_numbers(node.value, path, node.start_mark.line + 2 + offset, rke2=True))

@@ -51,7 +51,7 @@ def test_a_users_data_dir_is_respected_with_a_warning():
         files_of(yaml.safe_load(result.text))[f"{STYLUS}/etc/rancher/rke2/config.yaml"]["content"]
     )
     assert config["data-dir"] == "/data/rke2"
-    assert "cluster.config.data-dir: kept as given ('/data/rke2');" in result.warnings[0]
+    assert "cluster.config.data-dir: kept as given ('/data/rke2');" in str(result.warnings[0])
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,9 @@ def test_every_problem_is_reported_at_once():
 
 def test_unknown_keys_warn_with_the_closest_known_key():
     _, warnings = parse_cluster({"role": "init", "cluster_tokn": "x"})
-    assert warnings == ["cluster.cluster_tokn: unknown setting, ignored; did you mean 'cluster_token'?"]
+    assert [str(w) for w in warnings] == [
+        "cluster.cluster_tokn: unknown setting, ignored; did you mean 'cluster_token'?"
+    ]
 
 
 def test_wait_seconds_and_images_flag_are_read():

@@ -80,7 +80,7 @@ def test_control_characters_in_a_proxy_value_are_an_error():
 
 
 def test_other_variables_are_reported_as_ignored():
-    assert ignored_variables({"http_proxy": "x", "FOO": "y", "NO_PROXY": "z"}) == [
+    assert [str(w) for w in ignored_variables({"http_proxy": "x", "FOO": "y", "NO_PROXY": "z"})] == [
         "cluster.env.http_proxy: ignored; only HTTP_PROXY, HTTPS_PROXY, NO_PROXY reach RKE2;"
         " did you mean HTTP_PROXY?",
         "cluster.env.FOO: ignored; only HTTP_PROXY, HTTPS_PROXY, NO_PROXY reach RKE2",

@@ -161,7 +161,7 @@ def test_joining_with_a_token_file_in_config_is_fine():
 
 def test_server_on_an_init_node_is_kept_and_warned_about():
     result = render(cloud_config(role="init", config="server: https://other:9345\n"))
-    assert any("set on an init node" in w for w in result.warnings)
+    assert any("set on an init node" in str(w) for w in result.warnings)
 
 
 def test_custom_output_path():

@@ -62,7 +62,7 @@ def run(text, role="init"):
 def test_warnings_say_what_rke2_will_do(text, role, warning):
     errors, warnings = run(text, role)
     assert errors == []
-    assert warnings == [warning]
+    assert [str(w) for w in warnings] == [warning]
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_errors_block_the_render_and_warnings_do_not():
         render(cloud_config(role="init", config="debug: enabled\nnode-lable: [x]\n"))
     assert [p.path for p in caught.value.problems] == ["cluster.config.debug"]
     result = render(cloud_config(role="init", config="node-lable: [x]\n"))
-    assert any("did you mean 'node-label'" in w for w in result.warnings)
+    assert any("did you mean 'node-label'" in str(w) for w in result.warnings)
 
 
 def test_every_problem_of_section_and_config_comes_at_once():
