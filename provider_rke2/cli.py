@@ -67,18 +67,61 @@ def run_event(name: str, stdin_text: str, node: object) -> Response:
     from provider_rke2.errors import ProviderError
     from provider_rke2.protocol import Response, parse_event
 
+    context = provider.Context()
     stray = io.StringIO()
     try:
         with redirect_stdout(stray), redirect_stderr(stray):
-            response = provider.handle(parse_event(stdin_text, name), node)  # type: ignore[arg-type]
+            response = provider.handle(parse_event(stdin_text, name), node, context)  # type: ignore[arg-type]
     except ProviderError as err:
         response = Response(state="error", error=str(err))
     except Exception as err:  # noqa: BLE001 - a bug must still answer the agent in JSON
         response = Response(state="error", error=f"internal error: {type(err).__name__}: {err}")
     captured = stray.getvalue().strip()
-    if captured:
-        log = "\n".join(part for part in (response.log, captured) if part)
-        response = Response(response.state, response.data, response.error, log)
+    log = "\n".join(part for part in (response.log, captured) if part)
+    response = _scrubbed(Response(response.state, response.data, response.error, log), context.secrets)
+    return _logged(name, response, context, node)
+
+
+def _scrubbed(response: Response, secrets: set) -> Response:
+    """The one place secrets are removed: every field, just before anything leaves."""
+    from provider_rke2.protocol import Response
+    from provider_rke2.secrets import scrub
+
+    fields = (response.state, response.data, response.error, response.log)
+    return Response(*(scrub(text, secrets) for text in fields))
+
+
+def _logged(name: str, response: Response, context: object, node: object) -> Response:
+    """Append the (already scrubbed) outcome to the provider log; never fails the event."""
+    import time
+
+    from provider_rke2 import __version__
+    from provider_rke2.errors import ProviderError
+    from provider_rke2.paths import Paths
+    from provider_rke2.protocol import Response
+
+    lines = [
+        ("warning", line[9:]) if line.startswith("warning: ") else ("info", line)
+        for line in response.log.splitlines()
+    ]
+    if response.error:
+        lines.append(("error", response.error))
+    if not lines:
+        return response
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    role = getattr(context, "role", "") or "-"
+    text = "".join(
+        f"{stamp} provider-rke2/{__version__} {name} role={role} {level}: {message}\n"
+        for level, message in lines
+    )
+    try:
+        root = getattr(context, "root", None) or node.stylus_root()  # type: ignore[attr-defined]
+        node.append_log(Paths(root.path).provider_log, text)  # type: ignore[attr-defined]
+    except ProviderError as err:
+        note = f"warning: provider log not written: {err}"
+        return Response(
+            response.state, response.data, response.error, "\n".join(p for p in (response.log, note) if p)
+        )
     return response
 
 

@@ -35,6 +35,37 @@ def replace_file(path: str, data: bytes, mode: int) -> None:
                 pass
 
 
+def append_record(path: str, record: bytes, limit: int, mode: int = 0o600) -> None:
+    """Append one record with one O_APPEND write, so concurrent writers never interleave;
+    past `limit` bytes the file is first renamed to PATH.1 (one older file is kept)."""
+    import fcntl
+
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        if _size(path) + len(record) > limit:
+            # Under a lock: two writers must not both rotate and lose the older file.
+            with open(path + ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if _size(path) + len(record) > limit:
+                    os.replace(path, path + ".1")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        try:
+            if os.write(fd, record) != len(record):
+                raise OSError(28, "No space left on device")
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise OutputError(f"cannot append to {path}: {err.strerror or err}") from None
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _sync_directory(directory: str) -> None:
     # Makes the rename itself durable across a power cut; some filesystems refuse.
     try:

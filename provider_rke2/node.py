@@ -11,6 +11,7 @@ from provider_rke2.errors import ConfigError, Problem
 from provider_rke2.events import MAX_EVENT_BYTES
 
 MAX_SCRIPT_OUTPUT = 8192
+LOG_LIMIT = 1024 * 1024  # bytes before provider-rke2.log is rotated to .1
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class LocalNode:
         from provider_rke2.fsio import replace_file
 
         replace_file(path, text.encode("utf-8"), 0o600)
+
+    def append_log(self, path: str, text: str) -> None:
+        from provider_rke2.fsio import append_record
+
+        append_record(path, text.encode("utf-8"), LOG_LIMIT)
 
     def stylus_root(self) -> roots.Root:
         return roots.resolve(self.stylus_root_flag, self._environment_file(), self.environ)

@@ -65,6 +65,14 @@ class Paths:
         return self.under("/var/log/rke2.log")
 
     @property
+    def provider_log_dir(self) -> str:
+        return self.under("/var/log/provider-rke2")
+
+    @property
+    def provider_log(self) -> str:
+        return self.provider_log_dir + "/provider-rke2.log"
+
+    @property
     def scripts_dir(self) -> str:
         return self.under("/opt/rke2/scripts")
 
@@ -92,6 +100,7 @@ class Paths:
             ("proxy env (agent)", self.env_file("rke2-agent.service")),
             ("binary", self.binary),
             ("logs", self.log_file),
+            ("provider log", self.provider_log),
             ("scripts", self.scripts_dir + "/"),
             ("local images (default)", self.local_images + "/"),
             ("cluster output (Kairos)", CLUSTER_OUTPUT),

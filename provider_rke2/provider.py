@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol, Set
 
 from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.events import BOOT, INFO, INSTALL, RESET
 from provider_rke2.protocol import Event, Response, payload
 from provider_rke2.root import Root
+from provider_rke2.secrets import collect
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
 RESET_TIMEOUT = 600
+
+
+@dataclass
+class Context:
+    """What a handler learns that the edge needs: secrets to scrub, where and for whom to log."""
+
+    secrets: Set[str] = field(default_factory=set)
+    root: Optional[Root] = None
+    role: str = ""
 
 
 class Node(Protocol):
@@ -29,13 +40,16 @@ class Node(Protocol):
 
     def machine(self) -> str: ...
 
+    def append_log(self, path: str, text: str) -> None: ...
 
-def handle(event: Event, node: Node) -> Response:
+
+def handle(event: Event, node: Node, context: Optional[Context] = None) -> Response:
     """The response to one event; raises ProviderError for the CLI to report."""
+    context = Context() if context is None else context
     if event.name == BOOT:
-        return _boot(event, node)
+        return _boot(event, node, context)
     if event.name == RESET:
-        return _reset(event, node)
+        return _reset(event, node, context)
     if event.name in (INFO, INSTALL):
         from provider_rke2 import imagebuild
 
@@ -48,7 +62,7 @@ def handle(event: Event, node: Node) -> Response:
     return Response()
 
 
-def _cloud_config(event: Event, node: Node) -> str:
+def _cloud_config(event: Event, node: Node, context: Context) -> str:
     config = payload(event, node.read_text).get("config", "")
     if config is None:
         return ""
@@ -57,25 +71,29 @@ def _cloud_config(event: Event, node: Node) -> str:
             f"{event.name} payload field 'config' must be a string holding the cloud-config,"
             f" got {type(config).__name__}"
         )
+    # Before any check: no message, even about a broken config, may carry a secret.
+    context.secrets |= collect(config)
+    context.root = node.stylus_root()
     return config
 
 
-def _boot(event: Event, node: Node) -> Response:
-    config = _cloud_config(event, node)
+def _boot(event: Event, node: Node, context: Context) -> Response:
+    config = _cloud_config(event, node, context)
     # Imported here: the YAML and schema code is for the events that need it.
     from provider_rke2.render import render
 
-    rendered = render(config, node.stylus_root())
+    rendered = render(config, context.root or node.stylus_root())
     if rendered is None:
         return Response(log=NO_CLUSTER)
+    context.root, context.role = rendered.root, rendered.role
     node.write_private(rendered.path, rendered.text)
     lines = [f"warning: {w}" for w in rendered.warnings]
     lines.append(f"wrote {rendered.path} (role {rendered.role}, root {rendered.root.path})")
     return Response(state="success", log="\n".join(lines))
 
 
-def _reset(event: Event, node: Node) -> Response:
-    config = _cloud_config(event, node)
+def _reset(event: Event, node: Node, context: Context) -> Response:
+    config = _cloud_config(event, node, context)
     from provider_rke2.cluster import CLUSTER_ROOT_PATH
     from provider_rke2.paths import Paths
     from provider_rke2.render import cluster_section
@@ -88,7 +106,10 @@ def _reset(event: Event, node: Node) -> Response:
     # only the root matters here.
     provider_config = section.get("providerConfig") if isinstance(section, dict) else None
     cluster_root = provider_config.get(CLUSTER_ROOT_PATH) if isinstance(provider_config, dict) else None
-    root = with_cluster_root(node.stylus_root(), str(cluster_root or ""))
+    root = with_cluster_root(context.root or node.stylus_root(), str(cluster_root or ""))
+    context.root = root
+    role = section.get("role") if isinstance(section, dict) else None
+    context.role = role if isinstance(role, str) else ""
     result = node.run_script(Paths(root.path).uninstall_script, root, RESET_TIMEOUT)
     if result.returncode != 0:
         raise ProviderError(f"failed to reset cluster: {_failure(result)}")

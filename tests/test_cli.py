@@ -23,9 +23,13 @@ class FakeNode:
         self.writes = []
         self.fail_write = fail_write
         self.root = root
+        self.logs = []
 
     def stylus_root(self):
         return self.root
+
+    def append_log(self, path, text):
+        self.logs.append((path, text))
 
     def read_text(self, path):
         if path not in self.files:
@@ -86,7 +90,7 @@ def test_warnings_reach_the_log_without_the_token():
 
 
 def test_stray_output_of_the_handler_goes_to_log_not_stdout(monkeypatch, capsys):
-    def noisy(event, node):
+    def noisy(event, node, context=None):
         print("debris on stdout")
         print("debris on stderr", file=sys.stderr)
         return Response(state="success", log="handled")
@@ -98,7 +102,7 @@ def test_stray_output_of_the_handler_goes_to_log_not_stdout(monkeypatch, capsys)
 
 
 def test_a_bug_still_answers_json_without_a_traceback(monkeypatch):
-    def broken(event, node):
+    def broken(event, node, context=None):
         raise KeyError("oops")
 
     monkeypatch.setattr(provider, "handle", broken)
@@ -213,7 +217,7 @@ def test_stdout_written_below_python_goes_to_stderr_not_into_the_response(tmp_pa
     probe = (
         "import os, sys; from provider_rke2 import cli, provider;"
         "from provider_rke2.protocol import Response;"
-        "provider.handle = lambda e, n: (os.write(1, b'raw fd write\\n'), Response(log='ok'))[1];"
+        "provider.handle = lambda e, n, c=None: (os.write(1, b'raw fd write\\n'), Response(log='ok'))[1];"
         "sys.exit(cli.main(['agent.boot']))"
     )
     result = subprocess.run(

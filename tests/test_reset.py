@@ -16,6 +16,10 @@ class ResetNode:
         self.result = result
         self.root = root
         self.ran = []
+        self.logs = []
+
+    def append_log(self, path, text):
+        self.logs.append((path, text))
 
     def read_text(self, path):
         raise FileNotFoundError(2, "No such file or directory")
