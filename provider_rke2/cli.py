@@ -46,8 +46,13 @@ def event_mode(name: str) -> int:
         sys.stdout.write(EMPTY_RESPONSE + "\n")
         sys.stdout.flush()
         return 0
+    import signal
+
     from provider_rke2.node import LocalNode
 
+    # Terminated mid-write, the cleanup in `finally` blocks must still run: no
+    # temporary file is left behind, and the earlier output stays as it was.
+    signal.signal(signal.SIGTERM, _terminated)
     channel = _claim_stdout()
     response = run_event(name, _read_stdin(), LocalNode())
     try:
@@ -258,6 +263,10 @@ def _exists() -> bool:
     from provider_rke2.root import STYLUS_ENVIRONMENT
 
     return os.path.exists(STYLUS_ENVIRONMENT)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _claim_stdout() -> TextIO:
