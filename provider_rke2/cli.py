@@ -25,7 +25,7 @@ from provider_rke2.events import MAX_EVENT_BYTES
 # their answer must cost no more than starting Python. Everything else is
 # imported where it is needed.
 
-COMMANDS = ("render", "validate", "paths", "mode")
+COMMANDS = ("render", "validate", "paths", "mode", "events", "status", "wait-ready")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -84,7 +84,42 @@ def run_event(name: str, stdin_text: str, node: object) -> Response:
     captured = stray.getvalue().strip()
     log = "\n".join(part for part in (response.log, captured) if part)
     response = _scrubbed(Response(response.state, response.data, response.error, log), context.secrets)
+    response = _emitted(name, response, context, node)
     return _logged(name, response, context, node)
+
+
+def _emitted(name: str, response: Response, context: object, node: object) -> Response:
+    """Write the handler's events, and an `error` event for a failure; never fails the event."""
+    from provider_rke2 import eventlog
+    from provider_rke2.errors import ProviderError
+    from provider_rke2.paths import Paths
+    from provider_rke2.protocol import Response
+    from provider_rke2.secrets import scrub
+
+    events = list(getattr(context, "events", []))
+    if response.error:
+        events.append((eventlog.ERROR, response.error))
+    if not events:
+        return response
+    role = getattr(context, "role", "")
+    lost = []
+    try:
+        root = getattr(context, "root", None) or node.stylus_root()  # type: ignore[attr-defined]
+        path = Paths(root.path).events_log
+    except ProviderError as err:
+        path, lost = "", [f"{kind} ({err})" for kind, _ in events]
+    for kind, message in events if path else ():
+        entry = eventlog.record(kind, scrub(message, getattr(context, "secrets", ())), role, name)
+        try:
+            node.emit(path, entry)  # type: ignore[attr-defined]
+        except ProviderError as err:
+            lost.append(f"{kind} ({err})")
+    if not lost:
+        return response
+    note = "\n".join(f"warning: event lost: {item}" for item in lost)
+    return Response(
+        response.state, response.data, response.error, "\n".join(p for p in (response.log, note) if p)
+    )
 
 
 def _scrubbed(response: Response, secrets: set) -> Response:
@@ -142,7 +177,7 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         " argument, it answers the Kairos agent: one JSON event on stdin, one JSON response on stdout.",
     )
     parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{render,validate,paths,mode}")
+    commands = parser.add_subparsers(dest="command", metavar="{render,validate,paths,mode,events,status}")
     root_help = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
     render = commands.add_parser(
         "render",
@@ -171,6 +206,33 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         commands.add_parser(name, help=text, description=text).add_argument(
             "--stylus-root", metavar="PATH", help=root_help
         )
+    events = commands.add_parser(
+        "events",
+        help="the event log, as a table or JSON lines",
+        description="Print the event log (<root>/var/log/provider-rke2/events.jsonl), oldest first.",
+    )
+    events.add_argument("--type", dest="kind", metavar="T", help="only events of this type")
+    events.add_argument(
+        "--since", metavar="TIME", help="only events at or after TIME (RFC 3339, e.g. 2026-11-26T14:00:00Z)"
+    )
+    events.add_argument("--json", action="store_true", help="raw JSON lines instead of a table")
+    events.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
+    events.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    status = commands.add_parser("status", help="mode, role, RKE2 unit, last event of each type")
+    status.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    # Run by the readiness watcher's transient unit, not by people (hence no help line).
+    ready = commands.add_parser(
+        "wait-ready", description="Wait until RKE2 answers on this node; record the outcome."
+    )
+    ready.add_argument("--role", required=True, choices=("init", "controlplane", "worker"))
+    ready.add_argument("--timeout", type=float, default=900.0)
+    ready.add_argument(
+        "--after", default="", help="what the boot stage did: started, restarted, unchanged, failed"
+    )
+    ready.add_argument("--kubelet-url", default=None)
+    ready.add_argument("--supervisor-url", default=None)
+    ready.add_argument("--max-interval", type=float, default=15.0)
+    ready.add_argument("--stylus-root", metavar="PATH", help=root_help)
     options = parser.parse_args(args)
     if options.command is None:
         parser.print_usage(stderr)
@@ -183,6 +245,18 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
             return _render(options.file, node, stdin, stdout, stderr)
         if options.command == "validate":
             return _validate(options.file, options.format, node, stdin, stdout, stderr)
+        if options.command == "wait-ready":
+            from provider_rke2.watch import wait_ready
+
+            return wait_ready(options, node, stderr)
+        if options.command in ("events", "status"):
+            from provider_rke2 import report
+
+            if options.command == "events":
+                return report.events(
+                    node.stylus_root(), options.kind, options.since, options.json, options.follow, stdout
+                )
+            return report.status(node.stylus_root(), stdout)
         from provider_rke2 import mode
 
         root = node.stylus_root()
@@ -229,9 +303,14 @@ def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: Te
     text = _read_source(source, stdin, stderr)
     if text is None:
         return 2
-    from provider_rke2.render import OUTPUT_MODE, render
+    from provider_rke2.paths import Paths
+    from provider_rke2.render import OUTPUT_MODE, render, root_for
 
-    rendered = render(text, node.stylus_root())  # type: ignore[attr-defined]
+    # The node's own fingerprint key when it has one (never made here), so that the
+    # output is byte for byte what agent.boot would write on this node.
+    root = root_for(text, node.stylus_root())  # type: ignore[attr-defined]
+    key = (node.read_state(Paths(root.path).fingerprint_key) or "").encode()  # type: ignore[attr-defined]
+    rendered = render(text, root, key, node.executable())  # type: ignore[attr-defined]
     if rendered is None:
         stderr.write("no cluster section: agent.boot would write nothing\n")
         return 0

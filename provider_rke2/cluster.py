@@ -20,6 +20,9 @@ DEFAULT_OUTPUT_PATH = CLUSTER_OUTPUT
 # providerConfig keys this provider reads (values are strings, as in the SDK).
 WAIT_FOR_IMAGES = "local_images_wait_seconds"
 CLUSTER_ROOT_PATH = "cluster_root_path"
+READY_TIMEOUT = "ready_timeout_seconds"
+DEFAULT_READY_TIMEOUT = 900
+MAX_READY_TIMEOUT = 86400
 MAX_WAIT_FOR_IMAGES = 3600
 
 KNOWN_KEYS = (
@@ -52,6 +55,7 @@ class Cluster:
     local_images_path: str = ""  # empty: the default under the root
     output_path: str = DEFAULT_OUTPUT_PATH
     wait_for_images_seconds: int = 0
+    ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT
 
     @property
     def is_server(self) -> bool:
@@ -123,7 +127,10 @@ class _Reader:
             import_local_images=bool(parse_bool(self.text("import_local_images"))),
             local_images_path=self.clean_path("local_images_path"),
             output_path=self.clean_path("cluster_config_path") or DEFAULT_OUTPUT_PATH,
-            wait_for_images_seconds=self.wait_seconds(provider_config),
+            wait_for_images_seconds=self.seconds(provider_config, WAIT_FOR_IMAGES, 0, 0, MAX_WAIT_FOR_IMAGES),
+            ready_timeout_seconds=self.seconds(
+                provider_config, READY_TIMEOUT, DEFAULT_READY_TIMEOUT, 10, MAX_READY_TIMEOUT
+            ),
         )
 
     def text(self, key: str) -> str:
@@ -166,16 +173,15 @@ class _Reader:
             return ""
         return normal
 
-    def wait_seconds(self, provider_config: Mapping[str, str]) -> int:
-        text = provider_config.get(WAIT_FOR_IMAGES, "")
+    def seconds(self, provider_config: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+        text = provider_config.get(key, "")
         if not text:
-            return 0
-        if not text.isdigit() or int(text) > MAX_WAIT_FOR_IMAGES:
+            return default
+        if not text.isdigit() or not low <= int(text) <= high:
             self.fail(
-                f"cluster.providerConfig.{WAIT_FOR_IMAGES}",
-                f"expected whole seconds from 0 to {MAX_WAIT_FOR_IMAGES}, got '{text}'",
+                f"cluster.providerConfig.{key}", f"expected whole seconds from {low} to {high}, got '{text}'"
             )
-            return 0
+            return default
         return int(text)
 
 

@@ -22,9 +22,59 @@ class ScriptResult:
 
 
 class LocalNode:
-    def __init__(self, stylus_root_flag: Optional[str] = None, environ: Optional[Mapping[str, str]] = None):
+    def __init__(
+        self,
+        stylus_root_flag: Optional[str] = None,
+        environ: Optional[Mapping[str, str]] = None,
+        journal_socket: str = "/run/systemd/journal/socket",
+    ):
         self.stylus_root_flag = stylus_root_flag
         self.environ = os.environ if environ is None else environ
+        self.journal_socket = journal_socket
+
+    def executable(self) -> str:
+        """This program's own path, when it runs as the packaged executable."""
+        import sys
+
+        from provider_rke2.render import DEFAULT_EXECUTABLE
+
+        argv0 = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        return argv0 if argv0 and not argv0.endswith(".py") and os.path.isfile(argv0) else DEFAULT_EXECUTABLE
+
+    def emit(self, path: str, entry: dict) -> None:
+        """Append a record to the event log; copy it to the journal when there is one."""
+        from provider_rke2 import eventlog
+        from provider_rke2.fsio import append_record
+
+        append_record(path, eventlog.line(entry), LOG_LIMIT)
+        if os.path.exists(self.journal_socket):
+            import socket
+
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as journal:
+                    journal.sendto(eventlog.journal_message(entry), self.journal_socket)
+            except OSError:
+                pass  # the journal's copy is best effort; the event log has the record
+
+    def read_state(self, path: str) -> Optional[str]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError:
+            return None
+
+    def write_state(self, path: str, text: str) -> None:
+        from provider_rke2.fsio import replace_file
+
+        replace_file(path, text.encode("utf-8") + b"\n", 0o600)
+
+    def fingerprint_key(self, path: str) -> bytes:
+        """The node's random key for fingerprints, made on first use (0600)."""
+        key = self.read_state(path)
+        if key:
+            return key.encode()
+        self.write_state(path, os.urandom(32).hex())
+        return (self.read_state(path) or "").encode()
 
     def read_text(self, path: str) -> str:
         with open(path, encoding="utf-8") as handle:

@@ -73,6 +73,28 @@ class Paths:
         return self.provider_log_dir + "/provider-rke2.log"
 
     @property
+    def events_log(self) -> str:
+        return self.provider_log_dir + "/events.jsonl"
+
+    @property
+    def state_dir(self) -> str:
+        return self.under("/var/lib/provider-rke2")
+
+    @property
+    def rendered_state(self) -> str:
+        """The fingerprint of the last successful render (for config_updated)."""
+        return self.state_dir + "/rendered"
+
+    @property
+    def started_stamp(self) -> str:
+        """The fingerprint RKE2 was last (re)started with (for restarting only on change)."""
+        return self.state_dir + "/started"
+
+    @property
+    def fingerprint_key(self) -> str:
+        return self.state_dir + "/fingerprint.key"
+
+    @property
     def scripts_dir(self) -> str:
         return self.under("/opt/rke2/scripts")
 
@@ -101,6 +123,8 @@ class Paths:
             ("binary", self.binary),
             ("logs", self.log_file),
             ("provider log", self.provider_log),
+            ("event log", self.events_log),
+            ("provider state", self.state_dir + "/"),
             ("scripts", self.scripts_dir + "/"),
             ("local images (default)", self.local_images + "/"),
             ("cluster output (Kairos)", CLUSTER_OUTPUT),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol, Set
+from typing import Any, List, Optional, Protocol, Set, Tuple
 
 from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.events import BOOT, INFO, INSTALL, RESET
@@ -23,6 +23,7 @@ class Context:
     secrets: Set[str] = field(default_factory=set)
     root: Optional[Root] = None
     role: str = ""
+    events: List[Tuple[str, str]] = field(default_factory=list)  # (type, message) for the event log
 
 
 class Node(Protocol):
@@ -41,6 +42,16 @@ class Node(Protocol):
     def machine(self) -> str: ...
 
     def append_log(self, path: str, text: str) -> None: ...
+
+    def emit(self, path: str, entry: dict) -> None: ...
+
+    def executable(self) -> str: ...
+
+    def read_state(self, path: str) -> Optional[str]: ...
+
+    def write_state(self, path: str, text: str) -> None: ...
+
+    def fingerprint_key(self, path: str) -> bytes: ...
 
 
 def handle(event: Event, node: Node, context: Optional[Context] = None) -> Response:
@@ -80,14 +91,33 @@ def _cloud_config(event: Event, node: Node, context: Context) -> str:
 def _boot(event: Event, node: Node, context: Context) -> Response:
     config = _cloud_config(event, node, context)
     # Imported here: the YAML and schema code is for the events that need it.
-    from provider_rke2.render import render
+    from provider_rke2.eventlog import CONFIG_UPDATED
+    from provider_rke2.paths import Paths
+    from provider_rke2.render import render, root_for
 
-    rendered = render(config, context.root or node.stylus_root())
+    root = root_for(config, context.root or node.stylus_root())
+    paths = Paths(root.path)
+    notes = []
+    try:
+        key = node.fingerprint_key(paths.fingerprint_key)
+    except ProviderError as err:
+        key, notes = b"", [f"warning: fingerprint key not kept ({err}); change detection still works"]
+    rendered = render(config, root, key, node.executable())
     if rendered is None:
         return Response(log=NO_CLUSTER)
     context.root, context.role = rendered.root, rendered.role
     node.write_private(rendered.path, rendered.text)
-    lines = [f"warning: {w}" for w in rendered.warnings]
+    if node.read_state(paths.rendered_state) != rendered.fingerprint:
+        context.events.append(
+            (CONFIG_UPDATED, f"RKE2 configuration or proxy environment changed; written to {rendered.path}")
+        )
+        try:
+            node.write_state(paths.rendered_state, rendered.fingerprint)
+        except ProviderError as err:
+            notes.append(
+                f"warning: render state not kept ({err}); the next boot reports config_updated again"
+            )
+    lines = notes + [f"warning: {w}" for w in rendered.warnings]
     lines.append(f"wrote {rendered.path} (role {rendered.role}, root {rendered.root.path})")
     return Response(state="success", log="\n".join(lines))
 
@@ -113,6 +143,9 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
     result = node.run_script(Paths(root.path).uninstall_script, root, RESET_TIMEOUT)
     if result.returncode != 0:
         raise ProviderError(f"failed to reset cluster: {_failure(result)}")
+    from provider_rke2.eventlog import CLUSTER_RESET
+
+    context.events.append((CLUSTER_RESET, f"RKE2 removed by {result.path}"))
     return Response(state="success", log=f"ran {result.path}\n{result.output}".strip())
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import shlex
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
@@ -23,6 +26,10 @@ _MERGED_HEADER = (
 )
 
 
+# Where Kairos keeps providers; the readiness watcher runs this executable.
+DEFAULT_EXECUTABLE = "/system/providers/agent-provider-rke2"
+
+
 @dataclass(frozen=True)
 class Rendered:
     path: str
@@ -30,16 +37,23 @@ class Rendered:
     role: str
     root: Root
     warnings: Tuple[Problem, ...]
+    fingerprint: str  # of the RKE2 configuration and proxy environment; no secret is recoverable from it
 
 
-def render(cloud_config: str, root: Root = APPLIANCE) -> Optional[Rendered]:
-    """What agent.boot writes for this cloud-config, or None without a `cluster:` section."""
+def render(
+    cloud_config: str, root: Root = APPLIANCE, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE
+) -> Optional[Rendered]:
+    """What agent.boot writes for this cloud-config, or None without a `cluster:` section.
+
+    `key` is the node's fingerprint key (see Rendered.fingerprint); `executable` the
+    provider's own path, which the readiness watcher runs.
+    """
     section = cluster_section(cloud_config)
     if section is None:
         return None
     cluster, warnings = parse_cluster(section)
     root = with_cluster_root(root, cluster.provider_config.get(CLUSTER_ROOT_PATH, ""))
-    document, more_warnings = build_document(cluster, Paths(root.path))
+    document, more_warnings, fingerprint = build_document(cluster, Paths(root.path), key, executable)
     found = schema.problems(document, schema.YIP, "yip")
     if found:
         raise OutputError(
@@ -47,8 +61,24 @@ def render(cloud_config: str, root: Root = APPLIANCE) -> Optional[Rendered]:
             + "; ".join(str(p) for p in found)
         )
     return Rendered(
-        cluster.output_path, yip.dump(document), cluster.role, root, tuple(warnings + more_warnings)
+        cluster.output_path,
+        yip.dump(document),
+        cluster.role,
+        root,
+        tuple(warnings + more_warnings),
+        fingerprint,
     )
+
+
+def root_for(cloud_config: str, root: Root) -> Root:
+    """The root a cloud-config will render for, read leniently (before any check)."""
+    try:
+        section = cluster_section(cloud_config)
+    except ConfigError:
+        return root
+    provider_config = section.get("providerConfig") if isinstance(section, dict) else None
+    value = provider_config.get(CLUSTER_ROOT_PATH) if isinstance(provider_config, dict) else None
+    return with_cluster_root(root, value if isinstance(value, str) else "")
 
 
 def cluster_section(cloud_config: str) -> Any:
@@ -63,7 +93,9 @@ def cluster_section(cloud_config: str) -> Any:
     return document.get("cluster")
 
 
-def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[Problem]]:
+def build_document(
+    cluster: Cluster, paths: Paths, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE
+) -> Tuple[dict, List[Problem], str]:
     user = rke2config.parse_user_config(cluster.config)
     problems, warnings = rke2check.check(user, cluster.role)
     settings = rke2config.provider_settings(cluster)
@@ -91,20 +123,37 @@ def build_document(cluster: Cluster, paths: Paths) -> Tuple[dict, List[Problem]]
         raise ConfigError(problems, warnings)
     warnings += proxy.ignored_variables(cluster.env)
     pairs = proxy.proxy_environment(cluster.env, merged)
+    merged_text = _MERGED_HEADER + rke2config.dump(merged)
+    proxy_step = stages.proxy_env(paths, cluster.unit, pairs)
+    drop_in = stages.unit_drop_in(paths, cluster.unit)
+    # What RKE2 runs with: a change to any of it is a reason to restart.
+    material = [
+        merged_text,
+        proxy_step.files[0].content if proxy_step else "",
+        drop_in.content if drop_in else "",
+    ]
+    fingerprint = hmac.new(key, "\0".join(material).encode("utf-8"), hashlib.sha256).hexdigest()
+    watcher = " ".join(
+        shlex.quote(part)
+        for part in (
+            executable, "wait-ready", "--role", cluster.role, "--stylus-root", paths.root,
+            "--timeout", str(cluster.ready_timeout_seconds),
+        )
+    )  # fmt: skip
     steps = stages.present(
         stages.swap_off(),
         stages.rke2_config(
             paths,
             _USER_HEADER + _with_newline(cluster.config),
             _PROVIDER_HEADER + rke2config.dump(provider),
-            _MERGED_HEADER + rke2config.dump(merged),
+            merged_text,
         ),
-        stages.proxy_env(paths, cluster.unit, pairs),
+        proxy_step,
         *_image_steps(cluster, merged, paths),
-        stages.start_service(cluster.unit, stages.unit_drop_in(paths, cluster.unit)),
+        stages.start_service(cluster.unit, paths, fingerprint, watcher, drop_in),
     )
     document = yip.Document(f"provider-rke2: {cluster.role} node", {stages.STAGE: steps})
-    return document.to_dict(), warnings
+    return document.to_dict(), warnings, fingerprint
 
 
 def _image_steps(cluster: Cluster, merged: dict, paths: Paths) -> List[Optional[yip.Step]]:

@@ -117,22 +117,50 @@ def unit_drop_in(paths: Paths, unit: str) -> Optional[File]:
     return File(Paths.unit_drop_in(unit), content, PUBLIC_FILE)
 
 
-def start_service(unit: str, drop_in: Optional[File] = None) -> Step:
-    # A persistent enable would let systemd start RKE2 on the next boot with the
-    # previous config, before this stage rewrote it: enable for this boot only.
-    # --no-block: boot.before runs inside the boot service; waiting here for a
-    # Type=notify unit would hold the whole boot until RKE2 is up.
-    unit = quote(unit)
+WATCHER_UNIT = "provider-rke2-wait-ready.service"
+
+
+def start_service(
+    unit: str, paths: Paths, fingerprint: str, watcher: str, drop_in: Optional[File] = None
+) -> Step:
+    """Start the unit, restart it only when its configuration changed, then watch for readiness.
+
+    A persistent enable would let systemd start RKE2 on the next boot with the
+    previous config, before this stage rewrote it: enable for this boot only.
+    --no-block: boot.before runs inside the boot service; waiting here for a
+    Type=notify unit would hold the whole boot until RKE2 is up. An active unit
+    is restarted only when the fingerprint of its configuration differs from the
+    stamp written after its last successful (re)start: re-applying an unchanged
+    document leaves a running RKE2 alone.
+    """
+    unit_q, stamp, want = quote(unit), quote(paths.started_stamp), quote(fingerprint)
+    state_dir = quote(paths.state_dir)
+    decide = (
+        f'case "$(systemctl is-active {unit_q})" in\n'
+        "active|activating|reloading)\n"
+        f'  if [ "$(cat {stamp} 2>/dev/null)" = {want} ]; then action=unchanged\n'
+        f"  elif systemctl restart --no-block {unit_q}; then action=restarted\n"
+        "  else action=failed; fi ;;\n"
+        f"*) if systemctl start --no-block {unit_q}; then action=started; else action=failed; fi ;;\n"
+        "esac\n"
+        'if [ "$action" = started ] || [ "$action" = restarted ]; then\n'
+        f"  (umask 077 && mkdir -p {state_dir} && printf '%s\\n' {want} > {stamp}.tmp"
+        f" && mv -f {stamp}.tmp {stamp})\n"
+        "fi\n"
+        # Its own transient unit: boot.before runs in a oneshot service whose leftover
+        # processes are killed when it ends; one watcher at a time, by its fixed name.
+        f"systemctl is-active --quiet {WATCHER_UNIT} ||"
+        f" systemd-run --no-block --collect --unit {WATCHER_UNIT}"
+        f" --description 'provider-rke2: wait for RKE2 to be ready' {watcher} --after \"$action\""
+    )
     return Step(
-        name=f"Start {unit} (enabled for this boot only)",
+        name=f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",
         files=(drop_in,) if drop_in else (),
         commands=(
-            f"rm -f /etc/systemd/system/*.wants/{unit} /etc/systemd/system/*.requires/{unit}",
-            f"systemctl enable --runtime {unit}",
+            f"rm -f /etc/systemd/system/*.wants/{unit_q} /etc/systemd/system/*.requires/{unit_q}",
+            f"systemctl enable --runtime {unit_q}",
             "systemctl daemon-reload",
-            f'case "$(systemctl is-active {unit})" in'
-            f" active|activating|reloading) systemctl restart --no-block {unit} ;;"
-            f" *) systemctl start --no-block {unit} ;; esac",
+            decide,
         ),
     )
 

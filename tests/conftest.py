@@ -78,3 +78,23 @@ def stub_bin(tmp_path: Path):
     add.calls = calls  # type: ignore[attr-defined]
     add.path = f"{bin_dir}:{os.environ['PATH']}"  # type: ignore[attr-defined]
     return add
+
+
+# The provider writes under its root (logs, events, state) and by default the root is `/`.
+# No test may touch the real one: every process the tests start inherits a temporary
+# STYLUS_ROOT, and the session fails if any of these appear on the machine itself.
+GUARDED = ("/var/log/provider-rke2", "/var/lib/provider-rke2", "/usr/local/cloud-config/cluster.kairos.yaml")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _the_real_root_is_never_written(tmp_path_factory):
+    before = {path: os.path.exists(path) for path in GUARDED}
+    previous = os.environ.get("STYLUS_ROOT")
+    os.environ["STYLUS_ROOT"] = str(tmp_path_factory.mktemp("stylus-root"))
+    yield
+    if previous is None:
+        del os.environ["STYLUS_ROOT"]
+    else:
+        os.environ["STYLUS_ROOT"] = previous
+    created = [path for path in GUARDED if os.path.exists(path) and not before[path]]
+    assert not created, f"tests wrote to the machine's own root: {created}"

@@ -10,36 +10,14 @@ import pytest
 
 from provider_rke2 import __version__, cli, provider
 from provider_rke2.protocol import Response
-from provider_rke2.render import APPLIANCE
 
 from conftest import ROOT, cloud_config
+from nodes import MemoryNode
 
 TOKEN = "tok-9f8e7d"
 
 
-class FakeNode:
-    def __init__(self, files=None, fail_write=None, root=APPLIANCE):
-        self.files = dict(files or {})
-        self.writes = []
-        self.fail_write = fail_write
-        self.root = root
-        self.logs = []
-
-    def stylus_root(self):
-        return self.root
-
-    def append_log(self, path, text):
-        self.logs.append((path, text))
-
-    def read_text(self, path):
-        if path not in self.files:
-            raise FileNotFoundError(2, "No such file or directory")
-        return self.files[path]
-
-    def write_private(self, path, text):
-        if self.fail_write:
-            raise self.fail_write
-        self.writes.append((path, text))
+FakeNode = MemoryNode
 
 
 def boot_event(config: str) -> str:
@@ -56,6 +34,7 @@ def test_boot_writes_the_render_and_reports_success():
     assert [path for path, _ in node.writes] == ["/usr/local/cloud-config/cluster.kairos.yaml"]
     assert node.writes[0][1].startswith("#cloud-config\n")
     assert response.log == "wrote /usr/local/cloud-config/cluster.kairos.yaml (role init, root /)"
+    assert node.event_types() == ["config_updated"]
 
 
 def test_boot_without_cluster_writes_nothing():
@@ -244,7 +223,7 @@ def test_closed_stdin_is_an_event_without_payload():
 
 def test_render_prints_exactly_what_boot_writes(tmp_path):
     example = ROOT / "examples" / "worker-behind-proxy.yaml"
-    result = run("render", str(example))
+    result = run("render", str(example), "--stylus-root", "/")
     assert result.returncode == 0
     assert result.stdout.startswith("#cloud-config\n")
     assert result.stdout == (ROOT / "stages" / "worker-behind-proxy.yaml").read_text()

@@ -36,7 +36,11 @@ def binary():
 
 def agent_env(tmp_path, **extra):
     """The agent's environment: no HOME, a private extraction root, nothing else inherited."""
-    env = {"PATH": os.environ["PATH"], "SHIV_ROOT": str(tmp_path / "shiv")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "SHIV_ROOT": str(tmp_path / "shiv"),
+        "STYLUS_ROOT": str(tmp_path / "root"),
+    }
     env.update(extra)
     return env
 

@@ -14,9 +14,11 @@ from provider_rke2.cli import run_event
 from provider_rke2.errors import OutputError
 from provider_rke2.fsio import append_record
 from provider_rke2.node import LocalNode
+from provider_rke2.root import FROM_FLAG, Root
 from provider_rke2.secrets import REDACTED, collect, scrub
 
 from conftest import cloud_config
+from nodes import MemoryNode
 
 TOKEN = "K10-super-secret-token"
 
@@ -48,25 +50,8 @@ def test_scrub_replaces_longest_first():
     assert scrub("abc abcdef", {"abc", "abcdef"}) == f"{REDACTED} {REDACTED}"
 
 
-class RecordingNode:
-    def __init__(self, root):
-        from provider_rke2.root import FROM_FLAG, Root
-
-        self.root = Root(root, FROM_FLAG)
-        self.logs = []
-        self.writes = []
-
-    def read_text(self, path):
-        raise FileNotFoundError(2, "No such file or directory")
-
-    def write_private(self, path, text):
-        self.writes.append((path, text))
-
-    def stylus_root(self):
-        return self.root
-
-    def append_log(self, path, text):
-        self.logs.append((path, text))
+def RecordingNode(root):
+    return MemoryNode(root=Root(root, FROM_FLAG))
 
 
 def event(config):

@@ -47,7 +47,7 @@ def test_each_role(role, host, unit, expected):
     assert [s["name"] for s in steps(document)] == [
         "Turn swap off (the kubelet refuses to start with swap on)",
         "Write the RKE2 configuration",
-        f"Start {unit} (enabled for this boot only)",
+        f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",
     ]
     assert list(document["stages"]) == ["boot.before"]
 

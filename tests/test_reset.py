@@ -9,27 +9,11 @@ from provider_rke2.render import APPLIANCE
 from provider_rke2.root import FROM_ENVIRON, Root
 
 from conftest import cloud_config
+from nodes import MemoryNode
 
 
-class ResetNode:
-    def __init__(self, result, root=APPLIANCE):
-        self.result = result
-        self.root = root
-        self.ran = []
-        self.logs = []
-
-    def append_log(self, path, text):
-        self.logs.append((path, text))
-
-    def read_text(self, path):
-        raise FileNotFoundError(2, "No such file or directory")
-
-    def stylus_root(self):
-        return self.root
-
-    def run_script(self, installed, root, timeout):
-        self.ran.append((installed, root.path, timeout))
-        return self.result
+def ResetNode(result, root=APPLIANCE):
+    return MemoryNode(root=root, script=result)
 
 
 def reset_event(config):

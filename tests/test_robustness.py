@@ -14,34 +14,16 @@ from hypothesis import strategies as st
 
 from provider_rke2 import schema
 from provider_rke2.cli import run_event
-from provider_rke2.node import ScriptResult
-from provider_rke2.render import APPLIANCE, render
+from provider_rke2.render import render
 
 import sandbox
 from conftest import ROOT, cloud_config, dash, steps
+from nodes import MemoryNode
 
 EXAMPLES = [p.read_text() for p in sorted((ROOT / "examples").glob("*.yaml"))]
 
 
-class Node:
-    def __init__(self):
-        self.writes, self.logs = [], []
-
-    def read_text(self, path):
-        raise FileNotFoundError(2, "No such file or directory")
-
-    def write_private(self, path, text):
-        self.writes.append((path, text))
-
-    def stylus_root(self):
-        return APPLIANCE
-
-    def append_log(self, path, text):
-        self.logs.append(text)
-
-    def run_script(self, installed, root, timeout):
-        # A sound reset runs the uninstall script; this stand-in fails it, as a node without one would.
-        return ScriptResult(installed, 1, "rke2-uninstall.sh: not found")
+Node = MemoryNode
 
 
 def check_answer(stdin_text, name="agent.boot"):
@@ -101,7 +83,7 @@ def test_any_event_gets_one_well_formed_answer_and_nothing_written_on_error(stdi
 def test_the_process_answers_any_bytes_with_exactly_one_json_line(data):
     result = subprocess.run(
         [sys.executable, "-m", "provider_rke2", "agent.boot"], input=data, capture_output=True, cwd=ROOT, timeout=60,
-        env={**os.environ, "STYLUS_ROOT": "/nonexistent-root-for-tests"},
+        env=os.environ,
     )  # fmt: skip
     assert result.returncode == 0
     lines = result.stdout.decode().splitlines()

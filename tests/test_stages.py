@@ -1,7 +1,9 @@
 """The shell the provider writes, run for real by dash and checked by shellcheck."""
 
 import os
+import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +28,9 @@ def all_commands():
     images = stages.import_images(NASTY, NASTY + "/out")
     yield images.only_if
     yield from images.commands
-    yield from stages.start_service("rke2-server.service").commands
+    yield from stages.start_service(
+        "rke2-server.service", Paths(), "f" * 64, "/x/agent-provider-rke2 wait-ready"
+    ).commands
 
 
 @pytest.mark.parametrize("command", list(all_commands()))
@@ -125,40 +129,96 @@ def test_wait_for_images_is_bounded_and_returns_at_once_when_present(tmp_path):
     assert absent[0].returncode == 0
 
 
-# --- service start ------------------------------------------------------------------
+# --- service start: restart only when the configuration changed ---------------------------
 
 
-@pytest.mark.parametrize(
-    "state, action",
-    [
-        ("active", "restart"),
-        ("activating", "restart"),
-        ("inactive", "start"),
-        ("failed", "start"),
-        ("unknown", "start"),
-    ],
-)
-def test_service_start_sequence(stub_bin, state, action):
-    stub_bin("systemctl", f'[ "$1" = is-active ] && echo {state}; exit 0')
-    run_step(stages.start_service("rke2-server.service"), env={"PATH": stub_bin.path})
-    assert stub_bin.calls() == [
-        "systemctl enable --runtime rke2-server.service",
-        "systemctl daemon-reload",
+def start_step(tmp_path, fingerprint):
+    return stages.start_service(
+        "rke2-server.service",
+        Paths(str(tmp_path / "root")),
+        fingerprint,
+        "/x/agent-provider-rke2 wait-ready --role init",
+    )
+
+
+def run_start(tmp_path, stub_bin, state, fingerprint, restart_fails=False):
+    body = f'[ "$1" = is-active ] && [ "$2" = rke2-server.service ] && echo {state}; '
+    body += '[ "$1" = is-active ] && [ "$2" = --quiet ] && exit 3; '
+    body += '[ "$1" = restart ] && exit 1; ' if restart_fails else ""
+    stub_bin("systemctl", body + "exit 0")
+    stub_bin("systemd-run", "exit 0")
+    for command in start_step(tmp_path, fingerprint).commands:
+        dash(command, env={"PATH": stub_bin.path})
+    return [c for c in stub_bin.calls() if not c.startswith(("systemctl enable", "systemctl daemon-reload"))]
+
+
+STAMP = "root/var/lib/provider-rke2/started"
+WATCH = "systemd-run --no-block --collect --unit provider-rke2-wait-ready.service --description provider-rke2: wait for RKE2 to be ready /x/agent-provider-rke2 wait-ready --role init --after"
+
+
+def test_an_inactive_unit_is_started_and_stamped(tmp_path, stub_bin):
+    calls = run_start(tmp_path, stub_bin, "inactive", "a" * 64)
+    assert calls == [
         "systemctl is-active rke2-server.service",
-        f"systemctl {action} --no-block rke2-server.service",
+        "systemctl start --no-block rke2-server.service",
+        "systemctl is-active --quiet provider-rke2-wait-ready.service",
+        f"{WATCH} started",
+    ]
+    assert (tmp_path / STAMP).read_text() == "a" * 64 + "\n"
+    assert stat.S_IMODE((tmp_path / STAMP).stat().st_mode) == 0o600
+
+
+def test_an_active_unit_with_an_unchanged_configuration_is_left_alone(tmp_path, stub_bin):
+    (tmp_path / STAMP).parent.mkdir(parents=True)
+    (tmp_path / STAMP).write_text("b" * 64 + "\n")
+    calls = run_start(tmp_path, stub_bin, "active", "b" * 64)
+    assert calls == [
+        "systemctl is-active rke2-server.service",
+        "systemctl is-active --quiet provider-rke2-wait-ready.service",
+        f"{WATCH} unchanged",
     ]
 
 
-def test_service_start_never_enables_persistently_or_disables():
-    commands = " ".join(stages.start_service("rke2-agent.service").commands)
-    assert "enable --runtime" in commands
+def test_an_active_unit_with_a_changed_configuration_is_restarted(tmp_path, stub_bin):
+    (tmp_path / STAMP).parent.mkdir(parents=True)
+    (tmp_path / STAMP).write_text("b" * 64 + "\n")
+    calls = run_start(tmp_path, stub_bin, "activating", "c" * 64)
+    assert calls == [
+        "systemctl is-active rke2-server.service",
+        "systemctl restart --no-block rke2-server.service",
+        "systemctl is-active --quiet provider-rke2-wait-ready.service",
+        f"{WATCH} restarted",
+    ]
+    assert (tmp_path / STAMP).read_text() == "c" * 64 + "\n"
+
+
+def test_a_failing_restart_leaves_the_stamp_unchanged(tmp_path, stub_bin):
+    (tmp_path / STAMP).parent.mkdir(parents=True)
+    (tmp_path / STAMP).write_text("b" * 64 + "\n")
+    calls = run_start(tmp_path, stub_bin, "active", "d" * 64, restart_fails=True)
+    assert calls[1] == "systemctl restart --no-block rke2-server.service"
+    assert calls[-1] == f"{WATCH} failed"
+    assert (tmp_path / STAMP).read_text() == "b" * 64 + "\n"
+    assert not (tmp_path / (STAMP + ".tmp")).exists()
+
+
+def test_a_running_watcher_is_not_started_twice(tmp_path, stub_bin):
+    stub_bin("systemctl", '[ "$1" = is-active ] && [ "$2" = --quiet ] && exit 0; echo inactive; exit 0')
+    stub_bin("systemd-run", "exit 0")
+    for command in start_step(tmp_path, "e" * 64).commands:
+        dash(command, env={"PATH": stub_bin.path})
+    assert not [c for c in stub_bin.calls() if c.startswith("systemd-run")]
+
+
+def test_persistent_enable_and_disable_are_never_used():
+    commands = " ".join(start_step(Path("/r"), "f" * 64).commands)
+    assert "enable --runtime" in commands and commands.count("systemctl enable") == 1
     assert "disable" not in commands
-    assert commands.count("systemctl enable") == 1
 
 
 def test_persistent_wants_links_are_removed(tmp_path, stub_bin):
     stub_bin("systemctl", "exit 0")
-    command = stages.start_service("rke2-agent.service").commands[0]
+    command = stages.start_service("rke2-agent.service", Paths(), "f", "w").commands[0]
     fake_etc = tmp_path / "etc"
     for link in ("multi-user.target.wants", "sysinit.target.requires", "other.wants"):
         (fake_etc / link).mkdir(parents=True)

@@ -1,0 +1,147 @@
+"""`events` and `status`: the event log and the node's state, for operators."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, Iterator, List, Optional, TextIO
+
+from provider_rke2 import eventlog
+from provider_rke2.paths import Paths
+from provider_rke2.root import Root
+
+
+def read_events(path: str) -> List[Dict[str, Any]]:
+    """Every record of the log and its rotated predecessor, oldest first; unreadable lines skipped."""
+    records = []
+    for name in (path + ".1", path):
+        try:
+            with open(name, encoding="utf-8") as handle:
+                records += [r for r in (_parse(line) for line in handle) if r]
+        except OSError:
+            continue
+    return records
+
+
+def _parse(line: str) -> Optional[Dict[str, Any]]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "type" in record else None
+
+
+def selected(
+    records: List[Dict[str, Any]], kind: Optional[str], since: Optional[str]
+) -> List[Dict[str, Any]]:
+    # RFC 3339 UTC times with Z compare correctly as text.
+    return [
+        r
+        for r in records
+        if (not kind or r.get("type") == kind) and (not since or str(r.get("time", "")) >= since)
+    ]
+
+
+def table(records: List[Dict[str, Any]]) -> str:
+    lines = [
+        f"{r.get('time', ''):20}  {r.get('type', ''):14}  {r.get('role', '-'):12}  {r.get('message', '')}"
+        for r in records
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def events(
+    root: Root, kind: Optional[str], since: Optional[str], as_json: bool, follow: bool, out: TextIO
+) -> int:
+    path = Paths(root.path).events_log
+
+    def show(records: List[Dict[str, Any]]) -> None:
+        chosen = selected(records, kind, since)
+        out.write("".join(json.dumps(r) + "\n" for r in chosen) if as_json else table(chosen))
+        out.flush()
+
+    show(read_events(path))
+    if follow:
+        try:
+            for batch in _follow(path):
+                show(batch)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _follow(path: str, interval: float = 0.5) -> Iterator[List[Dict[str, Any]]]:
+    """New records as they are appended, across rotation (the file is renamed to .1)."""
+    position = _size(path)
+    inode = _inode(path)
+    while True:
+        time.sleep(interval)
+        if _inode(path) != inode:  # rotated: finish the old file (now .1), then start the new one
+            yield _read_from(path + ".1", position)
+            inode, position = _inode(path), 0
+        if _size(path) > position:
+            batch = _read_from(path, position)
+            position = _size(path)
+            yield batch
+
+
+def _read_from(path: str, offset: int) -> List[Dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            handle.seek(offset)
+            return [r for r in (_parse(line) for line in handle) if r]
+    except OSError:
+        return []
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _inode(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def status(root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None) -> int:
+    paths = Paths(root.path)
+    records = read_events(paths.events_log)
+    roles = [r["role"] for r in records if r.get("role")]
+    role = roles[-1] if roles else "unknown (no event recorded a role)"
+    states = unit_state if unit_state is not None else _unit_states()
+    lines = [
+        f"mode: {'agent' if root.agent_mode else 'appliance'}",
+        f"root: {root.path} (from {root.source})",
+        f"role: {role}",
+        *(f"{unit}: {state}" for unit, state in states.items()),
+        "last events:",
+    ]
+    last = {r["type"]: r for r in records}
+    for kind in eventlog.TYPES:
+        record = last.get(kind)
+        lines.append(
+            f"  {kind:14}  {record['time']}  {record.get('message', '')}" if record else f"  {kind:14}  never"
+        )
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _unit_states() -> Dict[str, str]:
+    import subprocess
+
+    states = {}
+    for unit in ("rke2-server.service", "rke2-agent.service"):
+        try:
+            # systemctl from PATH: its location differs between distributions.
+            argv = ["systemctl", "is-active", unit]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)  # noqa: S603
+            states[unit] = done.stdout.strip() or "unknown"
+        except (OSError, subprocess.TimeoutExpired):
+            states[unit] = "unknown (no systemctl)"
+    return states

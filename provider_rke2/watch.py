@@ -1,0 +1,47 @@
+"""The readiness watcher behind `wait-ready`: records what the boot stage did, waits, records the outcome."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from provider_rke2 import eventlog
+from provider_rke2.errors import ProviderError
+from provider_rke2.paths import Paths
+from provider_rke2.readiness import KUBELET_HEALTHZ, SUPERVISOR_PING, http_probe, wait
+
+_AFTER = {
+    "started": (eventlog.RKE2_STARTED, "the boot stage started {unit}"),
+    "restarted": (eventlog.RKE2_RESTARTED, "the boot stage restarted {unit}: its configuration changed"),
+    "failed": (eventlog.ERROR, "the boot stage could not start {unit} (see `journalctl -u {unit}`)"),
+}
+
+
+def wait_ready(options: Any, node: Any, stderr: TextIO) -> int:
+    """0 when RKE2 became ready within the bound, 1 when it did not."""
+    root = node.stylus_root()
+    paths = Paths(root.path)
+    unit = "rke2-agent.service" if options.role == "worker" else "rke2-server.service"
+
+    def emit(kind: str, message: str) -> None:
+        try:
+            node.emit(paths.events_log, eventlog.record(kind, message, options.role, "wait-ready"))
+        except ProviderError as err:
+            stderr.write(f"wait-ready: event lost: {kind} ({err})\n")
+
+    if options.after in _AFTER:
+        kind, text = _AFTER[options.after]
+        emit(kind, text.format(unit=unit))
+    probes = [http_probe(options.kubelet_url or KUBELET_HEALTHZ, "ok")]
+    if options.role != "worker":
+        # The data dir as RKE2 has it: the user's data-dir is not known here, the root's is.
+        ca = paths.data_dir + "/server/tls/server-ca.crt"
+        probes.append(http_probe(options.supervisor_url or SUPERVISOR_PING, "pong", ca_file=ca))
+    outcome = wait(probes, options.timeout, options.max_interval)
+    if outcome.ready:
+        emit(
+            eventlog.CLUSTER_READY,
+            f"RKE2 is ready on this node after {outcome.waited:.0f} s ({outcome.detail})",
+        )
+        return 0
+    emit(eventlog.ERROR, f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}")
+    return 1

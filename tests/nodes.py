@@ -1,0 +1,76 @@
+"""An in-memory node for handler tests: records what a handler asked the machine to do."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from provider_rke2.node import ScriptResult
+from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE
+from provider_rke2.root import Root
+
+
+class MemoryNode:
+    def __init__(
+        self,
+        root: Root = APPLIANCE,
+        files: Optional[Dict[str, str]] = None,
+        fail_write: Optional[Exception] = None,
+        script: Optional[ScriptResult] = None,
+        fail_emit: Optional[Exception] = None,
+    ):
+        self.root = root
+        self.files = dict(files or {})
+        self.fail_write = fail_write
+        self.fail_emit = fail_emit
+        self.script = script or ScriptResult("/x/rke2-uninstall.sh", 1, "rke2-uninstall.sh: not found")
+        self.writes: List[Tuple[str, str]] = []
+        self.logs: List[Tuple[str, str]] = []
+        self.events: List[Tuple[str, dict]] = []
+        self.state: Dict[str, str] = {}
+        self.ran: List[Tuple[str, str, float]] = []
+
+    def read_text(self, path: str) -> str:
+        if path not in self.files:
+            raise FileNotFoundError(2, "No such file or directory")
+        return self.files[path]
+
+    def write_private(self, path: str, text: str) -> None:
+        if self.fail_write:
+            raise self.fail_write
+        self.writes.append((path, text))
+
+    def stylus_root(self) -> Root:
+        return self.root
+
+    def append_log(self, path: str, text: str) -> None:
+        self.logs.append((path, text))
+
+    def emit(self, path: str, entry: dict) -> None:
+        if self.fail_emit:
+            raise self.fail_emit
+        self.events.append((path, entry))
+
+    def executable(self) -> str:
+        return DEFAULT_EXECUTABLE
+
+    def read_state(self, path: str) -> Optional[str]:
+        return self.state.get(path)
+
+    def write_state(self, path: str, text: str) -> None:
+        self.state[path] = text
+
+    def fingerprint_key(self, path: str) -> bytes:
+        return self.state.setdefault(path, "test-key").encode()
+
+    def run_script(self, installed: str, root: Root, timeout: float) -> ScriptResult:
+        self.ran.append((installed, root.path, timeout))
+        return self.script
+
+    def version_of(self, binary: str) -> Optional[str]:
+        return None
+
+    def machine(self) -> str:
+        return "x86_64"
+
+    def event_types(self) -> List[str]:
+        return [entry["type"] for _, entry in self.events]
