@@ -12,13 +12,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# shellcheck and dash check the shell the provider writes; installed from the
-# distribution when missing and we may (CI runs as root on Debian).
+# shellcheck and dash check the shell the provider writes, openssl makes the test CA,
+# unshare and setpriv sandbox the node scripts; installed from the distribution when
+# missing and we may (CI runs as root on Debian).
 tools:
-	@command -v shellcheck >/dev/null && command -v dash >/dev/null || \
-	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck dash >/dev/null; \
-	  else echo "make: install shellcheck and dash (the tests run them)" >&2; exit 1; fi; }
+	@for tool in shellcheck dash openssl unshare setpriv; do command -v $$tool >/dev/null || missing=1; done; \
+	[ -z "$$missing" ] || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck dash openssl util-linux >/dev/null; \
+	  else echo "make: install shellcheck, dash, openssl and util-linux (the tests run them)" >&2; exit 1; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check provider_rke2 tests build

@@ -335,3 +335,108 @@ def test_status_shows_mode_role_units_and_last_events(tmp_path):
     ]
     assert "  cluster_ready   2026-11-26T10:05:00Z  cluster_ready happened" in lines
     assert "  cluster_reset   never" in lines
+
+
+@pytest.fixture
+def supervisor(tmp_path):
+    """An HTTPS stand-in for RKE2's supervisor, its certificate signed by a throwaway cluster CA."""
+    import ssl
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=rke2-server-ca",
+    )
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=rke2"
+    )
+    (certs / "ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nauthorityKeyIdentifier=keyid\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    )
+
+    class Ping(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"pong")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Ping)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs / "srv.crt", certs / "srv.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield certs / "ca.crt", f"https://127.0.0.1:{server.server_port}/ping"
+    server.shutdown()
+
+
+def test_a_server_is_ready_when_the_supervisor_answers_over_the_cluster_tls(tmp_path, kubelet, supervisor):
+    _, kubelet_url = kubelet
+    ca, ping = supervisor
+    root = tmp_path / "root"
+    tls = root / "var/lib/rancher/rke2/server/tls"
+    tls.mkdir(parents=True)
+    (tls / "server-ca.crt").write_bytes(ca.read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", "controlplane", "--stylus-root", str(root),
+         "--timeout", "10", "--kubelet-url", kubelet_url, "--supervisor-url", ping, "--max-interval", "0.2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads((root / "var/log/provider-rke2/events.jsonl").read_text())
+    assert record["type"] == "cluster_ready" and "'pong'" in record["message"]
+
+
+def test_a_supervisor_with_a_certificate_from_another_ca_is_not_ready(tmp_path, kubelet, supervisor):
+    _, kubelet_url = kubelet
+    _, ping = supervisor
+    root = tmp_path / "root"
+    tls = root / "var/lib/rancher/rke2/server/tls"
+    tls.mkdir(parents=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "o.key"),
+         "-out", str(tls / "server-ca.crt"), "-days", "1", "-subj", "/CN=another-ca"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", "init", "--stylus-root", str(root),
+         "--timeout", "1", "--kubelet-url", kubelet_url, "--supervisor-url", ping, "--max-interval", "0.2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in (root / "var/log/provider-rke2/events.jsonl").read_text()
