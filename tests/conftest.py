@@ -83,7 +83,12 @@ def stub_bin(tmp_path: Path):
 # The provider writes under its root (logs, events, state) and by default the root is `/`.
 # No test may touch the real one: every process the tests start inherits a temporary
 # STYLUS_ROOT, and the session fails if any of these appear on the machine itself.
-GUARDED = ("/var/log/provider-rke2", "/var/lib/provider-rke2", "/usr/local/cloud-config/cluster.kairos.yaml")
+GUARDED = (
+    "/var/log/provider-rke2",
+    "/var/lib/provider-rke2",
+    "/usr/local/cloud-config/cluster.kairos.yaml",
+    "/persistent",
+)
 
 
 @pytest.fixture(autouse=True, scope="session")

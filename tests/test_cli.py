@@ -256,7 +256,10 @@ def test_render_missing_file_is_a_usage_error():
 def test_help(flag):
     result = run(flag)
     assert result.returncode == 0
-    assert "{render,validate,paths,mode}" in result.stdout and "JSON event on stdin" in result.stdout
+    assert (
+        "{render,validate,paths,mode,events,status}" in result.stdout
+        and "JSON event on stdin" in result.stdout
+    )
 
 
 def test_render_help_documents_the_exit_statuses():

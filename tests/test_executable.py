@@ -98,10 +98,12 @@ def test_agent_boot_with_the_payload_in_a_file(binary, tmp_path):
 
 def test_agent_boot_in_agent_mode(binary, tmp_path):
     out = tmp_path / "cluster.yaml"
+    stylus = tmp_path / "persistent" / "spectro"
     config = cloud_config(role="init", cluster_config_path=str(out))
-    env = agent_env(tmp_path, STYLUS_ROOT="/persistent/spectro/")
-    assert "root /persistent/spectro" in call(binary, "agent.boot", boot_payload(config), env)["log"]
-    assert "/persistent/spectro/etc/rancher/rke2/config.yaml" in out.read_text()
+    env = agent_env(tmp_path, STYLUS_ROOT=f"{stylus}/")
+    assert f"root {stylus}" in call(binary, "agent.boot", boot_payload(config), env)["log"]
+    assert f"{stylus}/etc/rancher/rke2/config.yaml" in out.read_text()
+    assert (stylus / "var/log/provider-rke2/events.jsonl").exists()
 
 
 def test_cluster_reset(binary, tmp_path):
@@ -197,7 +199,7 @@ def test_read_only_root_and_no_home_unpacks_only_into_run(binary, tmp_path):
     command = [
         "sh",
         "-c",
-        f'env -u HOME -u SHIV_ROOT {sys.executable} {binary} agent.boot < "$0"',
+        f'env -u HOME -u SHIV_ROOT -u STYLUS_ROOT {sys.executable} {binary} agent.boot < "$0"',
         str(event),
     ]
     sandbox.run(tmp_path, command, host_files={}, host_links={}, env={})
@@ -206,10 +208,14 @@ def test_read_only_root_and_no_home_unpacks_only_into_run(binary, tmp_path):
     listing = (tmp_path / "listing.txt").read_text().splitlines()
     written_outside = [p for p in listing if not p.startswith(str(tmp_path))]
     assert written_outside, "the first run unpacks somewhere"
-    # The unpacked executable, and the provider's own log: nothing else.
+    # The unpacked executable, and the provider's own log, events and state: nothing else.
     unpacked = [p for p in written_outside if p.startswith("/run/provider-rke2/")]
-    assert sorted(set(written_outside) - set(unpacked)) == ["/var/log/provider-rke2/provider-rke2.log"]
-    assert any("/site-packages/provider_rke2/" in p for p in written_outside)
+    assert sorted(set(written_outside) - set(unpacked)) == [
+        "/var/lib/provider-rke2/fingerprint.key",
+        "/var/lib/provider-rke2/rendered",
+        "/var/log/provider-rke2/events.jsonl",
+        "/var/log/provider-rke2/provider-rke2.log",
+    ]
 
 
 def test_a_pre_extracted_image_tree_means_a_boot_writes_nothing(binary, tmp_path):
@@ -223,7 +229,7 @@ def test_a_pre_extracted_image_tree_means_a_boot_writes_nothing(binary, tmp_path
     command = ["sh", "-c", (
         f"mount -o remount,rw,bind / 2>/dev/null; mount -t tmpfs tmpfs /usr/local/lib && "
         f"cp -a {tree} /usr/local/lib/ && mount -o remount,ro,bind /usr/local/lib && "
-        f'env -u HOME -u SHIV_ROOT {sys.executable} {image_binary} agent.boot < "$0"'
+        f'env -u HOME -u SHIV_ROOT -u STYLUS_ROOT {sys.executable} {image_binary} agent.boot < "$0"'
     ), str(event)]  # fmt: skip
     sandbox.run(tmp_path, command, host_files={}, host_links={}, env={})
     response = json.loads((tmp_path / "output.txt").read_text().splitlines()[-1])
