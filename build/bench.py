@@ -97,7 +97,8 @@ def main() -> int:
 
 def run(work: Path) -> int:
     floor = floor_executable(work)
-    env = {"PATH": os.environ["PATH"], "SHIV_ROOT": str(work / "warm")}
+    # Its own root: the provider writes its log, events and state under it.
+    env = {"PATH": os.environ["PATH"], "SHIV_ROOT": str(work / "warm"), "STYLUS_ROOT": str(work / "root")}
     python = sys.executable
     provider = [python, str(EXECUTABLE)]
     floor_cmd = [python, str(floor)]
@@ -160,7 +161,11 @@ def first_runs(work: Path, provider: List[str], floor_cmd: List[str], stdin: byt
             ("provider first run", [*provider, "agent.install.challenge"]),
             ("floor first run", floor_cmd),
         ):
-            env = {"PATH": os.environ["PATH"], "SHIV_ROOT": str(work / f"cold-{name[:5]}-{i}")}
+            env = {
+                "PATH": os.environ["PATH"],
+                "SHIV_ROOT": str(work / f"cold-{name[:5]}-{i}"),
+                "STYLUS_ROOT": str(work / "root"),
+            }
             samples[name].append(measure(argv, stdin, env)[0])
     return {name: statistics.median(values) for name, values in samples.items()}
 

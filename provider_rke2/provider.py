@@ -9,7 +9,7 @@ from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.events import BOOT, INFO, INSTALL, RESET
 from provider_rke2.protocol import Event, Response, payload
 from provider_rke2.root import Root
-from provider_rke2.secrets import collect
+from provider_rke2.secrets import in_section
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
@@ -73,38 +73,43 @@ def handle(event: Event, node: Node, context: Optional[Context] = None) -> Respo
     return Response()
 
 
-def _cloud_config(event: Event, node: Node, context: Context) -> str:
+def _cluster_section(event: Event, node: Node, context: Context) -> Any:
+    """The payload's `cluster:` section (None without one), its secrets noted before any check."""
     config = payload(event, node.read_text).get("config", "")
     if config is None:
-        return ""
+        config = ""
     if not isinstance(config, str):
         raise EventError(
             f"{event.name} payload field 'config' must be a string holding the cloud-config,"
             f" got {type(config).__name__}"
         )
-    # Before any check: no message, even about a broken config, may carry a secret.
-    context.secrets |= collect(config)
+    from provider_rke2.render import cluster_section
+
     context.root = node.stylus_root()
-    return config
+    # Read once: on large configs, reading YAML is most of a boot's cost.
+    section = cluster_section(config)
+    # Before any check: no message, even about a broken config, may carry a secret.
+    context.secrets |= in_section(section)
+    return section
 
 
 def _boot(event: Event, node: Node, context: Context) -> Response:
-    config = _cloud_config(event, node, context)
+    section = _cluster_section(event, node, context)
+    if section is None:
+        return Response(log=NO_CLUSTER)
     # Imported here: the YAML and schema code is for the events that need it.
     from provider_rke2.eventlog import CONFIG_UPDATED
     from provider_rke2.paths import Paths
-    from provider_rke2.render import render, root_for
+    from provider_rke2.render import render_section, root_for_section
 
-    root = root_for(config, context.root or node.stylus_root())
+    root = root_for_section(section, context.root or node.stylus_root())
     paths = Paths(root.path)
     notes = []
     try:
         key = node.fingerprint_key(paths.fingerprint_key)
     except ProviderError as err:
         key, notes = b"", [f"warning: fingerprint key not kept ({err}); change detection still works"]
-    rendered = render(config, root, key, node.executable())
-    if rendered is None:
-        return Response(log=NO_CLUSTER)
+    rendered = render_section(section, root, key, node.executable())
     context.root, context.role = rendered.root, rendered.role
     node.write_private(rendered.path, rendered.text)
     if node.read_state(paths.rendered_state) != rendered.fingerprint:
@@ -123,20 +128,15 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
 
 
 def _reset(event: Event, node: Node, context: Context) -> Response:
-    config = _cloud_config(event, node, context)
-    from provider_rke2.cluster import CLUSTER_ROOT_PATH
-    from provider_rke2.paths import Paths
-    from provider_rke2.render import cluster_section
-    from provider_rke2.root import with_cluster_root
-
-    section = cluster_section(config)
+    section = _cluster_section(event, node, context)
     if section is None:
         return Response(log=NO_CLUSTER_TO_RESET)
+    from provider_rke2.paths import Paths
+    from provider_rke2.render import root_for_section
+
     # A reset must work even when the rest of the section no longer validates:
     # only the root matters here.
-    provider_config = section.get("providerConfig") if isinstance(section, dict) else None
-    cluster_root = provider_config.get(CLUSTER_ROOT_PATH) if isinstance(provider_config, dict) else None
-    root = with_cluster_root(context.root or node.stylus_root(), str(cluster_root or ""))
+    root = root_for_section(section, context.root or node.stylus_root())
     context.root = root
     role = section.get("role") if isinstance(section, dict) else None
     context.role = role if isinstance(role, str) else ""

@@ -51,6 +51,13 @@ def render(
     section = cluster_section(cloud_config)
     if section is None:
         return None
+    return render_section(section, root, key, executable)
+
+
+def render_section(
+    section: Any, root: Root = APPLIANCE, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE
+) -> Rendered:
+    """`render` for a `cluster:` section already read (a boot reads the cloud-config once)."""
     cluster, warnings = parse_cluster(section)
     root = with_cluster_root(root, cluster.provider_config.get(CLUSTER_ROOT_PATH, ""))
     document, more_warnings, fingerprint = build_document(cluster, Paths(root.path), key, executable)
@@ -76,6 +83,10 @@ def root_for(cloud_config: str, root: Root) -> Root:
         section = cluster_section(cloud_config)
     except ConfigError:
         return root
+    return root_for_section(section, root)
+
+
+def root_for_section(section: Any, root: Root) -> Root:
     provider_config = section.get("providerConfig") if isinstance(section, dict) else None
     value = provider_config.get(CLUSTER_ROOT_PATH) if isinstance(provider_config, dict) else None
     return with_cluster_root(root, value if isinstance(value, str) else "")

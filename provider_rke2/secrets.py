@@ -18,14 +18,20 @@ SECRET_KEYS = frozenset(
 
 def collect(cloud_config: str) -> Set[str]:
     """Best effort, never failing: the token, secret RKE2 options, proxy passwords."""
-    from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config, load_rke2_config
+    from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config
 
-    found: Set[str] = set()
     try:
         document = load_cloud_config(cloud_config)
     except (YAMLSyntaxError, RecursionError):
-        return found
-    section = document.get("cluster") if isinstance(document, dict) else None
+        return set()
+    return in_section(document.get("cluster") if isinstance(document, dict) else None)
+
+
+def in_section(section: Any) -> Set[str]:
+    """The same, from a `cluster:` section already read (the boot reads the cloud-config once)."""
+    from provider_rke2.yamltext import YAMLSyntaxError, load_rke2_config
+
+    found: Set[str] = set()
     if not isinstance(section, dict):
         return found
     found.update(_texts([section.get("cluster_token")]))

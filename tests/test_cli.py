@@ -222,11 +222,12 @@ def test_closed_stdin_is_an_event_without_payload():
 
 
 def test_render_prints_exactly_what_boot_writes(tmp_path):
+    # Under a root with no fingerprint key yet (the session guard keeps /persistent absent).
     example = ROOT / "examples" / "worker-behind-proxy.yaml"
-    result = run("render", str(example), "--stylus-root", "/")
+    result = run("render", str(example), "--stylus-root", "/persistent/spectro")
     assert result.returncode == 0
     assert result.stdout.startswith("#cloud-config\n")
-    assert result.stdout == (ROOT / "stages" / "worker-behind-proxy.yaml").read_text()
+    assert result.stdout == (ROOT / "stages" / "agent" / "worker-behind-proxy.yaml").read_text()
     assert "would write this to /usr/local/cloud-config/cluster.kairos.yaml (mode 0600)" in result.stderr
 
 
