@@ -216,11 +216,11 @@ def kubelet():
     server.shutdown()
 
 
-def wait_ready(tmp_path, url, timeout, *extra):
+def wait_ready(tmp_path, url, timeout, *extra, role="worker"):
     root = tmp_path / "root"
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", "worker", "--stylus-root", str(root),
+        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", role, "--stylus-root", str(root),
          "--timeout", str(timeout), "--kubelet-url", url, "--max-interval", "0.2", *extra],
         capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "HTTP_PROXY": "http://10.255.255.1:9"},
     )  # fmt: skip
@@ -254,16 +254,11 @@ def test_never_ready_is_an_error_after_the_bound(tmp_path, kubelet):
 
 
 def test_a_server_waits_for_its_cluster_ca(tmp_path, kubelet):
-    handler, url = kubelet
-    root = tmp_path / "root"
-    result = subprocess.run(
-        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", "init", "--stylus-root", str(root),
-         "--timeout", "1", "--kubelet-url", url, "--supervisor-url", "https://127.0.0.1:1/ping", "--max-interval", "0.2"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 1
-    record = json.loads((root / "var/log/provider-rke2/events.jsonl").read_text())
-    assert "waiting for the cluster CA at" in record["message"]
+    code, types, records, _ = wait_ready(
+        tmp_path, kubelet[1], 1, "--supervisor-url", "https://127.0.0.1:1/ping", role="init"
+    )
+    assert code == 1 and types == ["error"]
+    assert "waiting for the cluster CA at" in records[0]["message"]
 
 
 # --- for operators ------------------------------------------------------------------------------------
@@ -405,38 +400,31 @@ def supervisor(tmp_path):
     server.shutdown()
 
 
-def test_a_server_is_ready_when_the_supervisor_answers_over_the_cluster_tls(tmp_path, kubelet, supervisor):
-    _, kubelet_url = kubelet
-    ca, ping = supervisor
-    root = tmp_path / "root"
-    tls = root / "var/lib/rancher/rke2/server/tls"
+def cluster_ca(tmp_path, pem):
+    tls = tmp_path / "root/var/lib/rancher/rke2/server/tls"
     tls.mkdir(parents=True)
-    (tls / "server-ca.crt").write_bytes(ca.read_bytes())
-    result = subprocess.run(
-        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", "controlplane", "--stylus-root", str(root),
-         "--timeout", "10", "--kubelet-url", kubelet_url, "--supervisor-url", ping, "--max-interval", "0.2"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    record = json.loads((root / "var/log/provider-rke2/events.jsonl").read_text())
-    assert record["type"] == "cluster_ready" and "'pong'" in record["message"]
+    (tls / "server-ca.crt").write_bytes(pem)
+
+
+def test_a_server_is_ready_when_the_supervisor_answers_over_the_cluster_tls(tmp_path, kubelet, supervisor):
+    ca, ping = supervisor
+    cluster_ca(tmp_path, ca.read_bytes())
+    code, types, records, _ = wait_ready(
+        tmp_path, kubelet[1], 10, "--supervisor-url", ping, role="controlplane"
+    )
+    assert code == 0 and types == ["cluster_ready"]
+    assert "'pong'" in records[0]["message"]
 
 
 def test_a_supervisor_with_a_certificate_from_another_ca_is_not_ready(tmp_path, kubelet, supervisor):
-    _, kubelet_url = kubelet
     _, ping = supervisor
-    root = tmp_path / "root"
-    tls = root / "var/lib/rancher/rke2/server/tls"
-    tls.mkdir(parents=True)
+    other = tmp_path / "other-ca.crt"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "o.key"),
-         "-out", str(tls / "server-ca.crt"), "-days", "1", "-subj", "/CN=another-ca"],
+         "-out", str(other), "-days", "1", "-subj", "/CN=another-ca"],
         check=True, capture_output=True,
     )  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", "init", "--stylus-root", str(root),
-         "--timeout", "1", "--kubelet-url", kubelet_url, "--supervisor-url", ping, "--max-interval", "0.2"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert "CERTIFICATE_VERIFY_FAILED" in (root / "var/log/provider-rke2/events.jsonl").read_text()
+    cluster_ca(tmp_path, other.read_bytes())
+    code, types, records, _ = wait_ready(tmp_path, kubelet[1], 1, "--supervisor-url", ping, role="init")
+    assert code == 1 and types == ["error"]
+    assert "CERTIFICATE_VERIFY_FAILED" in records[0]["message"]
