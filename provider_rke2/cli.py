@@ -229,6 +229,7 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     ready.add_argument(
         "--after", default="", help="what the boot stage did: started, restarted, unchanged, failed"
     )
+    ready.add_argument("--data-dir", default=None, help="RKE2's data dir (default: the root's)")
     ready.add_argument("--kubelet-url", default=None)
     ready.add_argument("--supervisor-url", default=None)
     ready.add_argument("--max-interval", type=float, default=15.0)

@@ -148,7 +148,7 @@ def build_document(
         shlex.quote(part)
         for part in (
             executable, "wait-ready", "--role", cluster.role, "--stylus-root", paths.root,
-            "--timeout", str(cluster.ready_timeout_seconds),
+            "--data-dir", _data_dir(merged, paths), "--timeout", str(cluster.ready_timeout_seconds),
         )
     )  # fmt: skip
     steps = stages.present(
@@ -167,14 +167,20 @@ def build_document(
     return document.to_dict(), warnings, fingerprint
 
 
-def _image_steps(cluster: Cluster, merged: dict, paths: Paths) -> List[Optional[yip.Step]]:
-    if not cluster.import_local_images:
-        return []
+def _data_dir(merged: dict, paths: Paths) -> str:
+    """RKE2's data dir as this config sets it (the user's, else the root's)."""
     data_dir = merged.get("data-dir") or paths.data_dir
     if not isinstance(data_dir, str) or not data_dir.startswith("/"):
         raise ConfigError(
             [Problem("cluster.config.data-dir", f"expected an absolute path, got {data_dir!r}")]
         )
+    return data_dir
+
+
+def _image_steps(cluster: Cluster, merged: dict, paths: Paths) -> List[Optional[yip.Step]]:
+    if not cluster.import_local_images:
+        return []
+    data_dir = _data_dir(merged, paths)
     source = cluster.local_images_path or paths.local_images
     return [
         stages.wait_for_images(source, cluster.wait_for_images_seconds),

@@ -33,8 +33,7 @@ def wait_ready(options: Any, node: Any, stderr: TextIO) -> int:
         emit(kind, text.format(unit=unit))
     probes = [http_probe(options.kubelet_url or KUBELET_HEALTHZ, "ok")]
     if options.role != "worker":
-        # The data dir as RKE2 has it: the user's data-dir is not known here, the root's is.
-        ca = paths.data_dir + "/server/tls/server-ca.crt"
+        ca = (options.data_dir or paths.data_dir).rstrip("/") + "/server/tls/server-ca.crt"
         probes.append(http_probe(options.supervisor_url or SUPERVISOR_PING, "pong", ca_file=ca))
     outcome = wait(probes, options.timeout, options.max_interval)
     if outcome.ready:

@@ -428,3 +428,21 @@ def test_a_supervisor_with_a_certificate_from_another_ca_is_not_ready(tmp_path, 
     code, types, records, _ = wait_ready(tmp_path, kubelet[1], 1, "--supervisor-url", ping, role="init")
     assert code == 1 and types == ["error"]
     assert "CERTIFICATE_VERIFY_FAILED" in records[0]["message"]
+
+
+def test_a_users_data_dir_is_where_the_watcher_finds_the_cluster_ca(tmp_path, kubelet, supervisor):
+    ca, ping = supervisor
+    data_dir = tmp_path / "data" / "rke2"
+    (data_dir / "server/tls").mkdir(parents=True)
+    (data_dir / "server/tls/server-ca.crt").write_bytes(ca.read_bytes())
+    code, types, _, _ = wait_ready(
+        tmp_path, kubelet[1], 10, "--supervisor-url", ping, "--data-dir", str(data_dir), role="init"
+    )
+    assert code == 0 and types == ["cluster_ready"]
+
+
+def test_the_render_passes_the_users_data_dir_to_the_watcher():
+    from provider_rke2.render import render
+
+    text = render(cloud_config(role="init", config="data-dir: /data/rke2\n")).text
+    assert "wait-ready --role init --stylus-root / --data-dir /data/rke2 --timeout 900" in text
