@@ -84,8 +84,14 @@ def run_event(name: str, stdin_text: str, node: object) -> Response:
     captured = stray.getvalue().strip()
     log = "\n".join(part for part in (response.log, captured) if part)
     response = _scrubbed(Response(response.state, response.data, response.error, log), context.secrets)
-    response = _emitted(name, response, context, node)
-    return _logged(name, response, context, node)
+    try:
+        response = _emitted(name, response, context, node)
+        return _logged(name, response, context, node)
+    except Exception as err:  # noqa: BLE001 - bookkeeping must never cost the agent its answer
+        note = f"warning: events or log not written: internal error: {type(err).__name__}"
+        return Response(
+            response.state, response.data, response.error, "\n".join(p for p in (response.log, note) if p)
+        )
 
 
 def _emitted(name: str, response: Response, context: object, node: object) -> Response:

@@ -359,3 +359,14 @@ def test_mode_reports_its_evidence():
     assert "  - root /persistent/spectro resolved from --stylus-root" in lines
     assert any(line.startswith("  - /proc/cmdline") for line in lines)
     assert any(line.startswith("  - /etc/spectro/environment: ") for line in lines)
+
+
+def test_a_bug_in_the_bookkeeping_still_answers_the_agent():
+    class BrokenLog(MemoryNode):
+        def append_log(self, path, text):
+            raise KeyError("bug")
+
+    node = BrokenLog()
+    response = cli.run_event("agent.boot", boot_event(cloud_config(role="init")), node)
+    assert response.state == "success" and node.writes
+    assert response.log.endswith("warning: events or log not written: internal error: KeyError")
