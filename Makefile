@@ -50,9 +50,10 @@ image-tree: $(STAMP)
 bench: build
 	$(BIN)/python build/bench.py
 
-# Render a bundled example the way agent.boot would and print the YIP document.
-example: $(STAMP)
-	$(BIN)/python -m provider_rke2 render $(EXAMPLE)
+# Build the executable, then render a bundled example through it, as agent.boot would,
+# and print the YIP document.
+example: build
+	$(BIN)/python build/agent-provider-rke2 render $(EXAMPLE)
 
 # Regenerate the golden renders of every example (reviewed in git diffs).
 stages: $(STAMP)
