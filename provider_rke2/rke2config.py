@@ -22,12 +22,11 @@ from provider_rke2 import yamlout
 from provider_rke2.cluster import Cluster
 from provider_rke2.errors import ConfigError, Problem
 from provider_rke2.paths import Paths
+from provider_rke2.secrets import SECRET_KEYS
 from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_rke2_config
 
 RKE2Config = Dict[str, Any]
 
-# Keys whose values are secrets: reported by name only, never by value.
-SECRET_KEYS = frozenset({"token", "agent-token", "etcd-s3-secret-key", "etcd-s3-session-token"})
 
 # Options whose values RKE2 splits on commas itself (k3s SplitStringSlice); for
 # any other list option a comma is part of the item (`feature-gates=A=true,B=false`).

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from provider_rke2 import rke2config
+from provider_rke2 import secrets
 from provider_rke2.cluster import parse_cluster
 from provider_rke2.errors import ConfigError
 from provider_rke2.rke2config import dump, merge, parse_user_config, provider_settings
@@ -174,6 +174,6 @@ def test_blank_or_null_user_config_is_empty():
 
 
 def test_secret_keys_are_never_shown_in_warnings():
-    for key in rke2config.SECRET_KEYS:
+    for key in secrets.SECRET_KEYS:
         _, warnings = merge({key: "hunter2"}, {key: "other"})
         assert "hunter2" not in str(warnings[0]) and "other" not in str(warnings[0])
