@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, List, Optional, TextIO
+from typing import TYPE_CHECKING, List, Optional, Set, TextIO
 
 if TYPE_CHECKING:
     from provider_rke2.protocol import Response
+    from provider_rke2.provider import Context
 
 from provider_rke2.events import MAX_EVENT_BYTES
 
@@ -81,54 +82,40 @@ def run_event(name: str, stdin_text: str, node: object) -> Response:
         response = Response(state="error", error=str(err))
     except Exception as err:  # noqa: BLE001 - a bug must still answer the agent in JSON
         response = Response(state="error", error=f"internal error: {type(err).__name__}: {err}")
-    captured = stray.getvalue().strip()
-    log = "\n".join(part for part in (response.log, captured) if part)
-    response = _scrubbed(Response(response.state, response.data, response.error, log), context.secrets)
+    response = _scrubbed(response.noted(stray.getvalue().strip()), context.secrets)
     try:
-        response = _emitted(name, response, context, node)
-        return _logged(name, response, context, node)
+        return _logged(name, _emitted(name, response, context, node), context, node)
     except Exception as err:  # noqa: BLE001 - bookkeeping must never cost the agent its answer
-        note = f"warning: events or log not written: internal error: {type(err).__name__}"
-        return Response(
-            response.state, response.data, response.error, "\n".join(p for p in (response.log, note) if p)
-        )
+        return response.noted(f"warning: events or log not written: internal error: {type(err).__name__}")
 
 
-def _emitted(name: str, response: Response, context: object, node: object) -> Response:
+def _emitted(name: str, response: Response, context: Context, node: object) -> Response:
     """Write the handler's events, and an `error` event for a failure; never fails the event."""
     from provider_rke2 import eventlog
     from provider_rke2.errors import ProviderError
     from provider_rke2.paths import Paths
-    from provider_rke2.protocol import Response
     from provider_rke2.secrets import scrub
 
-    events = list(getattr(context, "events", []))
+    events = list(context.events)
     if response.error:
         events.append((eventlog.ERROR, response.error))
     if not events:
         return response
-    role = getattr(context, "role", "")
-    lost = []
     try:
-        root = getattr(context, "root", None) or node.stylus_root()  # type: ignore[attr-defined]
-        path = Paths(root.path).events_log
+        path = Paths((context.root or node.stylus_root()).path).events_log  # type: ignore[attr-defined]
     except ProviderError as err:
-        path, lost = "", [f"{kind} ({err})" for kind, _ in events]
-    for kind, message in events if path else ():
-        entry = eventlog.record(kind, scrub(message, getattr(context, "secrets", ())), role, name)
+        return response.noted("\n".join(f"warning: event lost: {kind} ({err})" for kind, _ in events))
+    lost = []
+    for kind, message in events:
+        entry = eventlog.record(kind, scrub(message, context.secrets), context.role, name)
         try:
             node.emit(path, entry)  # type: ignore[attr-defined]
         except ProviderError as err:
-            lost.append(f"{kind} ({err})")
-    if not lost:
-        return response
-    note = "\n".join(f"warning: event lost: {item}" for item in lost)
-    return Response(
-        response.state, response.data, response.error, "\n".join(p for p in (response.log, note) if p)
-    )
+            lost.append(f"warning: event lost: {kind} ({err})")
+    return response.noted("\n".join(lost))
 
 
-def _scrubbed(response: Response, secrets: set) -> Response:
+def _scrubbed(response: Response, secrets: Set[str]) -> Response:
     """The one place secrets are removed: every field, just before anything leaves."""
     from provider_rke2.protocol import Response
     from provider_rke2.secrets import scrub
@@ -137,14 +124,12 @@ def _scrubbed(response: Response, secrets: set) -> Response:
     return Response(*(scrub(text, secrets) for text in fields))
 
 
-def _logged(name: str, response: Response, context: object, node: object) -> Response:
+def _logged(name: str, response: Response, context: Context, node: object) -> Response:
     """Append the (already scrubbed) outcome to the provider log; never fails the event."""
-    import time
-
     from provider_rke2 import __version__
     from provider_rke2.errors import ProviderError
+    from provider_rke2.eventlog import now
     from provider_rke2.paths import Paths
-    from provider_rke2.protocol import Response
 
     lines = [
         ("warning", line[9:]) if line.startswith("warning: ") else ("info", line)
@@ -154,20 +139,16 @@ def _logged(name: str, response: Response, context: object, node: object) -> Res
         lines.append(("error", response.error))
     if not lines:
         return response
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    role = getattr(context, "role", "") or "-"
+    stamp, role = now(), context.role or "-"
     text = "".join(
         f"{stamp} provider-rke2/{__version__} {name} role={role} {level}: {message}\n"
         for level, message in lines
     )
     try:
-        root = getattr(context, "root", None) or node.stylus_root()  # type: ignore[attr-defined]
+        root = context.root or node.stylus_root()  # type: ignore[attr-defined]
         node.append_log(Paths(root.path).provider_log, text)  # type: ignore[attr-defined]
     except ProviderError as err:
-        note = f"warning: provider log not written: {err}"
-        return Response(
-            response.state, response.data, response.error, "\n".join(p for p in (response.log, note) if p)
-        )
+        return response.noted(f"warning: provider log not written: {err}")
     return response
 
 

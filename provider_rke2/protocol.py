@@ -7,7 +7,7 @@ not handle are answered without importing either.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict
 
 from provider_rke2.errors import EventError
@@ -30,6 +30,10 @@ class Response:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
+
+    def noted(self, text: str) -> Response:
+        """The same response with `text` appended to its log, on lines of its own."""
+        return replace(self, log="\n".join(part for part in (self.log, text) if part))
 
 
 def parse_event(text: str, argv_name: str) -> Event:

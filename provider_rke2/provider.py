@@ -85,7 +85,7 @@ def _cluster_section(event: Event, node: Node, context: Context) -> Any:
         )
     from provider_rke2.render import cluster_section
 
-    context.root = node.stylus_root()
+    context.root = node.stylus_root()  # every handler below needs it; read once
     # Read once: on large configs, reading YAML is most of a boot's cost.
     section = cluster_section(config)
     # Before any check: no message, even about a broken config, may carry a secret.
@@ -102,7 +102,7 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
     from provider_rke2.paths import Paths
     from provider_rke2.render import render_section, root_for_section
 
-    root = root_for_section(section, context.root or node.stylus_root())
+    root = root_for_section(section, context.root)
     paths = Paths(root.path)
     notes = []
     try:
@@ -136,7 +136,7 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
 
     # A reset must work even when the rest of the section no longer validates:
     # only the root matters here.
-    root = root_for_section(section, context.root or node.stylus_root())
+    root = root_for_section(section, context.root)
     context.root = root
     role = section.get("role") if isinstance(section, dict) else None
     context.role = role if isinstance(role, str) else ""
