@@ -292,16 +292,17 @@ def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: Te
     if text is None:
         return 2
     from provider_rke2.paths import Paths
-    from provider_rke2.render import OUTPUT_MODE, render, root_for
+    from provider_rke2.render import OUTPUT_MODE, cluster_section, render_section, root_for_section
 
-    # The node's own fingerprint key when it has one (never made here), so that the
-    # output is byte for byte what agent.boot would write on this node.
-    root = root_for(text, node.stylus_root())  # type: ignore[attr-defined]
-    key = (node.read_state(Paths(root.path).fingerprint_key) or "").encode()  # type: ignore[attr-defined]
-    rendered = render(text, root, key, node.executable())  # type: ignore[attr-defined]
-    if rendered is None:
+    section = cluster_section(text)  # read once, as agent.boot does
+    if section is None:
         stderr.write("no cluster section: agent.boot would write nothing\n")
         return 0
+    # The node's own fingerprint key when it has one (never made here), so that the
+    # output is byte for byte what agent.boot would write on this node.
+    root = root_for_section(section, node.stylus_root())  # type: ignore[attr-defined]
+    key = (node.read_state(Paths(root.path).fingerprint_key) or "").encode()  # type: ignore[attr-defined]
+    rendered = render_section(section, root, key, node.executable())  # type: ignore[attr-defined]
     for warning in rendered.warnings:
         stderr.write(f"warning: {warning}\n")
     stderr.write(

@@ -77,16 +77,8 @@ def render_section(
     )
 
 
-def root_for(cloud_config: str, root: Root) -> Root:
-    """The root a cloud-config will render for, read leniently (before any check)."""
-    try:
-        section = cluster_section(cloud_config)
-    except ConfigError:
-        return root
-    return root_for_section(section, root)
-
-
 def root_for_section(section: Any, root: Root) -> Root:
+    """The root a `cluster:` section will render for, read leniently (before any check)."""
     provider_config = section.get("providerConfig") if isinstance(section, dict) else None
     value = provider_config.get(CLUSTER_ROOT_PATH) if isinstance(provider_config, dict) else None
     return with_cluster_root(root, value if isinstance(value, str) else "")
