@@ -16,19 +16,9 @@ SECRET_KEYS = frozenset(
 )
 
 
-def collect(cloud_config: str) -> Set[str]:
-    """Best effort, never failing: the token, secret RKE2 options, proxy passwords."""
-    from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config
-
-    try:
-        document = load_cloud_config(cloud_config)
-    except (YAMLSyntaxError, RecursionError):
-        return set()
-    return in_section(document.get("cluster") if isinstance(document, dict) else None)
-
-
 def in_section(section: Any) -> Set[str]:
-    """The same, from a `cluster:` section already read (the boot reads the cloud-config once)."""
+    """Best effort, never failing: the token, secret RKE2 options and proxy passwords of a
+    `cluster:` section as read from the cloud-config (any value, checked or not)."""
     from provider_rke2.yamltext import YAMLSyntaxError, load_rke2_config
 
     found: Set[str] = set()

@@ -14,8 +14,9 @@ from provider_rke2.cli import run_event
 from provider_rke2.errors import OutputError
 from provider_rke2.fsio import append_record
 from provider_rke2.node import LocalNode
+from provider_rke2.render import cluster_section
 from provider_rke2.root import FROM_FLAG, Root
-from provider_rke2.secrets import REDACTED, collect, scrub
+from provider_rke2.secrets import REDACTED, in_section, scrub
 
 from conftest import cloud_config
 from nodes import MemoryNode
@@ -30,20 +31,36 @@ def test_collects_token_secret_options_and_proxy_passwords():
         env={"HTTPS_PROXY": "http://user:pr0xy-pass@proxy:3128", "NO_PROXY": ".lan"},
         config="agent-token: agent-secret\netcd-s3-secret-key: s3-secret\nt: alias-secret\nnode-name: not-secret\n",
     )
-    assert collect(config) == {TOKEN, "pr0xy-pass", "agent-secret", "s3-secret", "alias-secret"}
+    assert in_section(cluster_section(config)) == {
+        TOKEN,
+        "pr0xy-pass",
+        "agent-secret",
+        "s3-secret",
+        "alias-secret",
+    }
 
 
 @pytest.mark.parametrize(
-    "text", ["", "a: [", "- 1", "cluster: 5", "cluster:\n  config: 'a: ['\n", "cluster:\n  env: [1]\n"]
+    "section",
+    [None, 5, "text", [1], {"config": "a: ["}, {"config": "- 1"}, {"env": [1]}, {"cluster_token": ["x"]}],
 )
-def test_collect_never_fails(text):
-    assert collect(text) == set()
+def test_collection_never_fails(section):
+    assert in_section(section) == set()
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=10,
+)
+keys = st.sampled_from(["cluster_token", "env", "config", "role", "x"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=200))
-def test_collect_never_raises_on_any_text(text):
-    assert isinstance(collect(text), set)
+@given(st.dictionaries(keys, values | st.text(max_size=60), max_size=5) | values)
+def test_collection_never_raises_on_any_section(section):
+    found = in_section(section)
+    assert isinstance(found, set) and all(isinstance(item, str) and item for item in found)
 
 
 def test_scrub_replaces_longest_first():
