@@ -71,10 +71,10 @@ class LocalNode:
     def fingerprint_key(self, path: str) -> bytes:
         """The node's random key for fingerprints, made on first use (0600)."""
         key = self.read_state(path)
-        if key:
-            return key.encode()
-        self.write_state(path, os.urandom(32).hex())
-        return (self.read_state(path) or "").encode()
+        if not key:
+            key = os.urandom(32).hex()
+            self.write_state(path, key)
+        return key.encode()
 
     def read_text(self, path: str) -> str:
         with open(path, encoding="utf-8") as handle:

@@ -51,15 +51,15 @@ def render(
     section = cluster_section(cloud_config)
     if section is None:
         return None
-    return render_section(section, root, key, executable)
+    return render_section(section, root_for_section(section, root), key, executable)
 
 
 def render_section(
     section: Any, root: Root = APPLIANCE, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE
 ) -> Rendered:
-    """`render` for a `cluster:` section already read (a boot reads the cloud-config once)."""
+    """`render` for a `cluster:` section already read (a boot reads the cloud-config once),
+    for the root its caller resolved with root_for_section."""
     cluster, warnings = parse_cluster(section)
-    root = with_cluster_root(root, cluster.provider_config.get(CLUSTER_ROOT_PATH, ""))
     document, more_warnings, fingerprint = build_document(cluster, Paths(root.path), key, executable)
     found = schema.problems(document, schema.YIP, "yip")
     if found:

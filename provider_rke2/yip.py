@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 from provider_rke2 import yamlout
 
@@ -80,8 +80,3 @@ def _owned(path: str, permissions: int, owner: int, group: int) -> Dict[str, Any
 def dump(document: Mapping[str, Any]) -> str:
     """The file Kairos reads: the cloud-config header, then the document."""
     return HEADER + yamlout.dump(dict(document))
-
-
-def steps_of(document: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """Every step of every stage, in order (for checks and tests)."""
-    return [step for steps in document.get("stages", {}).values() for step in steps]
