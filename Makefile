@@ -13,13 +13,18 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $@
 
 # shellcheck and dash check the shell the provider writes, openssl makes the test CA,
-# unshare and setpriv sandbox the node scripts; installed from the distribution when
-# missing and we may (CI runs as root on Debian).
+# unshare, setpriv and mountpoint sandbox the node scripts, iptables checks the firewall
+# cleanup against the real thing (in a network namespace of its own); installed from the
+# distribution when missing and we may (CI runs as root on Debian), saying so first.
+TOOLS := shellcheck:shellcheck dash:dash openssl:openssl unshare:util-linux setpriv:util-linux \
+	mountpoint:util-linux iptables-restore:iptables
 tools:
-	@for tool in shellcheck dash openssl unshare setpriv; do command -v $$tool >/dev/null || missing=1; done; \
-	[ -z "$$missing" ] || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck dash openssl util-linux >/dev/null; \
-	  else echo "make: install shellcheck, dash, openssl and util-linux (the tests run them)" >&2; exit 1; fi; }
+	@missing=; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
+	[ -z "$${missing% }" ] || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make: installing Debian packages the tests run: $$missing" >&2; \
+	    apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "make: install $$missing (the tests run them)" >&2; exit 1; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check provider_rke2 tests build

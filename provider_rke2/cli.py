@@ -3,6 +3,7 @@
     agent-provider-rke2 EVENT                one JSON event on stdin, one JSON response on stdout
     agent-provider-rke2 render [FILE]        what agent.boot would write for a cloud-config
     agent-provider-rke2 paths | mode         where RKE2 lives on this node, and why
+    agent-provider-rke2 paths --env          the node scripts' paths (rke2-paths.env)
 
 Exit status of event mode: 0 whenever a response object was written, errors
 included (the agent reads `error` from it; a non-zero status would make it
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, List, Optional, Set, TextIO
+from typing import TYPE_CHECKING, Any, List, Optional, Set, TextIO
 
 if TYPE_CHECKING:
     from provider_rke2.protocol import Response
@@ -26,7 +27,7 @@ from provider_rke2.events import MAX_EVENT_BYTES
 # their answer must cost no more than starting Python. Everything else is
 # imported where it is needed.
 
-COMMANDS = ("render", "validate", "paths", "mode", "events", "status", "wait-ready")
+COMMANDS = ("render", "validate", "paths", "mode", "events", "status", "wait-ready", "no-proxy")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -186,13 +187,18 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     validate.add_argument("file", metavar="FILE|-")
     validate.add_argument("--format", choices=("annotate", "json"), default="annotate")
     validate.add_argument("--stylus-root", metavar="PATH", help=root_help)
-    for name, text in (
-        ("paths", "print every RKE2 path for the resolved root"),
-        ("mode", "appliance or agent mode, with the evidence"),
-    ):
-        commands.add_parser(name, help=text, description=text).add_argument(
-            "--stylus-root", metavar="PATH", help=root_help
-        )
+    paths = commands.add_parser(
+        "paths",
+        help="print every RKE2 path for the resolved root",
+        description="Print every RKE2 path for the resolved root; with --env, the node scripts' paths"
+        " (this node's data dir included) as the rke2-paths.env file that every boot lays beside them.",
+    )
+    paths.add_argument("--env", action="store_true", help="the node scripts' paths, as rke2-paths.env")
+    paths.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    mode_text = "appliance or agent mode, with the evidence"
+    commands.add_parser("mode", help=mode_text, description=mode_text).add_argument(
+        "--stylus-root", metavar="PATH", help=root_help
+    )
     events = commands.add_parser(
         "events",
         help="the event log, as a table or JSON lines",
@@ -221,6 +227,12 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     ready.add_argument("--supervisor-url", default=None)
     ready.add_argument("--max-interval", type=float, default=15.0)
     ready.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    # Run by the unit's ExecStartPre when a proxy is configured, not by people.
+    no_proxy = commands.add_parser(
+        "no-proxy", description="Write the unit's NO_PROXY with this node's own subnets added."
+    )
+    no_proxy.add_argument("--unit", required=True, choices=("rke2-server", "rke2-agent"))
+    no_proxy.add_argument("--stylus-root", metavar="PATH", help=root_help)
     options = parser.parse_args(args)
     if options.command is None:
         parser.print_usage(stderr)
@@ -245,13 +257,15 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
                     node.stylus_root(), options.kind, options.since, options.json, options.follow, stdout
                 )
             return report.status(node.stylus_root(), stdout)
+        if options.command == "no-proxy":
+            return _no_proxy(options.unit, node, stderr)
         from provider_rke2 import mode
 
         root = node.stylus_root()
         if options.command == "paths":
-            stdout.write(mode.path_table(root))
+            stdout.write(_scripts_env(root, node) if options.env else mode.path_table(root))
         else:
-            stdout.write(mode.describe(root, _read_or_none("/proc/cmdline"), _agent_units(), _exists()))
+            stdout.write(mode.describe(root, mode.gather()))
         return 0
     except ConfigError as err:
         for problem in err.problems:
@@ -301,8 +315,10 @@ def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: Te
     # The node's own fingerprint key when it has one (never made here), so that the
     # output is byte for byte what agent.boot would write on this node.
     root = root_for_section(section, node.stylus_root())  # type: ignore[attr-defined]
-    key = (node.read_state(Paths(root.path).fingerprint_key) or "").encode()  # type: ignore[attr-defined]
-    rendered = render_section(section, root, key, node.executable())  # type: ignore[attr-defined]
+    paths = Paths(root.path)
+    key = (node.read_state(paths.fingerprint_key) or "").encode()  # type: ignore[attr-defined]
+    facts = node.facts(paths)  # type: ignore[attr-defined]
+    rendered = render_section(section, root, key, node.executable(), facts)  # type: ignore[attr-defined]
     for warning in rendered.warnings:
         stderr.write(f"warning: {warning}\n")
     stderr.write(
@@ -313,24 +329,32 @@ def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: Te
     return 0
 
 
-def _read_or_none(path: str) -> Optional[str]:
+def _scripts_env(root: Any, node: Any) -> str:
+    """rke2-paths.env for this node: its recorded data dir, else the root's defaults."""
+    from provider_rke2.paths import Paths
+
+    paths = Paths(root.path)
+    recorded = node.read_state(paths.data_dir_state)
+    data_dir = recorded if recorded and recorded.startswith("/") else paths.data_dir
+    return paths.reset_plan(data_dir, paths.kubelet_dir).env_file()
+
+
+def _no_proxy(unit: str, node: Any, stderr: TextIO) -> int:
+    from provider_rke2 import proxy
+    from provider_rke2.paths import Paths
+
+    paths = Paths(node.stylus_root().path)
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(65536)
-    except OSError:
-        return None
-
-
-def _agent_units() -> List[str]:
-    from provider_rke2.mode import AGENT_UNITS
-
-    return [unit for unit in AGENT_UNITS if os.path.exists(unit)]
-
-
-def _exists() -> bool:
-    from provider_rke2.root import STYLUS_ENVIRONMENT
-
-    return os.path.exists(STYLUS_ENVIRONMENT)
+        rendered = node.read_text(paths.env_file(unit))
+    except OSError as err:
+        stderr.write(f"no-proxy: nothing to do: {paths.env_file(unit)}: {err.strerror or err}\n")
+        return 0
+    text = proxy.with_subnets(rendered, proxy.node_subnets(*node.routes()))
+    if text is None:
+        stderr.write(f"no-proxy: nothing to do: {paths.env_file(unit)} sets no NO_PROXY\n")
+        return 0
+    node.write_private(paths.no_proxy_env(unit), text)
+    return 0
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -59,6 +59,21 @@ def append_record(path: str, record: bytes, limit: int, mode: int = 0o600) -> No
         raise OutputError(f"cannot append to {path}: {err.strerror or err}") from None
 
 
+def read_regular(path: str, limit: int) -> bytes:
+    """At most `limit` bytes of a regular file; OSError for anything else (a link, a FIFO, a
+    device), without following the link or blocking on the FIFO."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(22, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)
+
+
 def _size(path: str) -> int:
     try:
         return os.stat(path).st_size

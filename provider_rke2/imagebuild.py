@@ -24,7 +24,8 @@ from provider_rke2.paths import Paths
 from provider_rke2.protocol import Response
 
 PROVIDER = "rke2"
-DEFAULT_PREFIX = "/usr"  # Kairos images install RKE2 with prefix /usr
+# Images built before RKE2 went under the path table's prefix carry it here.
+IMAGE_PREFIX = "/usr"
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _VERSION = re.compile(r"\brke2 version (v\S+)")
 
@@ -56,8 +57,8 @@ def info(probe: VersionProbe, candidates: List[str]) -> Response:
 
 
 def binaries(root: str) -> List[str]:
-    """Where an image may hold RKE2: the root's own binary, then Kairos's /usr prefix."""
-    found = [Paths(root).binary, DEFAULT_PREFIX + "/bin/rke2"]
+    """Where an image may hold RKE2: the root's own binary (the path table's), then /usr/bin."""
+    found = [Paths(root).binary, IMAGE_PREFIX + "/bin/rke2"]
     return sorted(set(found), key=found.index)
 
 
@@ -86,10 +87,13 @@ def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest
     arch = ARCHITECTURES.get(machine_arch)
     if arch is None:
         raise InstallError(f"unsupported architecture '{machine_arch}': expected amd64 or arm64")
+    root = _absolute(config, "root", "/")
     return InstallRequest(
         artifacts=artifacts,
-        prefix=_absolute(config, "prefix", DEFAULT_PREFIX),
-        root=_absolute(config, "root", "/"),
+        # The path table's prefix under the root, so that `paths`, the binary
+        # init.provider.info finds first and the agent-mode unit drop-in agree.
+        prefix=_absolute(config, "prefix", Paths(root).install_prefix),
+        root=root,
         arch=arch,
         version=str(payload.get("version") or ""),
     )
@@ -125,10 +129,14 @@ def install(req: InstallRequest) -> Response:
 
 
 def lay_down_scripts(root: str) -> List[str]:
-    """The provider's node scripts into <root>/opt/rke2/scripts, mode 0755."""
-    target = Paths(root).scripts_dir
+    """The provider's node scripts into <root>/opt/rke2/scripts, mode 0755, and the paths they
+    act on (the root's defaults until the first boot writes this node's own)."""
+    paths = Paths(root)
+    target = paths.scripts_dir
     os.makedirs(target, exist_ok=True)
-    written = []
+    with open(paths.scripts_env, "w", encoding="utf-8") as handle:
+        handle.write(paths.reset_plan(paths.data_dir, paths.kubelet_dir).env_file())
+    written = [paths.scripts_env]
     for entry in sorted(resources.files("provider_rke2").joinpath("scripts").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sh"):
             path = os.path.join(target, entry.name)

@@ -1,40 +1,113 @@
-"""Appliance or agent mode, and the evidence for it, for operators."""
+"""Appliance or agent mode, and the evidence for it, for operators.
+
+The mode is decided by the root alone (STYLUS_ROOT, see provider_rke2.root); the
+evidence is what the Stylus seed looks at, shown so an operator can see whether the
+two agree: agent mode by the `spectro-palette-agent-*` units and
+/etc/spectro/environment, appliance mode by `cos-img` on the kernel command line and
+the `cos-setup-*` units of an immutable Kairos boot.
+"""
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+import fnmatch
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 from provider_rke2.paths import Paths
 from provider_rke2.root import STYLUS_ENVIRONMENT, Root
 
-AGENT_UNITS = (
-    "/etc/systemd/system/stylus-agent.service",
-    "/usr/lib/systemd/system/stylus-agent.service",
-    "/lib/systemd/system/stylus-agent.service",
-)
+AGENT_UNITS = "spectro-palette-agent-*"
+APPLIANCE_UNITS = "cos-setup-*"
+UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+PATTERNS = (AGENT_UNITS, APPLIANCE_UNITS)
+SYSTEMD_RUNNING = "/run/systemd/system"  # sd_booted(3): systemd is the init here
 
 
-def describe(root: Root, cmdline: Optional[str], agent_units: Sequence[str], env_file_exists: bool) -> str:
+@dataclass(frozen=True)
+class Evidence:
+    cmdline: Optional[str]  # None: unreadable
+    env_file: bool
+    units_from: str  # where the unit names were looked up
+    agent_units: Tuple[str, ...]
+    appliance_units: Tuple[str, ...]
+
+
+def describe(root: Root, seen: Evidence) -> str:
     """A short report: the mode (decided by the root) and every piece of evidence seen."""
     mode = "agent" if root.agent_mode else "appliance"
+    cos_img = seen.cmdline is not None and "cos-img" in seen.cmdline
     evidence: List[str] = [f"root {root.path} resolved from {root.source}"]
-    if cmdline is None:
+    if seen.cmdline is None:
         evidence.append("/proc/cmdline: unreadable")
-    elif "cos-img" in cmdline:
+    elif cos_img:
         evidence.append("/proc/cmdline mentions cos-img (an immutable Kairos boot)")
     else:
         evidence.append("/proc/cmdline does not mention cos-img")
-    evidence.append(
-        f"{STYLUS_ENVIRONMENT}: {'present' if env_file_exists else 'absent'}",
-    )
-    evidence += [f"Stylus agent unit: {unit}" for unit in agent_units] or ["no Stylus agent unit found"]
+    evidence.append(f"{STYLUS_ENVIRONMENT}: {'present' if seen.env_file else 'absent'}")
+    for pattern, found in ((AGENT_UNITS, seen.agent_units), (APPLIANCE_UNITS, seen.appliance_units)):
+        names = ", ".join(found) if found else "none"
+        evidence.append(f"{pattern} units ({seen.units_from}): {names}")
     lines = [f"mode: {mode}", *(f"  - {item}" for item in evidence)]
-    appliance_boot = cmdline is not None and "cos-img" in cmdline
-    if root.agent_mode and appliance_boot:
+    looks_appliance = cos_img or bool(seen.appliance_units)
+    looks_agent = seen.env_file or bool(seen.agent_units)
+    if root.agent_mode and looks_appliance:
         lines.append("warning: STYLUS_ROOT is set on what looks like an immutable Kairos boot")
-    if not root.agent_mode and (env_file_exists or agent_units):
+    if not root.agent_mode and looks_agent:
         lines.append("warning: Stylus agent files are present but no STYLUS_ROOT was found")
     return "\n".join(lines) + "\n"
+
+
+def gather(systemd_running: str = SYSTEMD_RUNNING, unit_dirs: Tuple[str, ...] = UNIT_DIRS) -> Evidence:
+    """The evidence on this machine: systemd's own unit list where systemd runs, the unit
+    files otherwise (a chroot, an image being built)."""
+    listed = _listed_units() if os.path.isdir(systemd_running) else None
+    if listed is not None:
+        units, source = listed, "systemctl list-units"
+    else:
+        units, source = _unit_files(unit_dirs), "unit files in " + ", ".join(unit_dirs)
+    return Evidence(
+        cmdline=_read_or_none("/proc/cmdline"),
+        env_file=os.path.exists(STYLUS_ENVIRONMENT),
+        units_from=source,
+        agent_units=tuple(sorted(u for u in units if fnmatch.fnmatchcase(u, AGENT_UNITS))),
+        appliance_units=tuple(sorted(u for u in units if fnmatch.fnmatchcase(u, APPLIANCE_UNITS))),
+    )
+
+
+def _listed_units() -> Optional[List[str]]:
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv; systemctl from PATH, as every step runs it
+            ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager", *PATTERNS],  # noqa: S607
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    text = done.stdout.decode("utf-8", errors="replace")
+    return [line.split()[0] for line in text.splitlines() if line.split()]
+
+
+def _unit_files(unit_dirs: Tuple[str, ...]) -> List[str]:
+    found = set()
+    for directory in unit_dirs:
+        try:
+            found.update(os.listdir(directory))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _read_or_none(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(65536)
+    except OSError:
+        return None
 
 
 def path_table(root: Root) -> str:

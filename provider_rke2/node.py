@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, List, Mapping, Optional, Tuple
 
 from provider_rke2 import root as roots
-from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.events import MAX_EVENT_BYTES
 
 MAX_SCRIPT_OUTPUT = 8192
 LOG_LIMIT = 1024 * 1024  # bytes before provider-rke2.log is rotated to .1
+MAX_DROP_IN = 1024 * 1024  # bytes read of another tool's config.d drop-in
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,49 @@ class LocalNode:
         with open(path, encoding="utf-8") as handle:
             return handle.read(MAX_EVENT_BYTES + 1)
 
+    def facts(self, paths: Any) -> Any:
+        """What a render needs to know of this node (provider_rke2.render.NodeFacts)."""
+        from provider_rke2.render import NodeFacts
+        from provider_rke2.rke2config import PROVIDER_DROP_IN, USER_DROP_IN, DropIn, parse_drop_in
+
+        recorded = self.read_state(paths.data_dir_state)
+        drop_ins = []
+        for name in _yaml_files(paths.drop_in_dir):
+            if name in (USER_DROP_IN, PROVIDER_DROP_IN):
+                continue
+            try:
+                text = _read_regular(os.path.join(paths.drop_in_dir, name), MAX_DROP_IN)
+            except (OSError, UnicodeDecodeError) as err:
+                drop_ins.append(
+                    DropIn(name, problem=f"cannot be read ({getattr(err, 'strerror', None) or err})")
+                )
+                continue
+            drop_ins.append(parse_drop_in(name, text))
+        return NodeFacts(
+            recorded_data_dir=recorded if recorded and recorded.startswith("/") else None,
+            drop_ins=tuple(drop_ins),
+            rke2_drop_ins=tuple(_yaml_files(paths.rke2_drop_in_dir)),
+            has_state=has_rke2_state,
+        )
+
+    def remove_file(self, path: str) -> bool:
+        """Remove a regular file (never through a link); False when there was none."""
+        import stat
+
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                raise OutputError(f"not removed: {path} is not a regular file")
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise OutputError(f"cannot remove {path}: {err.strerror or err}") from None
+        return True
+
+    def routes(self) -> Tuple[str, str]:
+        """The kernel's IPv4 and IPv6 routing tables, as /proc shows them."""
+        return _read_or_empty("/proc/net/route"), _read_or_empty("/proc/net/ipv6_route")
+
     def write_private(self, path: str, text: str) -> None:
         from provider_rke2.fsio import replace_file
 
@@ -125,7 +169,9 @@ class LocalNode:
             return None
         return done.stdout.decode("utf-8", errors="replace") if done.returncode == 0 else None
 
-    def run_script(self, installed: str, root: roots.Root, timeout: float) -> ScriptResult:
+    def run_script(
+        self, installed: str, root: roots.Root, timeout: float, paths_env: Mapping[str, str]
+    ) -> ScriptResult:
         """Run the node's copy of a provider script, or the packaged one when the node has none."""
         import signal
         import subprocess
@@ -137,7 +183,7 @@ class LocalNode:
             if not os.path.isfile(path):
                 packaged = resources.files("provider_rke2").joinpath("scripts", os.path.basename(installed))
                 path = str(stack.enter_context(resources.as_file(packaged)))
-            env = {**self.environ, roots.VARIABLE: root.path}
+            env = {**self.environ, roots.VARIABLE: root.path, **paths_env}
             process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell parses it
                 ["/bin/sh", path],
                 env=env,
@@ -156,3 +202,31 @@ class LocalNode:
                 code = None
         text = out.decode("utf-8", errors="replace").strip()
         return ScriptResult(path, code, text[-MAX_SCRIPT_OUTPUT:])
+
+
+def has_rke2_state(data_dir: str) -> bool:
+    """Whether RKE2 has run with this data dir (see provider_rke2.datadir.STATE_MARKERS)."""
+    from provider_rke2.datadir import STATE_MARKERS
+
+    return any(os.path.isdir(os.path.join(data_dir, marker)) for marker in STATE_MARKERS)
+
+
+def _yaml_files(directory: str) -> List[str]:
+    try:
+        return sorted(name for name in os.listdir(directory) if name.endswith(".yaml"))
+    except OSError:
+        return []
+
+
+def _read_regular(path: str, limit: int) -> str:
+    from provider_rke2.fsio import read_regular
+
+    return read_regular(path, limit).decode("utf-8")
+
+
+def _read_or_empty(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read(1 << 20)
+    except OSError:
+        return ""

@@ -5,13 +5,53 @@ Nothing else in the code builds an RKE2 path by hand.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 from provider_rke2.root import STYLUS_ENVIRONMENT
 
 # Kairos reads the provider's output here in both modes (the Go SDK's default).
 CLUSTER_OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
+
+# RKE2's own default data dir. Nodes the Go provider ran in agent mode keep their
+# state here: it never put the data dir under the root.
+DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
+
+UNITS = ("rke2-server.service", "rke2-agent.service")
+WATCHER_UNIT = "provider-rke2-wait-ready.service"
+
+# What RKE2 itself puts at host level in both modes, by name.
+_HOST_RUNTIME = ("/run/k3s", "/run/flannel")
+# In agent mode the host's CNI directories are shared (podman keeps its networks in
+# /etc/cni/net.d and /var/lib/cni): only what RKE2's CNI charts (canal, calico,
+# cilium, flannel, multus) install there by name goes. The standard plugins the
+# charts also copy to /opt/cni/bin (bridge, host-local, portmap, ...) are kept:
+# other runtimes use the same files.
+_HOST_CNI_NAMED = (
+    "/etc/cni/net.d/*canal*",
+    "/etc/cni/net.d/*calico*",
+    "/etc/cni/net.d/*cilium*",
+    "/etc/cni/net.d/*flannel*",
+    "/etc/cni/net.d/*multus*",
+    "/opt/cni/bin/calico",
+    "/opt/cni/bin/calico-ipam",
+    "/opt/cni/bin/flannel",
+    "/opt/cni/bin/cilium-cni",
+    "/opt/cni/bin/multus*",
+    "/var/lib/cni/networks/k8s-pod-network",
+    "/var/lib/cni/networks/cbr0",
+    "/var/lib/cni/results/k8s-pod-network-*",
+    "/var/lib/cni/results/cbr0-*",
+    "/var/lib/cni/flannel",
+    "/var/lib/cni/multus",
+    "/var/lib/calico",
+    "/run/calico",
+    "/run/cilium",
+)
+# The same places in appliance mode, where RKE2 owns them whole.
+_CNI_DIRS = ("/etc/cni", "/opt/cni/bin", "/var/lib/cni")
+_POD_LOG_DIRS = ("/var/log/pods", "/var/log/containers")
 
 
 @dataclass(frozen=True)
@@ -49,16 +89,37 @@ class Paths:
         return self.config_dir + "/config.yaml"
 
     @property
+    def rke2_drop_in_dir(self) -> str:
+        """RKE2's own drop-ins, read after config.yaml (RKE2 >= 1.21.1)."""
+        return self.config_dir + "/config.yaml.d"
+
+    @property
+    def node_dir(self) -> str:
+        """The node password RKE2 keeps between registrations."""
+        return self.under("/etc/rancher/node")
+
+    @property
     def data_dir(self) -> str:
-        return self.under("/var/lib/rancher/rke2")
+        """The root's default data dir (a node may use another: see provider_rke2.datadir)."""
+        return self.under(DEFAULT_DATA_DIR)
+
+    @property
+    def kubelet_dir(self) -> str:
+        """The kubelet's default root dir under the root (`kubelet-arg: root-dir=` moves it)."""
+        return self.under("/var/lib/kubelet")
 
     def env_file(self, unit: str) -> str:
         """The proxy environment of a unit (`/etc/default/%N` in RKE2's own unit)."""
         return self.under("/etc/default/" + unit_name(unit))
 
     @property
+    def install_prefix(self) -> str:
+        """Where RKE2's release tarball is installed: bin/rke2, lib/systemd/system, share/rke2."""
+        return self.under("/usr/local")
+
+    @property
     def binary(self) -> str:
-        return self.under("/usr/local/bin/rke2")
+        return self.install_prefix + "/bin/rke2"
 
     @property
     def log_file(self) -> str:
@@ -95,6 +156,11 @@ class Paths:
         return self.state_dir + "/fingerprint.key"
 
     @property
+    def data_dir_state(self) -> str:
+        """The data dir of the last successful render: what RKE2 on this node really uses."""
+        return self.state_dir + "/data-dir"
+
+    @property
     def scripts_dir(self) -> str:
         return self.under("/opt/rke2/scripts")
 
@@ -103,14 +169,65 @@ class Paths:
         return self.scripts_dir + "/rke2-uninstall.sh"
 
     @property
+    def scripts_env(self) -> str:
+        """The paths the scripts act on, for an operator who runs them by hand."""
+        return self.scripts_dir + "/rke2-paths.env"
+
+    @property
     def local_images(self) -> str:
         return self.under("/opt/content/images")
 
     @staticmethod
+    def unit_drop_in_dir(unit: str) -> str:
+        # systemd knows nothing of STYLUS_ROOT: drop-ins sit at systemd's own runtime
+        # path, so they are gone at reboot until this boot's stage writes them again.
+        return f"/run/systemd/system/{unit}.d"
+
+    @staticmethod
     def unit_drop_in(unit: str) -> str:
-        # systemd knows nothing of STYLUS_ROOT: the drop-in sits at systemd's own
-        # runtime path, so it is gone at reboot until this boot's stage writes it again.
-        return f"/run/systemd/system/{unit}.d/50-stylus-root.conf"
+        return Paths.unit_drop_in_dir(unit) + "/50-stylus-root.conf"
+
+    @staticmethod
+    def no_proxy_drop_in(unit: str) -> str:
+        return Paths.unit_drop_in_dir(unit) + "/60-provider-rke2-no-proxy.conf"
+
+    def no_proxy_env(self, unit: str) -> str:
+        """NO_PROXY with the node's own subnets, written when the unit starts."""
+        return f"{self.state_dir}/{unit_name(unit)}.no-proxy.env"
+
+    def reset_plan(self, data_dir: str, kubelet_dir: str) -> ResetPlan:
+        """Everything `cluster.reset` removes on this node (README: "What a reset removes")."""
+        owned = (self.config_dir, self.node_dir, self.binary, self.install_prefix + "/share/rke2")
+        owned += tuple(
+            f"{self.install_prefix}/lib/systemd/system/{unit_name(unit)}{suffix}"
+            for unit in UNITS
+            for suffix in (".service", ".env")
+        )
+        owned += tuple(
+            f"{self.install_prefix}/bin/{name}" for name in ("rke2-killall.sh", "rke2-uninstall.sh")
+        )
+        owned += tuple(self.env_file(unit) for unit in UNITS)
+        owned += (self.log_file, self.state_dir)
+        # RKE2's own places: it owns them whole.
+        owned += tuple(d for d in (data_dir,) if d in (self.data_dir, DEFAULT_DATA_DIR))
+        owned += tuple(d for d in (kubelet_dir,) if d == self.kubelet_dir)
+        systemd = tuple(f"/etc/systemd/system/{unit}" for unit in UNITS)
+        systemd += tuple(self.unit_drop_in_dir(unit) for unit in UNITS)
+        systemd += tuple(
+            f"{base}/*.{kind}/{unit}"
+            for base in ("/etc/systemd/system", "/run/systemd/system")
+            for kind in ("wants", "requires")
+            for unit in UNITS
+        )
+        shared = _CNI_DIRS + _POD_LOG_DIRS
+        if self.agent_mode:
+            owned += tuple(self.under(path) for path in shared)
+            host = systemd + _HOST_RUNTIME + _HOST_CNI_NAMED
+        else:
+            owned += shared
+            host = systemd + _HOST_RUNTIME
+        emptied = (self.under("/etc/rancher"), self.under("/var/lib/rancher"))
+        return ResetPlan(self, data_dir, kubelet_dir, owned, host, emptied)
 
     def table(self) -> List[Tuple[str, str]]:
         """(purpose, path) for every path an operator may look for."""
@@ -118,6 +235,7 @@ class Paths:
             ("config drop-ins", self.drop_in_dir + "/"),
             ("final config", self.config_file),
             ("data dir", self.data_dir + "/"),
+            ("kubelet dir", self.kubelet_dir + "/"),
             ("proxy env (server)", self.env_file("rke2-server.service")),
             ("proxy env (agent)", self.env_file("rke2-agent.service")),
             ("binary", self.binary),
@@ -126,10 +244,62 @@ class Paths:
             ("event log", self.events_log),
             ("provider state", self.state_dir + "/"),
             ("scripts", self.scripts_dir + "/"),
+            ("scripts' paths", self.scripts_env),
             ("local images (default)", self.local_images + "/"),
             ("cluster output (Kairos)", CLUSTER_OUTPUT),
             ("stylus environment", STYLUS_ENVIRONMENT),
         ]
+
+
+@dataclass(frozen=True)
+class ResetPlan:
+    """What a reset removes: handed to the node scripts in their environment, and kept
+    beside them (rke2-paths.env) for an operator who runs them by hand."""
+
+    paths: Paths
+    data_dir: str
+    kubelet_dir: str
+    remove: Tuple[str, ...]  # under the root (in appliance mode, RKE2 owns these whole)
+    remove_host: Tuple[str, ...]  # at host level, by name; shell patterns
+    remove_if_empty: Tuple[str, ...]  # parents RKE2 created, left when something else is inside
+
+    def environment(self) -> Dict[str, str]:
+        return {
+            "RKE2_ROOT": "" if self.paths.root == "/" else self.paths.root,
+            "RKE2_DATA_DIR": self.data_dir,
+            "RKE2_KUBELET_DIR": self.kubelet_dir,
+            "RKE2_REMOVE": " ".join(self.remove),
+            "RKE2_REMOVE_HOST": " ".join(self.remove_host),
+            "RKE2_REMOVE_IF_EMPTY": " ".join(self.remove_if_empty),
+            "RKE2_UNITS": " ".join((*UNITS, WATCHER_UNIT)),
+            "RKE2_IMAGES_SOURCE": self.paths.local_images,
+        }
+
+    def env_file(self) -> str:
+        """The environment as a file that a POSIX shell and systemd both read the same way."""
+        lines = [
+            "# Written by provider-rke2: the paths its node scripts act on (this node's data dir",
+            "# included). Rewritten at every boot; `agent-provider-rke2 paths --env` prints it.",
+        ]
+        lines += [f"{name}={shlex.quote(value)}" for name, value in self.environment().items()]
+        return "\n".join(lines) + "\n"
+
+
+# Directories a data dir or kubelet dir may never be (below the root too): a reset
+# removes what RKE2 creates inside them, and RKE2 needs one of its own.
+SYSTEM_DIRS = frozenset(
+    "/ /bin /boot /dev /etc /home /lib /lib64 /media /mnt /opt /proc /root /run /sbin /srv /sys /tmp"
+    " /usr /usr/bin /usr/lib /usr/local /usr/local/bin /usr/sbin /var /var/lib /var/log /persistent".split()
+)
+
+
+def is_system_dir(path: str, paths: Paths) -> bool:
+    path = path.rstrip("/") or "/"
+    return (
+        path in SYSTEM_DIRS
+        or path == paths.root
+        or (paths.agent_mode and path.startswith(paths.root + "/") and path[len(paths.root) :] in SYSTEM_DIRS)
+    )
 
 
 def unit_name(unit: str) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Protocol, Set, Tuple
+from typing import Any, List, Mapping, Optional, Protocol, Set, Tuple
 
 from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.events import BOOT, INFO, INSTALL, RESET
 from provider_rke2.protocol import Event, Response, payload
 from provider_rke2.root import Root
-from provider_rke2.secrets import in_section
+from provider_rke2.secrets import in_config, in_section
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
@@ -35,7 +35,11 @@ class Node(Protocol):
 
     def stylus_root(self) -> Root: ...
 
-    def run_script(self, installed: str, root: Root, timeout: float) -> Any: ...
+    def run_script(self, installed: str, root: Root, timeout: float, paths_env: Mapping[str, str]) -> Any: ...
+
+    def facts(self, paths: Any) -> Any: ...
+
+    def remove_file(self, path: str) -> bool: ...
 
     def version_of(self, binary: str) -> Optional[str]: ...
 
@@ -98,55 +102,84 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
     if section is None:
         return Response(log=NO_CLUSTER)
     # Imported here: the YAML and schema code is for the events that need it.
-    from provider_rke2.eventlog import CONFIG_UPDATED
+    from provider_rke2.eventlog import CONFIG_UPDATED, DATA_DIR_KEPT
     from provider_rke2.paths import Paths
     from provider_rke2.render import render_section, root_for_section
 
     root = root_for_section(section, context.root)
     paths = Paths(root.path)
+    facts = node.facts(paths)
+    for drop_in in facts.drop_ins:
+        context.secrets |= in_config(drop_in.config)
     notes = []
     try:
         key = node.fingerprint_key(paths.fingerprint_key)
     except ProviderError as err:
         key, notes = b"", [f"warning: fingerprint key not kept ({err}); change detection still works"]
-    rendered = render_section(section, root, key, node.executable())
+    rendered = render_section(section, root, key, node.executable(), facts)
     context.root, context.role = rendered.root, rendered.role
     node.write_private(rendered.path, rendered.text)
     if node.read_state(paths.rendered_state) != rendered.fingerprint:
         context.events.append(
             (CONFIG_UPDATED, f"RKE2 configuration or proxy environment changed; written to {rendered.path}")
         )
-        try:
-            node.write_state(paths.rendered_state, rendered.fingerprint)
-        except ProviderError as err:
-            notes.append(
-                f"warning: render state not kept ({err}); the next boot reports config_updated again"
-            )
+        notes += _kept(
+            node, paths.rendered_state, rendered.fingerprint, "render state", "reports config_updated"
+        )
+    data_dir = rendered.data_dir
+    if facts.recorded_data_dir != data_dir.path:
+        if data_dir.kept:
+            context.events.append(
+                (DATA_DIR_KEPT, f"kept the data dir {data_dir.path} with this node's cluster state;"
+                 f" the config asks for {data_dir.wanted}, which holds none")
+            )  # fmt: skip
+        notes += _kept(node, paths.data_dir_state, data_dir.path, "data dir", "looks for cluster state again")
     lines = notes + [f"warning: {w}" for w in rendered.warnings]
     lines.append(f"wrote {rendered.path} (role {rendered.role}, root {rendered.root.path})")
     return Response(state="success", log="\n".join(lines))
+
+
+def _kept(node: Node, path: str, text: str, what: str, otherwise: str) -> List[str]:
+    try:
+        node.write_state(path, text)
+    except ProviderError as err:
+        return [f"warning: {what} not kept ({err}); the next boot {otherwise}"]
+    return []
 
 
 def _reset(event: Event, node: Node, context: Context) -> Response:
     section = _cluster_section(event, node, context)
     if section is None:
         return Response(log=NO_CLUSTER_TO_RESET)
+    from provider_rke2.cluster import DEFAULT_OUTPUT_PATH
     from provider_rke2.paths import Paths
-    from provider_rke2.render import root_for_section
+    from provider_rke2.render import node_dirs, root_for_section
 
     # A reset must work even when the rest of the section no longer validates:
-    # only the root matters here.
+    # only the root, and the directories RKE2 uses, matter here.
     root = root_for_section(section, context.root)
     context.root = root
     role = section.get("role") if isinstance(section, dict) else None
     context.role = role if isinstance(role, str) else ""
-    result = node.run_script(Paths(root.path).uninstall_script, root, RESET_TIMEOUT)
+    paths = Paths(root.path)
+    facts = node.facts(paths)
+    plan = paths.reset_plan(*node_dirs(section, paths, facts))
+    result = node.run_script(paths.uninstall_script, root, RESET_TIMEOUT, plan.environment())
     if result.returncode != 0:
         raise ProviderError(f"failed to reset cluster: {_failure(result)}")
     from provider_rke2.eventlog import CLUSTER_RESET
 
+    lines = [f"ran {result.path} (data dir {plan.data_dir})", result.output]
+    # The output file would bring RKE2 back at the next boot, with the old token.
+    output = section.get("cluster_config_path") if isinstance(section, dict) else None
+    output = output if isinstance(output, str) and output.startswith("/") else DEFAULT_OUTPUT_PATH
+    try:
+        if node.remove_file(output):
+            lines.append(f"removed {output}")
+    except ProviderError as err:
+        lines.append(f"warning: {err}")
     context.events.append((CLUSTER_RESET, f"RKE2 removed by {result.path}"))
-    return Response(state="success", log=f"ran {result.path}\n{result.output}".strip())
+    return Response(state="success", log="\n".join(line for line in lines if line).strip())
 
 
 def _failure(result: Any) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import shlex
-from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Tuple
 
-from provider_rke2 import proxy, rke2check, rke2config, schema, stages, yip
+from provider_rke2 import datadir, proxy, rke2check, rke2config, schema, stages, yip
 from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
 from provider_rke2.errors import ConfigError, OutputError, Problem
-from provider_rke2.paths import Paths, images_dir
+from provider_rke2.paths import Paths, images_dir, is_system_dir
+from provider_rke2.rke2config import DropIn
 from provider_rke2.root import APPLIANCE_ROOT, FROM_DEFAULT, Root, with_cluster_root
 from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_cloud_config
 
@@ -30,6 +31,23 @@ _MERGED_HEADER = (
 DEFAULT_EXECUTABLE = "/system/providers/agent-provider-rke2"
 
 
+def _nothing_there(path: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a render needs to know of the node it renders for, read by the edge (node.py)."""
+
+    recorded_data_dir: Optional[str] = None  # the data dir of this node's last render
+    drop_ins: Tuple[DropIn, ...] = ()  # other tools' config.d/*.yaml
+    rke2_drop_ins: Tuple[str, ...] = ()  # names of the files in RKE2's own config.yaml.d/
+    has_state: Callable[[str], bool] = field(default=_nothing_there)  # RKE2 cluster state in a data dir?
+
+
+NO_FACTS = NodeFacts()
+
+
 @dataclass(frozen=True)
 class Rendered:
     path: str
@@ -38,10 +56,15 @@ class Rendered:
     root: Root
     warnings: Tuple[Problem, ...]
     fingerprint: str  # of the RKE2 configuration and proxy environment; no secret is recoverable from it
+    data_dir: datadir.DataDir
 
 
 def render(
-    cloud_config: str, root: Root = APPLIANCE, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE
+    cloud_config: str,
+    root: Root = APPLIANCE,
+    key: bytes = b"",
+    executable: str = DEFAULT_EXECUTABLE,
+    facts: NodeFacts = NO_FACTS,
 ) -> Optional[Rendered]:
     """What agent.boot writes for this cloud-config, or None without a `cluster:` section.
 
@@ -51,16 +74,22 @@ def render(
     section = cluster_section(cloud_config)
     if section is None:
         return None
-    return render_section(section, root_for_section(section, root), key, executable)
+    return render_section(section, root_for_section(section, root), key, executable, facts)
 
 
 def render_section(
-    section: Any, root: Root = APPLIANCE, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE
+    section: Any,
+    root: Root = APPLIANCE,
+    key: bytes = b"",
+    executable: str = DEFAULT_EXECUTABLE,
+    facts: NodeFacts = NO_FACTS,
 ) -> Rendered:
     """`render` for a `cluster:` section already read (a boot reads the cloud-config once),
     for the root its caller resolved with root_for_section."""
     cluster, warnings = parse_cluster(section)
-    document, more_warnings, fingerprint = build_document(cluster, Paths(root.path), key, executable)
+    document, more_warnings, fingerprint, data_dir = build_document(
+        cluster, Paths(root.path), key, executable, facts
+    )
     found = schema.problems(document, schema.YIP, "yip")
     if found:
         raise OutputError(
@@ -74,6 +103,7 @@ def render_section(
         root,
         tuple(warnings + more_warnings),
         fingerprint,
+        data_dir,
     )
 
 
@@ -97,16 +127,23 @@ def cluster_section(cloud_config: str) -> Any:
 
 
 def build_document(
-    cluster: Cluster, paths: Paths, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE
-) -> Tuple[dict, List[Problem], str]:
-    user = rke2config.parse_user_config(cluster.config)
+    cluster: Cluster,
+    paths: Paths,
+    key: bytes = b"",
+    executable: str = DEFAULT_EXECUTABLE,
+    facts: NodeFacts = NO_FACTS,
+) -> Tuple[dict, List[Problem], str, datadir.DataDir]:
+    raw = rke2config.parse_raw(cluster.config, "cluster.config")
+    user = rke2config.fold(raw)
     problems, warnings = rke2check.check(user, cluster.role)
+    combined, drop_in_warnings = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
+    warnings += drop_in_warnings
     settings = rke2config.provider_settings(cluster)
     defaults = rke2config.provider_defaults(paths)
-    merged, merge_warnings = rke2config.merge(user, settings, defaults)
+    merged, merge_warnings = rke2config.merge(combined, settings, defaults)
     warnings += merge_warnings
     # 99_userdata.yaml records what the provider contributed to config.yaml.
-    provider = {**{k: v for k, v in defaults.items() if k not in user}, **settings}
+    provider = {**{k: v for k, v in defaults.items() if k not in combined}, **settings}
     if cluster.role == "init" and "server" in merged:
         warnings.append(
             Problem(
@@ -124,39 +161,91 @@ def build_document(
         )
     if problems:
         raise ConfigError(problems, warnings)
+    data_dir = datadir.choose(_data_dir(merged, paths), facts.recorded_data_dir, paths, facts.has_state)
+    if data_dir.kept:
+        merged["data-dir"] = provider["data-dir"] = data_dir.path
+        warnings.append(Problem("cluster.config.data-dir", datadir.kept_message(data_dir)))
+    if facts.rke2_drop_ins:
+        warnings.append(
+            Problem(
+                paths.rke2_drop_in_dir,
+                f"RKE2 applies {', '.join(facts.rke2_drop_ins)} after config.yaml, over what the provider"
+                " merged there (token and server included); move them to config.d/ to have them merged",
+            )
+        )
     warnings += proxy.ignored_variables(cluster.env)
-    pairs = proxy.proxy_environment(cluster.env, merged)
-    merged_text = _MERGED_HEADER + rke2config.dump(merged)
+    pairs = proxy.proxy_environment(cluster.env, merged, cluster.control_plane_host)
+    merged_text = _merged_header(facts.drop_ins) + rke2config.dump(merged)
     proxy_step = stages.proxy_env(paths, cluster.unit, pairs)
-    drop_in = stages.unit_drop_in(paths, cluster.unit)
+    drop_ins = stages.unit_drop_ins(paths, cluster.unit, executable, bool(pairs))
     # What RKE2 runs with: a change to any of it is a reason to restart.
     material = [
         merged_text,
         proxy_step.files[0].content if proxy_step else "",
-        drop_in.content if drop_in else "",
+        *(drop_in.content for drop_in in drop_ins),
     ]
     fingerprint = hmac.new(key, "\0".join(material).encode("utf-8"), hashlib.sha256).hexdigest()
     watcher = " ".join(
         shlex.quote(part)
         for part in (
             executable, "wait-ready", "--role", cluster.role, "--stylus-root", paths.root,
-            "--data-dir", _data_dir(merged, paths), "--timeout", str(cluster.ready_timeout_seconds),
+            "--data-dir", data_dir.path, "--timeout", str(cluster.ready_timeout_seconds),
         )
     )  # fmt: skip
+    kubelet_dir = rke2config.kubelet_dir(merged, paths)
+    if is_system_dir(kubelet_dir, paths):
+        raise ConfigError(
+            [
+                Problem(
+                    "cluster.config.kubelet-arg",
+                    f"root-dir: expected a directory of the kubelet's own, got {kubelet_dir!r}",
+                )
+            ]
+        )
+    plan = paths.reset_plan(data_dir.path, kubelet_dir)
     steps = stages.present(
-        stages.swap_off(),
+        stages.swap_off(edit_fstab=not paths.agent_mode),
         stages.rke2_config(
             paths,
             _USER_HEADER + _with_newline(cluster.config),
             _PROVIDER_HEADER + rke2config.dump(provider),
             merged_text,
         ),
+        stages.script_paths(paths, plan.env_file()),
         proxy_step,
-        *_image_steps(cluster, merged, paths),
-        stages.start_service(cluster.unit, paths, fingerprint, watcher, drop_in),
+        *_image_steps(cluster, data_dir.path, paths),
+        stages.start_service(cluster.unit, paths, fingerprint, watcher, drop_ins),
     )
     document = yip.Document(f"provider-rke2: {cluster.role} node", {stages.STAGE: steps})
-    return document.to_dict(), warnings, fingerprint
+    return document.to_dict(), warnings, fingerprint, data_dir
+
+
+def _merged_header(drop_ins: Tuple[DropIn, ...]) -> str:
+    merged = [d.name for d in drop_ins if d.config is not None]
+    if not merged:
+        return _MERGED_HEADER
+    names = ", ".join(f"config.d/{name}" for name in sorted([*merged, rke2config.USER_DROP_IN]))
+    return (
+        f"# Written by provider-rke2: {names} (in this order) merged with"
+        " config.d/99_userdata.yaml.\n# Replaced on every boot: change cluster.config instead.\n"
+    )
+
+
+def node_dirs(section: Any, paths: Paths, facts: NodeFacts) -> Tuple[str, str]:
+    """The data dir and kubelet dir RKE2 uses on this node, for a reset: the recorded data dir
+    when there is one, else as a boot would resolve it. Never fails: a reset must work even
+    when the section no longer validates (then the root's defaults apply)."""
+    try:
+        config = section.get("config") if isinstance(section, dict) else None
+        raw = rke2config.parse_raw(config if isinstance(config, str) else "", "cluster.config")
+        combined, _ = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
+        merged, _ = rke2config.merge(combined, {}, rke2config.provider_defaults(paths))
+        wanted, kubelet = _data_dir(merged, paths), rke2config.kubelet_dir(merged, paths)
+    except (ConfigError, RecursionError):
+        wanted, kubelet = paths.data_dir, paths.kubelet_dir
+    if facts.recorded_data_dir:
+        return facts.recorded_data_dir, kubelet
+    return datadir.choose(wanted, None, paths, facts.has_state).path, kubelet
 
 
 def _data_dir(merged: dict, paths: Paths) -> str:
@@ -166,13 +255,21 @@ def _data_dir(merged: dict, paths: Paths) -> str:
         raise ConfigError(
             [Problem("cluster.config.data-dir", f"expected an absolute path, got {data_dir!r}")]
         )
-    return data_dir
+    if is_system_dir(data_dir, paths):
+        raise ConfigError(
+            [
+                Problem(
+                    "cluster.config.data-dir",
+                    f"expected a directory of RKE2's own, got the system directory {data_dir!r}",
+                )
+            ]
+        )
+    return data_dir.rstrip("/")
 
 
-def _image_steps(cluster: Cluster, merged: dict, paths: Paths) -> List[Optional[yip.Step]]:
+def _image_steps(cluster: Cluster, data_dir: str, paths: Paths) -> List[Optional[yip.Step]]:
     if not cluster.import_local_images:
         return []
-    data_dir = _data_dir(merged, paths)
     source = cluster.local_images_path or paths.local_images
     return [
         stages.wait_for_images(source, cluster.wait_for_images_seconds),

@@ -16,7 +16,8 @@ Merge rules (the README repeats them for users):
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from provider_rke2 import yamlout
 from provider_rke2.cluster import Cluster
@@ -46,24 +47,92 @@ COMMA_LISTS = frozenset(
 DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.43.0.0/16"
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
-DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
+# The user's config takes this name in config.d/, among other tools' drop-ins.
+USER_DROP_IN = "90_userdata.yaml"
+PROVIDER_DROP_IN = "99_userdata.yaml"
+
+
+@dataclass(frozen=True)
+class DropIn:
+    """Another tool's `config.d/*.yaml`: its settings as written, or why it is skipped."""
+
+    name: str
+    config: Optional[Mapping[Any, Any]] = None
+    problem: str = ""
 
 
 def parse_user_config(text: str) -> RKE2Config:
     """The user's `config` string as a mapping, with `key+:` folded into `key`."""
+    return fold(parse_raw(text, "cluster.config"))
+
+
+def fold(raw: Mapping[Any, Any]) -> RKE2Config:
+    """A config as written with `key+:` folded into `key`."""
+    return _fold({}, raw)
+
+
+def parse_raw(text: str, where: str) -> Mapping[Any, Any]:
+    """A config as written (`key+:` kept), or ConfigError naming `where`."""
     if not text.strip():
         return {}
     try:
         parsed = load_rke2_config(text)
     except YAMLSyntaxError as err:
-        raise ConfigError([Problem("cluster.config", f"is not valid YAML: {err}")]) from None
+        raise ConfigError([Problem(where, f"is not valid YAML: {err}")]) from None
     if parsed is None:
         return {}
     if not isinstance(parsed, dict):
-        raise ConfigError(
-            [Problem("cluster.config", f"expected a mapping of RKE2 options, got {kind_of(parsed)}")]
-        )
-    folded: RKE2Config = {}
+        raise ConfigError([Problem(where, f"expected a mapping of RKE2 options, got {kind_of(parsed)}")])
+    return parsed
+
+
+def parse_drop_in(name: str, text: str) -> DropIn:
+    """A drop-in as RKE2 would read it; one that does not parse is skipped, with the reason
+    (its position only: a drop-in may hold a secret, and a parser's excerpt would show it)."""
+    try:
+        parsed = load_rke2_config(text) if text.strip() else {}
+    except YAMLSyntaxError as err:
+        return DropIn(name, problem="is not valid YAML" + (f" (line {err.line})" if err.line else ""))
+    except RecursionError:
+        return DropIn(name, problem="is nested too deeply")
+    if parsed is not None and not isinstance(parsed, dict):
+        return DropIn(name, problem=f"expected a mapping of RKE2 options, got {kind_of(parsed)}")
+    return DropIn(name, parsed or {})
+
+
+def with_drop_ins(
+    user: Mapping[Any, Any], drop_ins: Sequence[DropIn], directory: str
+) -> Tuple[RKE2Config, List[Problem]]:
+    """The user's config (as written) and other tools' drop-ins, applied in name order (the
+    user's is 90_userdata.yaml) as RKE2 applies its own drop-ins: per key the later file
+    wins, `key+:` appends. A drop-in that cannot be applied is skipped with a warning."""
+    sources = sorted(
+        [(USER_DROP_IN, user), *((d.name, d.config) for d in drop_ins if d.config is not None)],
+        key=lambda source: source[0],
+    )
+    warnings = [Problem(f"{directory}/{d.name}", f"{d.problem}; skipped") for d in drop_ins if d.problem]
+    result: RKE2Config = {}
+    for name, config in sources:
+        if name == USER_DROP_IN:
+            result = _fold(result, config)
+            continue
+        before = dict(result)
+        try:
+            result = _fold(result, config)
+        except ConfigError as err:
+            result = before
+            warnings.append(Problem(f"{directory}/{name}", f"{err.problems[0].message}; skipped"))
+            continue
+        warnings += [
+            Problem(f"{directory}/{name}", f"sets {key}, replacing the value before it")
+            for key in map(str, config)
+            if key in before and before[key] != result[key] and not key.endswith("+")
+        ]
+    return result, warnings
+
+
+def _fold(folded: RKE2Config, parsed: Mapping[Any, Any]) -> RKE2Config:
+    """`parsed` applied to `folded`: `key+:` appends to `key`, any other key replaces it."""
     problems = []
     for key, value in parsed.items():
         name = str(key)
@@ -90,6 +159,16 @@ def provider_settings(cluster: Cluster) -> RKE2Config:
     if cluster.is_server and cluster.control_plane_host:
         settings["tls-san"] = [cluster.control_plane_host]
     return settings
+
+
+def kubelet_dir(config: Mapping[str, Any], paths: Paths) -> str:
+    """The kubelet's root dir: `kubelet-arg: root-dir=...` when the config moves it."""
+    found = paths.kubelet_dir
+    for item in list_items(config.get("kubelet-arg"), "kubelet-arg"):
+        name, sep, value = str(item).lstrip("-").partition("=")
+        if sep and name == "root-dir" and value.startswith("/"):
+            found = value.rstrip("/") or found
+    return found
 
 
 def provider_defaults(paths: Paths) -> RKE2Config:

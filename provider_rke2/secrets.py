@@ -40,9 +40,15 @@ def in_section(section: Any) -> Set[str]:
             user = load_rke2_config(config)
         except (YAMLSyntaxError, RecursionError):
             user = None
-        if isinstance(user, dict):
-            found.update(_texts(v for k, v in user.items() if str(k).rstrip("+") in SECRET_KEYS))
+        found |= in_config(user)
     return found
+
+
+def in_config(config: Any) -> Set[str]:
+    """The values of secret options in an RKE2 config mapping (as written or folded)."""
+    if not isinstance(config, dict):
+        return set()
+    return _texts(v for k, v in config.items() if str(k).rstrip("+") in SECRET_KEYS)
 
 
 def _texts(values: Iterable[Any]) -> Set[str]:

@@ -7,9 +7,9 @@ safe when any step before it failed, and to be run again on every boot.
 from __future__ import annotations
 
 from shlex import quote
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from provider_rke2.paths import Paths
+from provider_rke2.paths import WATCHER_UNIT, Paths, unit_name
 from provider_rke2.proxy import EnvPairs, env_file_text
 from provider_rke2.root import STYLUS_ENVIRONMENT
 from provider_rke2.yip import Directory, File, Step
@@ -20,6 +20,9 @@ PUBLIC_FILE = 0o644
 PRIVATE_DIR = 0o700
 PUBLIC_DIR = 0o755
 IMAGE_PATTERNS = ("*.tar", "*.tar.gz", "*.tar.zst")
+# How long a boot waits, at most, while image archives are still being extracted,
+# unless providerConfig.local_images_wait_seconds says otherwise.
+DEFAULT_IMAGES_SETTLE_SECONDS = 120
 
 # Comments only active lines whose third field (the type) is swap; already
 # commented lines do not match, so running it every boot changes nothing more.
@@ -37,7 +40,14 @@ _COPY_CHANGED = (
 )
 
 
-def swap_off(fstab: str = "/etc/fstab") -> Step:
+def swap_off(edit_fstab: bool = True, fstab: str = "/etc/fstab") -> Step:
+    """Swap off now; in appliance mode also for good. An agent-mode host's /etc/fstab is the
+    host's own configuration, outside the root: there swap is only turned off for this boot."""
+    if not edit_fstab:
+        return Step(
+            name="Turn swap off for this boot (the kubelet refuses to start with swap on)",
+            commands=("swapoff -a",),
+        )
     return Step(
         name="Turn swap off (the kubelet refuses to start with swap on)",
         commands=(
@@ -62,6 +72,14 @@ def rke2_config(paths: Paths, user_config: str, provider_config: str, merged_con
     )
 
 
+def script_paths(paths: Paths, env_file: str) -> Step:
+    """The paths the node scripts act on, beside them, for an operator who runs them by hand."""
+    return Step(
+        name="Record the paths the node scripts act on (this node's data dir included)",
+        files=(File(paths.scripts_env, env_file, PUBLIC_FILE),),
+    )
+
+
 def proxy_env(paths: Paths, unit: str, pairs: EnvPairs) -> Optional[Step]:
     if not pairs:
         return None
@@ -71,57 +89,104 @@ def proxy_env(paths: Paths, unit: str, pairs: EnvPairs) -> Optional[Step]:
     )
 
 
-def wait_for_images(source: str, seconds: int) -> Optional[Step]:
-    if seconds <= 0:
-        return None
+# The listing of the archives (links followed: names, sizes, times), taken a second
+# apart: while it changes, content is still being extracted there.
+_SETTLE = (
+    'prev=; while [ "$i" -lt "$max" ]; do'
+    ' now=$(find -L "$src" -type f \\( {names} \\) -exec ls -lnL {{}} + 2>/dev/null | cksum);'
+    ' [ "$now" = "$prev" ] && break; prev=$now; sleep 1; i=$((i + 1)); done'
+)
+
+
+def wait_for_images(source: str, seconds: int) -> Step:
+    """Wait, bounded, while image archives are still being extracted into `source`.
+
+    With `seconds` set (providerConfig.local_images_wait_seconds) the directory may also
+    appear within that time; without, an absent directory means there is nothing to wait for.
+    """
+    bound = seconds or DEFAULT_IMAGES_SETTLE_SECONDS
+    appear = (
+        f'while [ ! -d "$src" ] && [ "$i" -lt {seconds} ]; do sleep 1; i=$((i + 1)); done; '
+        if seconds
+        else ""
+    )
     return Step(
         name=(
-            f"Wait up to {seconds} s for local image archives to appear at {source}"
+            f"Wait up to {bound} s while local image archives are still being extracted into {source}"
             " (providerConfig.local_images_wait_seconds)"
         ),
         commands=(
-            f'i=0; while [ ! -d {quote(source)} ] && [ "$i" -lt {seconds} ]; do sleep 1; i=$((i + 1)); done',
+            f"src={quote(source)}; max={bound}; i=0; {appear}"
+            f'[ -d "$src" ] || exit 0; {_SETTLE.format(names=_names())}',
         ),
     )
 
 
 def import_images(source: str, target: str) -> Step:
-    names = " -o ".join(f"-name {quote(pattern)}" for pattern in IMAGE_PATTERNS)
     return Step(
         name=f"Copy local image archives from {source} to {target}",
         only_if=f"[ -d {quote(source)} ]",
         commands=(
             f"mkdir -p {quote(target)}",
-            f"find {quote(source)} -type f \\( {names} \\) "
+            # -L: a linked images directory or archive counts as what it points to;
+            # find reports a loop and goes on, -type f keeps only regular files.
+            f"find -L {quote(source)} -type f \\( {_names()} \\) "
             f"-exec sh -c {quote(_COPY_CHANGED)} sh {quote(target)} {{}} +",
         ),
     )
 
 
-def unit_drop_in(paths: Paths, unit: str) -> Optional[File]:
-    """In agent mode, the systemd drop-in that points the unit at RKE2 under the root."""
-    if not paths.agent_mode:
-        return None
-    role = "server" if unit.startswith("rke2-server") else "agent"
-    content = "\n".join(
-        [
-            f"# Written by provider-rke2: RKE2 lives under STYLUS_ROOT={paths.root}.",
-            "[Service]",
-            f"EnvironmentFile=-{STYLUS_ENVIRONMENT}",
-            f"EnvironmentFile=-{paths.env_file(unit)}",
-            "ExecStart=",
-            f"ExecStart={paths.binary} {role} --config {paths.config_file}",
-            "",
-        ]
-    )
-    return File(Paths.unit_drop_in(unit), content, PUBLIC_FILE)
+def _names() -> str:
+    return " -o ".join(f"-name {quote(pattern)}" for pattern in IMAGE_PATTERNS)
 
 
-WATCHER_UNIT = "provider-rke2-wait-ready.service"
+def unit_drop_ins(paths: Paths, unit: str, executable: str, proxied: bool) -> Tuple[File, ...]:
+    """Runtime drop-ins for the unit: in agent mode, where RKE2 lives under the root; with
+    a proxy, NO_PROXY completed with the node's own subnets each time the unit starts."""
+    found = []
+    if paths.agent_mode:
+        role = "server" if unit.startswith("rke2-server") else "agent"
+        content = "\n".join(
+            [
+                f"# Written by provider-rke2: RKE2 lives under STYLUS_ROOT={paths.root}.",
+                "[Service]",
+                f"EnvironmentFile=-{STYLUS_ENVIRONMENT}",
+                f"EnvironmentFile=-{paths.env_file(unit)}",
+                "ExecStart=",
+                f"ExecStart={paths.binary} {role} --config {paths.config_file}",
+                "",
+            ]
+        )
+        found.append(File(Paths.unit_drop_in(unit), content, PUBLIC_FILE))
+    if proxied:
+        # The boot stage runs before the network is up; ExecStartPre runs after
+        # network-online.target (RKE2's units wait for it), and systemd reads an
+        # EnvironmentFile only when it starts the next command, so ExecStart sees it.
+        content = "\n".join(
+            [
+                "# Written by provider-rke2: NO_PROXY also gets this node's own subnets, read from",
+                "# the kernel's routing table when the unit starts (README: Proxy).",
+                "[Service]",
+                f"ExecStartPre=-{_systemd_word(executable)} no-proxy --unit {unit_name(unit)}"
+                f" --stylus-root {paths.root}",
+                f"EnvironmentFile=-{paths.no_proxy_env(unit)}",
+                "",
+            ]
+        )
+        found.append(File(Paths.no_proxy_drop_in(unit), content, PUBLIC_FILE))
+    return tuple(found)
+
+
+def _systemd_word(text: str) -> str:
+    """One word of a systemd command line, taken literally (no specifier, no variable)."""
+    literal = text.replace("%", "%%").replace("$", "$$")
+    if all(c.isalnum() or c in "/._+-@" for c in literal):
+        return literal
+    return '"' + literal.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def start_service(
-    unit: str, paths: Paths, fingerprint: str, watcher: str, drop_in: Optional[File] = None
+    unit: str, paths: Paths, fingerprint: str, watcher: str, drop_ins: Tuple[File, ...] = ()
 ) -> Step:
     """Start the unit, restart it only when its configuration changed, then watch for readiness.
 
@@ -155,7 +220,7 @@ def start_service(
     )
     return Step(
         name=f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",
-        files=(drop_in,) if drop_in else (),
+        files=drop_ins,
         commands=(
             f"rm -f /etc/systemd/system/*.wants/{unit_q} /etc/systemd/system/*.requires/{unit_q}",
             f"systemctl enable --runtime {unit_q}",

@@ -16,6 +16,22 @@ from provider_rke2 import yip  # noqa: E402
 from provider_rke2.render import render  # noqa: E402
 
 
+def make_tarball(members, extra=None) -> bytes:
+    """A release-shaped .tar.gz: each member a 0755 file; `extra` more TarInfo entries as given."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(body), 0o755
+            tar.addfile(info, io.BytesIO(body))
+        for info in extra or []:
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
 def cloud_config(**cluster: Any) -> str:
     """A cloud-config text with the given cluster section."""
     return "#cloud-config\n" + yaml.safe_dump({"cluster": cluster}, sort_keys=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from provider_rke2.node import ScriptResult
-from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE
+from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE, NO_FACTS, NodeFacts
 from provider_rke2.root import Root
 
 
@@ -17,6 +17,7 @@ class MemoryNode:
         fail_write: Optional[Exception] = None,
         script: Optional[ScriptResult] = None,
         fail_emit: Optional[Exception] = None,
+        facts: NodeFacts = NO_FACTS,
     ):
         self.root = root
         self.files = dict(files or {})
@@ -28,6 +29,9 @@ class MemoryNode:
         self.events: List[Tuple[str, dict]] = []
         self.state: Dict[str, str] = {}
         self.ran: List[Tuple[str, str, float]] = []
+        self.script_env: Dict[str, str] = {}
+        self.node_facts = facts
+        self.removed: List[str] = []
 
     def read_text(self, path: str) -> str:
         if path not in self.files:
@@ -62,9 +66,27 @@ class MemoryNode:
     def fingerprint_key(self, path: str) -> bytes:
         return self.state.setdefault(path, "test-key").encode()
 
-    def run_script(self, installed: str, root: Root, timeout: float) -> ScriptResult:
+    def run_script(
+        self, installed: str, root: Root, timeout: float, paths_env: Dict[str, str]
+    ) -> ScriptResult:
         self.ran.append((installed, root.path, timeout))
+        self.script_env = dict(paths_env)
         return self.script
+
+    def facts(self, paths) -> NodeFacts:
+        recorded = self.state.get(paths.data_dir_state)
+        if recorded and not self.node_facts.recorded_data_dir:
+            return NodeFacts(
+                recorded, self.node_facts.drop_ins, self.node_facts.rke2_drop_ins, self.node_facts.has_state
+            )
+        return self.node_facts
+
+    def remove_file(self, path: str) -> bool:
+        if path in self.files:
+            del self.files[path]
+            self.removed.append(path)
+            return True
+        return False
 
     def version_of(self, binary: str) -> Optional[str]:
         return None

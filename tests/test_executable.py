@@ -110,11 +110,11 @@ def test_cluster_reset(binary, tmp_path):
     root = tmp_path / "root"
     script = root / "opt/rke2/scripts/rke2-uninstall.sh"
     script.parent.mkdir(parents=True)
-    script.write_text('echo "uninstalled under $STYLUS_ROOT"\n')
+    script.write_text('echo "uninstalled under $RKE2_ROOT"\n')
     event = {"name": "cluster.reset", "data": json.dumps({"config": cloud_config(role="init")}), "file": ""}
     response = call(binary, "cluster.reset", event, agent_env(tmp_path, STYLUS_ROOT=str(root)))
     assert response["state"] == "success"
-    assert response["log"] == f"ran {script}\nuninstalled under {root}"
+    assert response["log"] == f"ran {script} (data dir {root}/var/lib/rancher/rke2)\nuninstalled under {root}"
     script.write_text("echo 'busy'; exit 1\n")
     failed = call(binary, "cluster.reset", event, agent_env(tmp_path, STYLUS_ROOT=str(root)))
     assert (failed["state"], failed["error"]) == ("error", "failed to reset cluster: busy")
@@ -211,6 +211,7 @@ def test_read_only_root_and_no_home_unpacks_only_into_run(binary, tmp_path):
     # The unpacked executable, and the provider's own log, events and state: nothing else.
     unpacked = [p for p in written_outside if p.startswith("/run/provider-rke2/")]
     assert sorted(set(written_outside) - set(unpacked)) == [
+        "/var/lib/provider-rke2/data-dir",
         "/var/lib/provider-rke2/fingerprint.key",
         "/var/lib/provider-rke2/rendered",
         "/var/log/provider-rke2/events.jsonl",
@@ -342,6 +343,7 @@ def test_package_tarball_layout():
         assert sorted(members) == [
             "opt/rke2/scripts/rke2-import-images.sh",
             "opt/rke2/scripts/rke2-killall.sh",
+            "opt/rke2/scripts/rke2-prelude.sh",
             "opt/rke2/scripts/rke2-uninstall.sh",
             "system/providers/agent-provider-rke2",
         ]

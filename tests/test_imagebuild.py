@@ -1,7 +1,6 @@
 """init.provider.info / init.provider.install, with fabricated artefacts on a fake filesystem."""
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -11,6 +10,9 @@ import pytest
 
 from provider_rke2 import imagebuild
 from provider_rke2.imagebuild import InstallError, InstallRequest, install, request
+from provider_rke2.paths import Paths
+
+from conftest import make_tarball
 
 ARTIFACTS = "/artifacts"
 PACKAGE_DIR = str(Path(imagebuild.__file__).parent)
@@ -23,18 +25,6 @@ RELEASE = {
     "lib/systemd/system/rke2-server.service": UNIT.encode(),
     "share/rke2/LICENSE.txt": b"license",
 }
-
-
-def make_tarball(members, extra=None):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in members.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(body), 0o755
-            tar.addfile(info, io.BytesIO(body))
-        for info in extra or []:
-            tar.addfile(info)
-    return buffer.getvalue()
 
 
 def artefacts(fs, arch="amd64", members=RELEASE, digest=None, extra=None):
@@ -123,10 +113,23 @@ def test_install_verifies_unpacks_and_lays_down_the_scripts(image):
     assert sorted(os.listdir("/opt/rke2/scripts")) == [
         "rke2-import-images.sh",
         "rke2-killall.sh",
+        "rke2-paths.env",
+        "rke2-prelude.sh",
         "rke2-uninstall.sh",
     ]
     assert os.stat("/opt/rke2/scripts/rke2-uninstall.sh").st_mode & 0o777 == 0o755
+    paths_env = open("/opt/rke2/scripts/rke2-paths.env").read()
+    assert "RKE2_DATA_DIR=/var/lib/rancher/rke2\n" in paths_env and "RKE2_ROOT=''\n" in paths_env
     assert [p for p in os.listdir("/usr") if p.startswith(".provider-rke2")] == []
+
+
+@pytest.mark.parametrize(
+    ("root", "binary"),
+    [("/", "/usr/local/bin/rke2"), ("/persistent/spectro", "/persistent/spectro/usr/local/bin/rke2")],
+)
+def test_the_default_prefix_is_the_path_tables_in_both_modes(root, binary):
+    request_ = request({"provider": "rke2", "config": {"artifacts": "/a", "root": root}}, "x86_64")
+    assert request_.prefix + "/bin/rke2" == binary == Paths(root).binary == imagebuild.binaries(root)[0]
 
 
 def test_prefix_usr_local_keeps_the_units_as_released(image):

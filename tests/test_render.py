@@ -47,6 +47,7 @@ def test_each_role(role, host, unit, expected):
     assert [s["name"] for s in steps(document)] == [
         "Turn swap off (the kubelet refuses to start with swap on)",
         "Write the RKE2 configuration",
+        "Record the paths the node scripts act on (this node's data dir included)",
         f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",
     ]
     assert list(document["stages"]) == ["boot.before"]
@@ -60,9 +61,13 @@ def test_no_cluster_section_renders_nothing():
 
 def test_files_carrying_the_token_are_owner_read_only():
     document = rendered_document(cloud_config(role="init", cluster_token=TOKEN))
+    readable = {"/opt/rke2/scripts/rke2-paths.env"}
     for path, entry in files_of(document).items():
-        assert entry["permissions"] == 0o400, path
         assert isinstance(entry["permissions"], int)
+        if path in readable:
+            assert (entry["permissions"], TOKEN in entry["content"]) == (0o644, False)
+        else:
+            assert entry["permissions"] == 0o400, path
 
 
 def test_user_drop_in_holds_the_users_text_and_provider_drop_in_the_providers():
@@ -95,7 +100,7 @@ def test_proxy_file_goes_to_the_units_environment():
     entry = files_of(document)["/etc/default/rke2-agent"]
     assert entry["permissions"] == 0o400
     assert "HTTPS_PROXY=http://p:3\n" in entry["content"]
-    assert "NO_PROXY=10.42.0.0/16,10.43.0.0/16," in entry["content"]
+    assert "NO_PROXY=h,10.42.0.0/16,10.43.0.0/16," in entry["content"]
 
 
 def test_proxy_no_proxy_uses_the_merged_cidrs():
@@ -139,7 +144,7 @@ def test_the_wait_comes_before_the_copy_and_is_named_for_operators():
     )
     names = [s["name"] for s in steps(document)]
     wait = names.index(
-        "Wait up to 45 s for local image archives to appear at /opt/content/images"
+        "Wait up to 45 s while local image archives are still being extracted into /opt/content/images"
         " (providerConfig.local_images_wait_seconds)"
     )
     assert names[wait + 1].startswith("Copy local image archives")

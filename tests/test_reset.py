@@ -2,10 +2,14 @@ import json
 import os
 import time
 
+import pytest
+
 from provider_rke2 import provider
 from provider_rke2.cli import run_event
+from provider_rke2.errors import OutputError
 from provider_rke2.node import LocalNode, ScriptResult
-from provider_rke2.render import APPLIANCE
+from provider_rke2.paths import Paths
+from provider_rke2.render import APPLIANCE, NodeFacts
 from provider_rke2.root import FROM_ENVIRON, Root
 
 from conftest import cloud_config
@@ -26,7 +30,9 @@ def test_reset_runs_the_uninstall_script_under_the_root():
     )
     response = run_event("cluster.reset", reset_event(cloud_config(role="init")), node)
     assert (response.state, response.error) == ("success", "")
-    assert response.log == "ran /p/rke2-uninstall.sh\nremoved"
+    assert response.log == (
+        "ran /p/rke2-uninstall.sh (data dir /persistent/spectro/var/lib/rancher/rke2)\nremoved"
+    )
     assert node.ran == [
         (
             "/persistent/spectro/opt/rke2/scripts/rke2-uninstall.sh",
@@ -89,7 +95,7 @@ def test_the_runner_kills_the_whole_script_tree_at_the_limit(tmp_path):
     script.write_text(f"echo started\n(sleep 3; touch {marker}) &\nsleep 30\n")
     started = time.monotonic()
     result = LocalNode(environ=dict(os.environ)).run_script(
-        str(script), Root(str(tmp_path), FROM_ENVIRON), 0.5
+        str(script), Root(str(tmp_path), FROM_ENVIRON), 0.5, {}
     )
     assert time.monotonic() - started < 10
     assert (result.returncode, result.output) == (None, "started")
@@ -99,11 +105,15 @@ def test_the_runner_kills_the_whole_script_tree_at_the_limit(tmp_path):
 
 def test_the_runner_passes_the_root_to_the_script(tmp_path):
     script = tmp_path / "rke2-uninstall.sh"
-    script.write_text('echo "root=$STYLUS_ROOT"\n')
+    script.write_text('echo "root=$STYLUS_ROOT data=$RKE2_DATA_DIR"\n')
     result = LocalNode(environ={"PATH": os.environ["PATH"]}).run_script(
-        str(script), Root("/persistent/spectro", FROM_ENVIRON), 10
+        str(script), Root("/persistent/spectro", FROM_ENVIRON), 10, {"RKE2_DATA_DIR": "/data/rke2"}
     )
-    assert (result.path, result.returncode, result.output) == (str(script), 0, "root=/persistent/spectro")
+    assert (result.path, result.returncode, result.output) == (
+        str(script),
+        0,
+        "root=/persistent/spectro data=/data/rke2",
+    )
 
 
 def test_the_runner_falls_back_to_the_packaged_copy(tmp_path, monkeypatch):
@@ -119,7 +129,79 @@ def test_the_runner_falls_back_to_the_packaged_copy(tmp_path, monkeypatch):
             return b"", b""
 
     monkeypatch.setattr("subprocess.Popen", Recorder)
-    result = LocalNode(environ={}).run_script(str(tmp_path / "absent/rke2-uninstall.sh"), APPLIANCE, 5)
+    result = LocalNode(environ={}).run_script(str(tmp_path / "absent/rke2-uninstall.sh"), APPLIANCE, 5, {})
     assert seen[0][0] == "/bin/sh"
     assert seen[0][1].endswith(os.path.join("provider_rke2", "scripts", "rke2-uninstall.sh"))
     assert result.path == seen[0][1]
+
+
+# --- which directories a reset removes --------------------------------------------------
+
+AGENT = Root("/persistent/spectro", FROM_ENVIRON)
+OK = ScriptResult("/x/rke2-uninstall.sh", 0, "")
+
+
+def reset_env(config, root=APPLIANCE, facts=None, state=None):
+    node = MemoryNode(root=root, script=OK, facts=facts or NodeFacts())
+    node.state.update(state or {})
+    response = run_event("cluster.reset", reset_event(config), node)
+    assert response.state == "success", response
+    return node.script_env
+
+
+def test_the_script_gets_the_data_dir_the_user_configured():
+    env = reset_env(cloud_config(role="init", config="data-dir: /data/rke2\n"), AGENT)
+    assert env["RKE2_DATA_DIR"] == "/data/rke2"
+    assert "/data/rke2" not in env["RKE2_REMOVE"].split(), "a user's data dir is emptied, never removed whole"
+    assert "/persistent/spectro/var/lib/rancher/rke2" not in env["RKE2_REMOVE"].split()
+
+
+def test_the_recorded_data_dir_wins_over_the_config():
+    state = {Paths(AGENT.path).data_dir_state: "/var/lib/rancher/rke2"}
+    env = reset_env(cloud_config(role="init", config="data-dir: /data/other\n"), AGENT, state=state)
+    assert env["RKE2_DATA_DIR"] == "/var/lib/rancher/rke2"
+
+
+def test_a_go_era_node_never_booted_by_us_resets_its_real_data_dir():
+    facts = NodeFacts(has_state=lambda path: path == "/var/lib/rancher/rke2")
+    env = reset_env(cloud_config(role="worker"), AGENT, facts)
+    assert env["RKE2_DATA_DIR"] == "/var/lib/rancher/rke2"
+
+
+def test_a_section_that_no_longer_validates_resets_the_roots_defaults():
+    env = reset_env(cloud_config(role="retired", config="data-dir: [1]\n"), AGENT)
+    assert env["RKE2_DATA_DIR"] == "/persistent/spectro/var/lib/rancher/rke2"
+    assert env["RKE2_KUBELET_DIR"] == "/persistent/spectro/var/lib/kubelet"
+
+
+def test_the_kubelet_dir_follows_kubelet_arg_root_dir():
+    config = "kubelet-arg:\n- root-dir=/data/kubelet\n- v=2\n"
+    assert reset_env(cloud_config(role="worker", config=config), AGENT)["RKE2_KUBELET_DIR"] == "/data/kubelet"
+
+
+def test_a_successful_reset_removes_the_output_file_that_would_start_rke2_again():
+    node = MemoryNode(script=OK, files={"/out/cluster.kairos.yaml": "#cloud-config\n"})
+    config = cloud_config(role="init", cluster_config_path="/out/cluster.kairos.yaml")
+    response = run_event("cluster.reset", reset_event(config), node)
+    assert node.removed == ["/out/cluster.kairos.yaml"]
+    assert response.log.splitlines()[-1] == "removed /out/cluster.kairos.yaml"
+
+
+def test_a_failed_reset_keeps_the_output_file():
+    node = MemoryNode(script=ScriptResult("/x", 1, "busy"), files={"/out/c.yaml": "x"})
+    run_event(
+        "cluster.reset", reset_event(cloud_config(role="init", cluster_config_path="/out/c.yaml")), node
+    )
+    assert node.removed == []
+
+
+def test_the_output_file_is_never_removed_through_a_link(tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    link = tmp_path / "cluster.kairos.yaml"
+    link.symlink_to(target)
+    node = LocalNode(environ={})
+    with pytest.raises(OutputError, match="is not a regular file"):
+        node.remove_file(str(link))
+    assert target.read_text() == "keep" and link.is_symlink()
+    assert node.remove_file(str(tmp_path / "absent")) is False

@@ -62,7 +62,7 @@ FSTAB = """\
 def test_swap_entries_are_commented_once_and_nothing_else(tmp_path):
     fstab = tmp_path / "fstab"
     fstab.write_text(FSTAB)
-    step = stages.swap_off(str(fstab))
+    step = stages.swap_off(fstab=str(fstab))
     for _ in range(2):  # every boot: the second run changes nothing
         dash(step.commands[0])
     assert fstab.read_text() == FSTAB.replace("/dev/sda2", "#/dev/sda2").replace(
@@ -71,7 +71,12 @@ def test_swap_entries_are_commented_once_and_nothing_else(tmp_path):
 
 
 def test_missing_fstab_is_not_an_error(tmp_path):
-    assert dash(stages.swap_off(str(tmp_path / "none")).commands[0]).returncode == 0
+    assert dash(stages.swap_off(fstab=str(tmp_path / "none")).commands[0]).returncode == 0
+
+
+def test_agent_mode_leaves_the_hosts_fstab_alone():
+    step = stages.swap_off(edit_fstab=False)
+    assert step.commands == ("swapoff -a",)
 
 
 # --- local images -------------------------------------------------------------------
@@ -121,12 +126,66 @@ def test_hostile_paths_are_data_not_code(tmp_path):
     assert not list(tmp_path.glob("pwned*"))
 
 
-def test_wait_for_images_is_bounded_and_returns_at_once_when_present(tmp_path):
-    assert stages.wait_for_images(str(tmp_path), 0) is None
-    present = run_step(stages.wait_for_images(str(tmp_path), 1))
-    assert present[0].returncode == 0
-    absent = run_step(stages.wait_for_images(str(tmp_path / "absent"), 1))
-    assert absent[0].returncode == 0
+def timed_wait(source, seconds, during=None):
+    """Run the wait step; `during` runs in a thread meanwhile (an extraction in progress)."""
+    import threading
+    import time
+
+    worker = threading.Thread(target=during) if during else None
+    start = time.monotonic()
+    if worker:
+        worker.start()
+    results = run_step(stages.wait_for_images(str(source), seconds))
+    took = time.monotonic() - start
+    if worker:
+        worker.join()
+    assert [r.returncode for r in results] == [0], [r.stderr for r in results]
+    return took
+
+
+def test_settled_content_is_not_waited_for(tmp_path):
+    (tmp_path / "a.tar").write_bytes(b"x" * 10)
+    assert timed_wait(tmp_path, 0) < 3  # two looks a second apart, the same listing
+
+
+def test_an_absent_directory_is_waited_for_only_when_asked(tmp_path):
+    assert timed_wait(tmp_path / "absent", 0) < 1
+    assert 1.5 < timed_wait(tmp_path / "absent", 2) < 4
+
+
+def test_archives_still_growing_are_waited_for_until_they_settle(tmp_path):
+    import time
+
+    archive = tmp_path / "images.tar.zst"
+    archive.write_bytes(b"")
+
+    def extract():
+        for _ in range(4):  # still being written for about 4 s
+            with archive.open("ab") as handle:
+                handle.write(b"x" * 4096)
+            time.sleep(1)
+
+    assert timed_wait(tmp_path, 0, extract) >= 4
+
+
+def test_the_wait_is_bounded_even_while_content_keeps_changing(tmp_path):
+    import time
+
+    stop = time.monotonic() + 8
+    archive = tmp_path / "images.tar"
+
+    def extract():
+        while time.monotonic() < stop:
+            with archive.open("ab") as handle:
+                handle.write(b"x")
+            time.sleep(0.3)
+
+    assert timed_wait(tmp_path, 3, extract) < 6
+
+
+def test_the_default_bound_is_the_go_providers_two_minutes():
+    step = stages.wait_for_images("/opt/content/images", 0)
+    assert "max=120;" in step.commands[0] and step.name.startswith("Wait up to 120 s")
 
 
 # --- service start: restart only when the configuration changed ---------------------------

@@ -1,34 +1,22 @@
 #!/bin/sh
 # rke2-import-images.sh [SOURCE]: copy container image archives (*.tar, *.tar.gz,
 # *.tar.zst) found below SOURCE into RKE2's airgap image directory, which RKE2
-# imports at start. SOURCE defaults to $STYLUS_ROOT/opt/content/images. Part of
-# provider-rke2; STYLUS_ROOT-aware like the other scripts. An archive is copied
-# only when it differs from the one in place, through a name RKE2 ignores.
+# imports at start. SOURCE defaults to RKE2_IMAGES_SOURCE. Links are followed (to a
+# directory or an archive; find reports loops), and only regular files are copied,
+# each only when it differs from the one in place, through a name RKE2 ignores.
+# Part of provider-rke2; its paths come from rke2-prelude.sh.
 set -u
+# shellcheck source-path=SCRIPTDIR source=rke2-prelude.sh
+. "$(dirname -- "$0")/rke2-prelude.sh"
+SOURCE=${1:-${RKE2_IMAGES_SOURCE:-}}
+TARGET=$RKE2_DATA_DIR/agent/images
 
-if [ -r /etc/spectro/environment ]; then
-	# shellcheck source=/dev/null
-	. /etc/spectro/environment
-fi
-ROOT=${STYLUS_ROOT:-}
-ROOT=${ROOT%/}
-case "$ROOT" in
-"" | /*) ;;
-*)
-	echo "rke2-import-images: STYLUS_ROOT must be an absolute path, got '$ROOT'" >&2
-	exit 2
-	;;
-esac
-DATA_DIR=${RKE2_DATA_DIR:-$ROOT/var/lib/rancher/rke2}
-SOURCE=${1:-$ROOT/opt/content/images}
-TARGET=$DATA_DIR/agent/images
-
-if [ ! -d "$SOURCE" ]; then
-	echo "rke2-import-images: no image directory at $SOURCE; nothing to import"
+if [ -z "$SOURCE" ] || [ ! -d "$SOURCE" ]; then
+	echo "rke2-import-images: no image directory at '$SOURCE'; nothing to import"
 	exit 0
 fi
 mkdir -p -- "$TARGET" || exit 1
-find "$SOURCE" -type f \( -name '*.tar' -o -name '*.tar.gz' -o -name '*.tar.zst' \) -exec sh -c '
+find -L "$SOURCE" -type f \( -name '*.tar' -o -name '*.tar.gz' -o -name '*.tar.zst' \) -exec sh -c '
 	dst=$1
 	shift
 	for f; do

@@ -1,0 +1,362 @@
+"""A node's whole lifecycle, end to end, in both modes: install -> first boot -> identical
+boot (no restart) -> changed config (restart) -> reset, and a node taken over from the Go
+provider. Everything really runs (the provider, the YIP it writes, executed as yip does,
+the node scripts) in a private mount namespace where `/` is read-only, the host's runtime
+paths are fresh tmpfs and /etc and /usr/local are overlays (tests/sandbox.py). systemd is a
+stub that keeps unit states and, when an RKE2 unit starts, plays RKE2: it fills the data
+dir and kubelet dir its config names, mounts a pod volume, and lays the CNI files its charts
+install at host level. The rest (systemd-run, swapoff, ip, iptables) are recording stubs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+
+from provider_rke2.paths import Paths
+
+import sandbox
+from conftest import ROOT, cloud_config, make_tarball
+
+STYLUS = "/persistent/spectro"
+TOKEN = "lifecycle-cluster-token"
+LIFECYCLE = Path(__file__).parent / "lifecycle.py"
+OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
+OVERLAYS = ("/etc", "/usr/local")
+WATCHED_HOST = (
+    "/run", "/var/lib", "/var/log", "/opt", "/etc/rancher", "/etc/cni", "/etc/default", "/etc/systemd",
+    "/etc/spectro", "/usr/local/cloud-config", "/usr/local/bin", "/usr/local/lib/systemd", "/usr/local/share",
+)  # fmt: skip
+
+SYSTEMCTL = r"""
+state="$STUB_DIR/units"; mkdir -p "$state"
+case "$1" in
+is-active)
+	if [ "$2" = --quiet ]; then unit=$3; else unit=$2; fi
+	now=$(cat "$state/$unit" 2>/dev/null || echo inactive)
+	[ "$2" = --quiet ] || echo "$now"
+	[ "$now" = active ] ;;
+start | restart)
+	echo active > "$state/$3"
+	case "$3" in rke2-*) sh "$STUB_DIR/play-rke2" "$3" ;; esac ;;
+stop) echo inactive > "$state/$2" ;;
+enable)
+	if [ "$2" = --runtime ]; then
+		mkdir -p /run/systemd/system/multi-user.target.wants
+		ln -sf "/usr/local/lib/systemd/system/$3" "/run/systemd/system/multi-user.target.wants/$3"
+	fi ;;
+esac
+"""
+
+# What RKE2 does when its unit starts, as far as files go: its config is the agent-mode
+# drop-in's --config, else /etc/rancher/rke2/config.yaml.
+PLAY_RKE2 = r"""
+unit=$1
+config=/etc/rancher/rke2/config.yaml
+dropin=/run/systemd/system/$unit.d/50-stylus-root.conf
+[ -f "$dropin" ] && config=$(sed -n 's/^ExecStart=.* --config //p' "$dropin")
+data=$(sed -n 's/^data-dir: *//p' "$config" | tr -d "'\"")
+data=${data:-/var/lib/rancher/rke2}
+kubelet=$(grep -o 'root-dir=[^ ,]*' "$config" | head -n 1 | cut -d= -f2 | tr -d "'\"")
+kubelet=${kubelet:-/var/lib/kubelet}
+mkdir -p "$data/agent/etc/containerd" "$data/data/v1/bin" "$data/agent/containerd/mnt"
+echo config > "$data/agent/etc/containerd/config.toml"
+ln -sfn data/v1/bin "$data/bin"
+mountpoint -q "$data/agent/containerd/mnt" || mount -t tmpfs tmpfs "$data/agent/containerd/mnt"
+member="$data/server/db/etcd/member"  # a new member, unless the cluster's is there
+case "$unit" in rke2-server*) mkdir -p "${member%/*}" && { [ -f "$member" ] || echo member > "$member"; } ;; esac
+mkdir -p "$kubelet/pods/p1/volumes/v"
+mountpoint -q "$kubelet/pods/p1/volumes/v" || mount -t tmpfs tmpfs "$kubelet/pods/p1/volumes/v"
+mkdir -p /run/k3s/containerd /run/flannel /etc/cni/net.d /opt/cni/bin /var/lib/cni/networks/k8s-pod-network
+echo sock > /run/k3s/containerd/containerd.sock
+echo subnet > /run/flannel/subnet.env
+echo '{}' > /etc/cni/net.d/10-canal.conflist
+echo kubeconfig > /etc/cni/net.d/calico-kubeconfig
+for plugin in calico calico-ipam flannel; do echo "$plugin" > "/opt/cni/bin/$plugin"; done
+echo "$unit" > /var/lib/cni/networks/k8s-pod-network/10.42.0.5
+"""
+
+STUBS = {
+    "systemctl": SYSTEMCTL,
+    "systemd-run": "",
+    "swapoff": "",
+    "ip": "",
+    "ps": "",
+    "iptables-save": 'printf "*filter\\n-A INPUT -j KUBE-FIREWALL\\n-A INPUT -j ACCEPT\\nCOMMIT\\n"',
+    "iptables-restore": 'cat > "$STUB_DIR/iptables-restore.in"',
+    "ip6tables-save": "",
+    "ip6tables-restore": "cat > /dev/null",
+}
+
+# What other software keeps on the host: never touched, in either mode's agent flavour.
+NEIGHBOURS = {
+    "/etc/cni/net.d/87-podman-bridge.conflist": "{}",
+    "/opt/cni/bin/bridge": "podman's",
+    "/opt/cni/bin/host-local": "podman's",
+    "/var/lib/cni/networks/podman/10.88.0.2": "x",
+    "/var/lib/kubelet/config.yaml": "another kubelet's",
+    "/var/log/pods/other_pod/0.log": "x",
+    "/opt/content/images/README": "not an archive",
+}
+
+
+def release_artefacts(directory: Path) -> None:
+    members = {
+        "bin/rke2": b"#!/bin/sh\necho 'rke2 version v1.31.2+rke2r1 (abc)'\n",
+        "bin/rke2-killall.sh": b"#!/bin/sh\n",
+        "lib/systemd/system/rke2-server.service": b"[Service]\nExecStart=/usr/local/bin/rke2 server\n",
+        "lib/systemd/system/rke2-agent.service": b"[Service]\nExecStart=/usr/local/bin/rke2 agent\n",
+        "share/rke2/LICENSE.txt": b"license",
+    }
+    body = make_tarball(members)
+    directory.mkdir(parents=True)
+    (directory / "rke2.linux-amd64.tar.gz").write_bytes(body)
+    (directory / "sha256sum-amd64.txt").write_text(
+        f"{hashlib.sha256(body).hexdigest()}  rke2.linux-amd64.tar.gz\n"
+    )
+
+
+def boot(name: str, config: str) -> Dict[str, Any]:
+    return {"name": name, "event": "agent.boot", "payload": {"config": config}}
+
+
+def lifecycle(
+    tmp: Path, root: str, phases: List[Dict[str, Any]], host_files: Dict[str, str]
+) -> Dict[str, Any]:
+    stub_dir = tmp / "stubs"
+    stub_dir.mkdir()
+    for name, body in STUBS.items():
+        (stub_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "$STUB_DIR/calls.log"\n{body}\n')
+        (stub_dir / name).chmod(0o755)
+    (stub_dir / "play-rke2").write_text(PLAY_RKE2)
+    release_artefacts(tmp / "artefacts")
+    install = {
+        "name": "install",
+        "event": "init.provider.install",
+        "payload": {"provider": "rke2", "version": "v1.31.2+rke2r1", "config": {"artifacts": str(tmp / "artefacts"), "root": root, "arch": "amd64"}},
+    }  # fmt: skip
+    spec = {
+        "repo": str(ROOT),
+        "output": OUTPUT,
+        "calls_log": str(stub_dir / "calls.log"),
+        "watched": [*WATCHED_HOST, str(tmp / "root")],
+        "phases": [install, *phases],
+    }
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    env = {"PATH": f"{stub_dir}:{os.environ['PATH']}", "STUB_DIR": str(stub_dir)}
+    command = [
+        "env",
+        "-u",
+        "STYLUS_ROOT",
+        sys.executable,
+        str(LIFECYCLE),
+        str(tmp / "spec.json"),
+        str(tmp / "result.json"),
+    ]
+    sandbox.run(tmp, command, host_files=host_files, host_links={}, env=env, overlays=OVERLAYS)
+    output = (tmp / "output.txt").read_text()
+    assert (tmp / "status.txt").read_text().strip() == "0", output
+    return json.loads((tmp / "result.json").read_text())
+
+
+def host_part(snapshot: Dict[str, str], tmp: Path) -> Dict[str, str]:
+    return {p: v for p, v in snapshot.items() if not p.startswith(str(tmp))}
+
+
+def rendered_paths(document_text: str) -> List[str]:
+    document = yaml.safe_load(document_text)
+    steps = document["stages"]["boot.before"]
+    return [f["path"] for s in steps for f in s.get("files", [])] + [
+        d["path"] for s in steps for d in s.get("directories", [])
+    ]
+
+
+def by_name(result: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    return {phase["name"]: phase for phase in result["phases"]}
+
+
+def assert_boot_ran(phase: Dict[str, Any]) -> None:
+    assert phase["response"]["state"] == "success", phase["response"]
+    failed = [(s["name"], c) for s in phase["steps"] for c in s["commands"] if c["status"] != 0]
+    assert failed == [], failed
+
+
+def rke2_calls(phase: Dict[str, Any], unit: str) -> List[str]:
+    verbs = ("start", "restart", "stop")
+    return [c for c in phase["calls"] if c.split()[1:2] and c.split()[1] in verbs and c.endswith(unit)]
+
+
+@pytest.fixture
+def agent_node(tmp_path):
+    root = tmp_path / "root" / STYLUS.lstrip("/")
+    host = {**NEIGHBOURS, "/etc/spectro/environment": f"export STYLUS_ROOT={root}\n"}
+    return tmp_path, str(root), host
+
+
+def test_agent_mode_lifecycle_stays_inside_the_root(agent_node):
+    tmp, root, host = agent_node
+    paths = Paths(root)
+    config = "kubelet-arg:\n- root-dir=" + paths.kubelet_dir + "\nnode-label:\n- site=a\n"
+    first = cloud_config(
+        role="init", cluster_token=TOKEN, config=config, env={"HTTPS_PROXY": "http://proxy:3128"}
+    )
+    changed = first.replace("site=a", "site=b")
+    phases = [
+        boot("first boot", first),
+        boot("identical boot", first),
+        boot("changed config", changed),
+        {"name": "reset", "event": "cluster.reset", "payload": {"config": changed}},
+    ]
+    result = lifecycle(tmp, root, phases, host)
+    before, done = result["before"], by_name(result)
+
+    # install: RKE2 at the path table's place under the root, and the scripts with their paths.
+    assert done["install"]["response"]["state"] == "success", done["install"]["response"]
+    installed = done["install"]["after"]
+    assert paths.binary in installed and paths.scripts_env in installed
+    assert f"RKE2_DATA_DIR={paths.data_dir}\n" in installed[paths.scripts_env]
+
+    # first boot: RKE2 configured and started under the root.
+    first_boot = done["first boot"]
+    assert_boot_ran(first_boot)
+    assert rke2_calls(first_boot, "rke2-server.service") == ["systemctl start --no-block rke2-server.service"]
+    after = first_boot["after"]
+    assert f"data-dir: {paths.data_dir}\n" in after[paths.config_file]
+    assert paths.data_dir + "/server/db/etcd/member" in after
+    assert (
+        "ExecStartPre=-" in after["/run/systemd/system/rke2-server.service.d/60-provider-rke2-no-proxy.conf"]
+    )
+    # Outside the root, only what RKE2 itself owns by name changed, and the output file.
+    changed_outside = {
+        p
+        for p in set(host_part(after, tmp)) ^ set(host_part(before, tmp))
+        if host_part(after, tmp).get(p) != before.get(p)
+    }
+    allowed_prefixes = (
+        "/run/systemd/system/rke2-server.service.d/",
+        "/run/systemd/system/multi-user.target.wants/rke2-server.service",
+        "/run/k3s/", "/run/flannel/", "/etc/cni/net.d/10-canal.conflist", "/etc/cni/net.d/calico-kubeconfig",
+        "/opt/cni/bin/calico", "/opt/cni/bin/flannel", "/var/lib/cni/networks/k8s-pod-network/", OUTPUT,
+    )  # fmt: skip
+    assert [p for p in changed_outside if not p.startswith(allowed_prefixes)] == []
+    assert "/etc/fstab" not in (tmp / "listing.txt").read_text(), "an agent-mode host's fstab is its own"
+
+    # identical boot: nothing restarted; changed config: restarted.
+    assert_boot_ran(done["identical boot"])
+    assert rke2_calls(done["identical boot"], "rke2-server.service") == []
+    assert_boot_ran(done["changed config"])
+    assert rke2_calls(done["changed config"], "rke2-server.service") == [
+        "systemctl restart --no-block rke2-server.service"
+    ]
+
+    # reset: the host is as it was before install, byte for byte.
+    reset = done["reset"]
+    assert reset["response"]["state"] == "success", reset["response"]
+    assert host_part(reset["after"], tmp) == host_part(before, tmp)
+    # Under the root, everything the render put there is gone, the scripts and logs stay.
+    kept = {paths.scripts_dir, paths.provider_log_dir}
+    left = [p for p in reset["after"] if p.startswith(root) and not p.startswith(tuple(kept))]
+    assert left == []
+    for path in rendered_paths(after[OUTPUT]):
+        if path.startswith(root) and not path.startswith(paths.scripts_dir):
+            assert not any(p == path or p.startswith(path + "/") for p in reset["after"]), path
+    events = [
+        json.loads(line)["type"] for line in reset["after"][paths.events_log].splitlines() if line.strip()
+    ]
+    assert events[-1] == "cluster_reset"
+
+
+def test_a_node_taken_over_from_the_go_provider_keeps_its_cluster_state(agent_node):
+    tmp, root, host = agent_node
+    go_era = "/var/lib/rancher/rke2"
+    host = {
+        **host,
+        f"{go_era}/server/db/etcd/member": "the cluster",
+        f"{go_era}/server/tls/server-ca.crt": "ca",
+    }
+    config = cloud_config(role="controlplane", cluster_token=TOKEN, control_plane_host="cp.edge.lan")
+    result = lifecycle(
+        tmp,
+        root,
+        [
+            boot("first boot", config),
+            {"name": "reset", "event": "cluster.reset", "payload": {"config": config}},
+        ],
+        host,
+    )
+    done = by_name(result)
+    first_boot, paths = done["first boot"], Paths(root)
+    assert_boot_ran(first_boot)
+    assert "kept the existing data dir /var/lib/rancher/rke2" in first_boot["response"]["log"]
+    after = first_boot["after"]
+    assert f"data-dir: {go_era}\n" in after[paths.config_file]
+    assert after[f"{go_era}/server/db/etcd/member"] == "the cluster", "the state is where RKE2 finds it"
+    assert not [p for p in after if p.startswith(paths.data_dir + "/")], "no new, empty member beside it"
+    kept = [json.loads(line) for line in after[paths.events_log].splitlines() if "data_dir_kept" in line]
+    assert len(kept) == 1 and paths.data_dir in kept[0]["message"]
+    assert after[paths.data_dir_state] == go_era + "\n"
+    reset = done["reset"]
+    assert reset["response"]["state"] == "success", reset["response"]
+    assert f"(data dir {go_era})" in reset["response"]["log"]
+    assert not [p for p in reset["after"] if p.startswith(go_era)]
+
+
+def test_appliance_mode_lifecycle_with_a_data_dir_of_the_users(tmp_path):
+    data_dir = "/opt/edge-data/rke2"
+    config = cloud_config(
+        role="worker", cluster_token=TOKEN, control_plane_host="10.0.0.1", config=f"data-dir: {data_dir}\n"
+    )
+    changed = cloud_config(
+        role="worker",
+        cluster_token=TOKEN,
+        control_plane_host="10.0.0.1",
+        config=f"data-dir: {data_dir}\nnode-label: [site=b]\n",
+    )
+    phases = [
+        boot("first boot", config),
+        boot("identical boot", config),
+        boot("changed config", changed),
+        {"name": "reset", "event": "cluster.reset", "payload": {"config": changed}},
+    ]
+    result = lifecycle(tmp_path, "/", phases, dict(NEIGHBOURS))
+    before, done = result["before"], by_name(result)
+    assert done["install"]["response"]["state"] == "success", done["install"]["response"]
+    assert "/usr/local/bin/rke2" in done["install"]["after"]
+    assert_boot_ran(done["first boot"])
+    after = done["first boot"]["after"]
+    assert data_dir + "/agent/etc/containerd/config.toml" in after
+    assert rke2_calls(done["first boot"], "rke2-agent.service") == [
+        "systemctl start --no-block rke2-agent.service"
+    ]
+    assert rke2_calls(done["identical boot"], "rke2-agent.service") == []
+    assert_boot_ran(done["changed config"])
+    assert "site=b" in done["changed config"]["after"]["/etc/rancher/rke2/config.yaml"]
+    assert rke2_calls(done["changed config"], "rke2-agent.service") == [
+        "systemctl restart --no-block rke2-agent.service"
+    ]
+    reset = done["reset"]["after"]
+    assert done["reset"]["response"]["state"] == "success", done["reset"]["response"]
+    assert not [p for p in reset if p.startswith(("/opt/edge-data", "/etc/rancher", "/var/lib/rancher"))]
+    # Appliance mode: RKE2 owns the CNI, kubelet and pod-log directories whole.
+    for gone in (
+        "/etc/cni/",
+        "/opt/cni/",
+        "/var/lib/cni/",
+        "/var/lib/kubelet/",
+        "/var/log/pods/",
+        "/usr/local/bin/rke2",
+    ):
+        assert not [p for p in reset if p.startswith(gone)], gone
+    assert OUTPUT not in reset, "the output file would start RKE2 again at the next boot"
+    survivors = set(host_part(reset, tmp_path)) - set(host_part(before, tmp_path))
+    assert survivors <= {"/opt/rke2/scripts/" + n for n in os.listdir(ROOT / "provider_rke2/scripts")} | {
+        "/opt/rke2/scripts/rke2-paths.env",
+        "/var/log/provider-rke2/events.jsonl",
+        "/var/log/provider-rke2/provider-rke2.log",
+    }, survivors
