@@ -14,10 +14,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # shellcheck and dash check the shell the provider writes, openssl makes the test CA,
 # unshare, setpriv and mountpoint sandbox the node scripts, iptables checks the firewall
-# cleanup against the real thing (in a network namespace of its own); installed from the
+# cleanup against the real thing (in a network namespace of its own), systemd-analyze reads
+# the unit drop-ins as systemd will; installed from the
 # distribution when missing and we may (CI runs as root on Debian), saying so first.
 TOOLS := shellcheck:shellcheck dash:dash openssl:openssl unshare:util-linux setpriv:util-linux \
-	mountpoint:util-linux iptables-restore:iptables
+	mountpoint:util-linux iptables-restore:iptables systemd-analyze:systemd
 tools:
 	@missing=; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \

@@ -341,11 +341,13 @@ def _scripts_env(root: Any, node: Any) -> str:
 
 def _no_proxy(unit: str, node: Any, stderr: TextIO) -> int:
     from provider_rke2 import proxy
+    from provider_rke2.fsio import read_regular
     from provider_rke2.paths import Paths
 
     paths = Paths(node.stylus_root().path)
     try:
-        rendered = node.read_text(paths.env_file(unit))
+        # Never through a link, never blocking on a FIFO: RKE2's start waits for this.
+        rendered = read_regular(paths.env_file(unit), 65536).decode("utf-8", errors="replace")
     except OSError as err:
         stderr.write(f"no-proxy: nothing to do: {paths.env_file(unit)}: {err.strerror or err}\n")
         return 0

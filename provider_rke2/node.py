@@ -104,6 +104,7 @@ class LocalNode:
             drop_ins=tuple(drop_ins),
             rke2_drop_ins=tuple(_yaml_files(paths.rke2_drop_in_dir)),
             has_state=has_rke2_state,
+            resolve=os.path.realpath,
         )
 
     def remove_file(self, path: str) -> bool:

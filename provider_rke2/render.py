@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import posixpath
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
 from provider_rke2 import datadir, proxy, rke2check, rke2config, schema, stages, yip
 from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
-from provider_rke2.errors import ConfigError, OutputError, Problem
+from provider_rke2.errors import ConfigError, OutputError, Problem, ProviderError
 from provider_rke2.paths import Paths, images_dir, is_system_dir
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import APPLIANCE_ROOT, FROM_DEFAULT, Root, with_cluster_root
@@ -35,6 +36,10 @@ def _nothing_there(path: str) -> bool:
     return False
 
 
+def _as_is(path: str) -> str:
+    return path
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     """What a render needs to know of the node it renders for, read by the edge (node.py)."""
@@ -43,6 +48,7 @@ class NodeFacts:
     drop_ins: Tuple[DropIn, ...] = ()  # other tools' config.d/*.yaml
     rke2_drop_ins: Tuple[str, ...] = ()  # names of the files in RKE2's own config.yaml.d/
     has_state: Callable[[str], bool] = field(default=_nothing_there)  # RKE2 cluster state in a data dir?
+    resolve: Callable[[str], str] = field(default=_as_is)  # a path with its links followed
 
 
 NO_FACTS = NodeFacts()
@@ -161,7 +167,8 @@ def build_document(
         )
     if problems:
         raise ConfigError(problems, warnings)
-    data_dir = datadir.choose(_data_dir(merged, paths), facts.recorded_data_dir, paths, facts.has_state)
+    wanted = _own_dir(merged.get("data-dir") or paths.data_dir, "cluster.config.data-dir", paths, facts)
+    data_dir = datadir.choose(wanted, facts.recorded_data_dir, paths, facts.has_state)
     if data_dir.kept:
         merged["data-dir"] = provider["data-dir"] = data_dir.path
         warnings.append(Problem("cluster.config.data-dir", datadir.kept_message(data_dir)))
@@ -192,16 +199,9 @@ def build_document(
             "--data-dir", data_dir.path, "--timeout", str(cluster.ready_timeout_seconds),
         )
     )  # fmt: skip
-    kubelet_dir = rke2config.kubelet_dir(merged, paths)
-    if is_system_dir(kubelet_dir, paths):
-        raise ConfigError(
-            [
-                Problem(
-                    "cluster.config.kubelet-arg",
-                    f"root-dir: expected a directory of the kubelet's own, got {kubelet_dir!r}",
-                )
-            ]
-        )
+    kubelet_dir = _own_dir(
+        rke2config.kubelet_dir(merged, paths), "cluster.config.kubelet-arg root-dir", paths, facts
+    )
     plan = paths.reset_plan(data_dir.path, kubelet_dir)
     steps = stages.present(
         stages.swap_off(edit_fstab=not paths.agent_mode),
@@ -233,38 +233,50 @@ def _merged_header(drop_ins: Tuple[DropIn, ...]) -> str:
 
 def node_dirs(section: Any, paths: Paths, facts: NodeFacts) -> Tuple[str, str]:
     """The data dir and kubelet dir RKE2 uses on this node, for a reset: the recorded data dir
-    when there is one, else as a boot would resolve it. Never fails: a reset must work even
-    when the section no longer validates (then the root's defaults apply)."""
+    when there is one, else as a boot would resolve it. A reset must work even when the
+    section no longer validates: then the root's defaults apply. A recorded data dir that is
+    no longer a directory of RKE2's own (a link now leads to a system directory) is refused."""
     try:
         config = section.get("config") if isinstance(section, dict) else None
         raw = rke2config.parse_raw(config if isinstance(config, str) else "", "cluster.config")
         combined, _ = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
         merged, _ = rke2config.merge(combined, {}, rke2config.provider_defaults(paths))
-        wanted, kubelet = _data_dir(merged, paths), rke2config.kubelet_dir(merged, paths)
+        wanted = _own_dir(merged.get("data-dir") or paths.data_dir, "cluster.config.data-dir", paths, facts)
+        kubelet = _own_dir(rke2config.kubelet_dir(merged, paths), "kubelet root-dir", paths, facts)
     except (ConfigError, RecursionError):
         wanted, kubelet = paths.data_dir, paths.kubelet_dir
-    if facts.recorded_data_dir:
-        return facts.recorded_data_dir, kubelet
-    return datadir.choose(wanted, None, paths, facts.has_state).path, kubelet
+    if not facts.recorded_data_dir:
+        return datadir.choose(wanted, None, paths, facts.has_state).path, kubelet
+    try:
+        return _own_dir(facts.recorded_data_dir, paths.data_dir_state, paths, facts), kubelet
+    except ConfigError as err:
+        raise ProviderError(f"refusing to reset: {err.problems[0]}") from None
 
 
-def _data_dir(merged: dict, paths: Paths) -> str:
-    """RKE2's data dir as this config sets it (the user's, else the root's)."""
-    data_dir = merged.get("data-dir") or paths.data_dir
-    if not isinstance(data_dir, str) or not data_dir.startswith("/"):
-        raise ConfigError(
-            [Problem("cluster.config.data-dir", f"expected an absolute path, got {data_dir!r}")]
-        )
-    if is_system_dir(data_dir, paths):
+def _own_dir(path: Any, where: str, paths: Paths, facts: NodeFacts) -> str:
+    """A data dir or kubelet dir: a clean absolute path of plain characters (it reaches
+    systemd lines and the reset's shell), and never a system directory, even through a
+    link: a reset removes what RKE2 makes inside it."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError([Problem(where, f"expected an absolute path, got {path!r}")])
+    clean = path.rstrip("/") or "/"
+    unclean = posixpath.normpath(clean) != clean or "//" in clean
+    if unclean or any(ord(c) < 32 or c == "\x7f" for c in path):
         raise ConfigError(
             [
                 Problem(
-                    "cluster.config.data-dir",
-                    f"expected a directory of RKE2's own, got the system directory {data_dir!r}",
+                    where,
+                    f"expected a clean absolute path (no '..', '.', '//', control characters), got {path!r}",
                 )
             ]
         )
-    return data_dir.rstrip("/")
+    real = facts.resolve(clean)
+    if is_system_dir(clean, paths) or is_system_dir(real, paths):
+        via = f" (a link to {real})" if real != clean else ""
+        raise ConfigError(
+            [Problem(where, f"expected a directory of its own, got the system directory {path!r}{via}")]
+        )
+    return clean
 
 
 def _image_steps(cluster: Cluster, data_dir: str, paths: Paths) -> List[Optional[yip.Step]]:

@@ -167,7 +167,7 @@ def unit_drop_ins(paths: Paths, unit: str, executable: str, proxied: bool) -> Tu
                 "# Written by provider-rke2: NO_PROXY also gets this node's own subnets, read from",
                 "# the kernel's routing table when the unit starts (README: Proxy).",
                 "[Service]",
-                f"ExecStartPre=-{_systemd_word(executable)} no-proxy --unit {unit_name(unit)}"
+                f"ExecStartPre=-{_systemd_executable(executable)} no-proxy --unit {unit_name(unit)}"
                 f" --stylus-root {paths.root}",
                 f"EnvironmentFile=-{paths.no_proxy_env(unit)}",
                 "",
@@ -177,10 +177,11 @@ def unit_drop_ins(paths: Paths, unit: str, executable: str, proxied: bool) -> Tu
     return tuple(found)
 
 
-def _systemd_word(text: str) -> str:
-    """One word of a systemd command line, taken literally (no specifier, no variable)."""
-    literal = text.replace("%", "%%").replace("$", "$$")
-    if all(c.isalnum() or c in "/._+-@" for c in literal):
+def _systemd_executable(path: str) -> str:
+    """A command's executable path as systemd reads it literally: specifiers (`%`) apply there,
+    variables do not (`$` stays as it is), and quotes keep a path with spaces one word."""
+    literal = path.replace("%", "%%")
+    if all(c.isalnum() or c in "/._+-@$" for c in literal):
         return literal
     return '"' + literal.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

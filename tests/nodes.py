@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 from provider_rke2.node import ScriptResult
@@ -76,9 +77,7 @@ class MemoryNode:
     def facts(self, paths) -> NodeFacts:
         recorded = self.state.get(paths.data_dir_state)
         if recorded and not self.node_facts.recorded_data_dir:
-            return NodeFacts(
-                recorded, self.node_facts.drop_ins, self.node_facts.rke2_drop_ins, self.node_facts.has_state
-            )
+            return dataclasses.replace(self.node_facts, recorded_data_dir=recorded)
         return self.node_facts
 
     def remove_file(self, path: str) -> bool:

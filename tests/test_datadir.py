@@ -94,10 +94,38 @@ def test_a_fresh_node_records_its_data_dir_without_an_event():
     "value", ["/", "/var", "/usr/local", "/persistent/spectro", "/persistent/spectro/var/lib"]
 )
 def test_a_system_directory_is_refused_as_data_dir(value):
-    with pytest.raises(ConfigError, match="expected a directory of RKE2's own, got the system directory"):
+    with pytest.raises(
+        ConfigError, match="cluster.config.data-dir: expected a directory of its own, got the system"
+    ):
         render(cloud_config(role="init", config=f"data-dir: {value}\n"), AGENT)
 
 
 def test_a_system_directory_is_refused_as_kubelet_root_dir():
-    with pytest.raises(ConfigError, match="cluster.config.kubelet-arg: root-dir: expected a directory"):
+    with pytest.raises(
+        ConfigError, match="kubelet-arg root-dir: expected a directory of its own, got the system"
+    ):
         render(cloud_config(role="init", config="kubelet-arg: [root-dir=/var/lib]\n"), AGENT)
+
+
+@pytest.mark.parametrize("value", ["/data/../usr", "/data/./rke2", "//data", '"/data/x\\ny"', '"/data/\\tx"'])
+def test_a_data_dir_must_be_a_clean_path_of_plain_characters(value):
+    with pytest.raises(ConfigError, match="expected a clean absolute path"):
+        render(cloud_config(role="init", config=f"data-dir: {value}\n"), AGENT)
+
+
+def test_a_data_dir_that_is_a_link_to_a_system_directory_is_refused():
+    facts = NodeFacts(resolve=lambda path: "/" if path == "/data/rke2" else path)
+    with pytest.raises(ConfigError, match=r"got the system directory '/data/rke2' \(a link to /\)"):
+        render(cloud_config(role="init", config="data-dir: /data/rke2\n"), AGENT, facts=facts)
+
+
+def test_a_reset_refuses_a_recorded_data_dir_that_now_leads_to_a_system_directory():
+    node = MemoryNode(
+        root=AGENT, facts=NodeFacts(resolve=lambda path: "/usr" if path == "/data/rke2" else path)
+    )
+    node.state[Paths(AGENT.path).data_dir_state] = "/data/rke2"
+    response = run_event(
+        "cluster.reset", json.dumps({"data": json.dumps({"config": cloud_config(role="init")})}), node
+    )
+    assert response.error.startswith("refusing to reset: /persistent/spectro/var/lib/provider-rke2/data-dir:")
+    assert node.ran == [], "nothing was run"

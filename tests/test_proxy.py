@@ -205,5 +205,21 @@ def test_the_unit_drop_in_runs_no_proxy_before_rke2_and_reads_its_file():
         "EnvironmentFile=-/var/lib/provider-rke2/rke2-agent.no-proxy.env",
     ]
     odd = unit_drop_ins(Paths("/"), "rke2-agent.service", "/opt/my providers/100%$x", True)[0]
-    assert 'ExecStartPre=-"/opt/my providers/100%%$$x" no-proxy' in odd.content
+    assert 'ExecStartPre=-"/opt/my providers/100%%$x" no-proxy' in odd.content
     assert unit_drop_ins(Paths("/"), "rke2-agent.service", "/x", False) == ()
+
+
+def test_no_proxy_never_blocks_on_a_fifo_or_follows_a_link(tmp_path):
+    import io
+
+    from provider_rke2.cli import command_mode
+    from provider_rke2.paths import Paths
+
+    paths = Paths(str(tmp_path))
+    os.makedirs(os.path.dirname(paths.env_file("rke2-agent")))
+    os.mkfifo(paths.env_file("rke2-agent"))
+    err = io.StringIO()
+    args = ["no-proxy", "--unit", "rke2-agent", "--stylus-root", str(tmp_path)]
+    assert command_mode(args, io.StringIO(), io.StringIO(), err) == 0
+    assert "not a regular file" in err.getvalue()
+    assert not os.path.exists(paths.no_proxy_env("rke2-agent"))

@@ -267,7 +267,7 @@ def test_uninstall_in_appliance_mode_removes_rke2s_directories_whole(tmp_path):
 
 def test_a_data_dir_of_the_users_loses_only_what_rke2_made_there(tmp_path):
     root = agent_node(tmp_path)
-    data = root / "data" / "shared"
+    data = root / "data" / "shared dir *"  # spaces and a pattern character: data, never code
     plant(
         data, ("server/db/etcd/member", "agent/images/a.tar", "data/v1/bin/rke2", "backups/keep.tar"), False
     )

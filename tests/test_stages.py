@@ -293,3 +293,54 @@ def test_paths_default_to_the_appliance_layout():
     assert paths.config_file == "/etc/rancher/rke2/config.yaml"
     assert paths.user_drop_in == "/etc/rancher/rke2/config.d/90_userdata.yaml"
     assert paths.env_file("rke2-agent.service") == "/etc/default/rke2-agent"
+
+
+# --- the unit drop-ins, read by systemd itself ---------------------------------------------
+
+RKE2_AGENT_UNIT = """\
+[Unit]
+Description=Rancher Kubernetes Engine v2 (agent)
+Wants=network-online.target
+After=network-online.target
+[Service]
+Type=notify
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+KillMode=process
+Delegate=yes
+TimeoutStartSec=0
+Restart=always
+ExecStart=/usr/local/bin/rke2 agent
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_the_unit_drop_ins_pass_systemd_analyze_verify(tmp_path):
+    """RKE2's own unit with both drop-ins (agent mode, a proxy, a provider at an odd path)."""
+    root = tmp_path / "root"
+    provider = tmp_path / "my providers" / "agent-provider-rke2 100%$x"
+    for executable in (root / "usr/local/bin/rke2", provider):
+        executable.parent.mkdir(parents=True, exist_ok=True)
+        executable.write_text("#!/bin/sh\n")
+        executable.chmod(0o755)
+    units = tmp_path / "units"
+    (units / "rke2-agent.service.d").mkdir(parents=True)
+    (units / "rke2-agent.service").write_text(RKE2_AGENT_UNIT.replace("/usr/local/bin/rke2", "/bin/true"))
+    drop_ins = stages.unit_drop_ins(Paths(str(root)), "rke2-agent.service", str(provider), True)
+    assert len(drop_ins) == 2
+    for drop_in in drop_ins:
+        # Without its "-", systemd checks that the command's first word is an executable:
+        # that is how this proves the odd path reaches it as one word, taken literally.
+        content = drop_in.content.replace("ExecStartPre=-", "ExecStartPre=")
+        (units / "rke2-agent.service.d" / os.path.basename(drop_in.path)).write_text(content)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(units / "rke2-agent.service")],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    problems = [line for line in result.stderr.splitlines() if "rke2-agent" in line]
+    assert problems == [], problems
