@@ -119,6 +119,7 @@ def status(root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None)
         f"mode: {'agent' if root.agent_mode else 'appliance'}",
         f"root: {root.path} (from {root.source})",
         f"role: {role}",
+        f"data dir: {_recorded_data_dir(paths)}",
         *(f"{unit}: {state}" for unit, state in states.items()),
         "last events:",
     ]
@@ -130,6 +131,17 @@ def status(root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None)
         )
     out.write("\n".join(lines) + "\n")
     return 0
+
+
+def _recorded_data_dir(paths: Paths) -> str:
+    try:
+        with open(paths.data_dir_state, encoding="utf-8", errors="replace") as handle:
+            recorded = handle.read(4096).strip()
+    except OSError:
+        recorded = ""
+    if recorded:
+        return f"{recorded} (recorded at the last boot)"
+    return f"{paths.data_dir} (the root's default; no boot recorded one)"
 
 
 def _unit_states() -> Dict[str, str]:

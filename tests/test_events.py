@@ -320,14 +320,21 @@ def test_status_shows_mode_role_units_and_last_events(tmp_path):
     import io
 
     out = io.StringIO()
-    report.status(Root(str(seeded(tmp_path)), FROM_FLAG), out, unit_state={"rke2-agent.service": "active"})
+    root = seeded(tmp_path)
+    report.status(Root(str(root), FROM_FLAG), out, unit_state={"rke2-agent.service": "active"})
     lines = out.getvalue().splitlines()
-    assert lines[:4] == [
+    assert lines[:5] == [
         "mode: agent",
         f"root: {tmp_path}/root (from --stylus-root)",
         "role: worker",
+        f"data dir: {root}/var/lib/rancher/rke2 (the root's default; no boot recorded one)",
         "rke2-agent.service: active",
     ]
+    (root / "var/lib/provider-rke2").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/provider-rke2/data-dir").write_text("/var/lib/rancher/rke2\n")
+    out = io.StringIO()
+    report.status(Root(str(root), FROM_FLAG), out, unit_state={})
+    assert "data dir: /var/lib/rancher/rke2 (recorded at the last boot)" in out.getvalue().splitlines()
     assert "  cluster_ready   2026-11-26T10:05:00Z  cluster_ready happened" in lines
     assert "  cluster_reset   never" in lines
 
