@@ -122,12 +122,24 @@ def with_launcher(shiv_zip: Path, out: Path) -> None:
             for info in source.infolist():
                 body = source.read(info)
                 if info.filename == "__main__.py":
-                    body = (HERE / "launcher.py").read_bytes()
+                    body = launcher()
                 target.writestr(info, body)
     tmp = out.with_suffix(".tmp")
     tmp.write_bytes(buffer.getvalue())
     tmp.chmod(0o755)
     tmp.replace(out)
+
+
+def launcher() -> bytes:
+    """build/launcher.py with the CLI's own verbs (the launcher must not import the package)."""
+    sys.path.insert(0, str(PROJECT))
+    from provider_rke2.cli import COMMANDS
+
+    text = (HERE / "launcher.py").read_text()
+    marker = "COMMANDS = ()  # filled in at build time from provider_rke2.cli.COMMANDS"
+    if marker not in text:
+        raise SystemExit("build: build/launcher.py lost its COMMANDS line")
+    return text.replace(marker, f"COMMANDS = {tuple(COMMANDS)!r}").encode()
 
 
 def package() -> None:

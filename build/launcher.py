@@ -15,6 +15,7 @@ import zipfile
 
 IMAGE_ROOT = "/usr/local/lib/provider-rke2"
 RUNTIME_ROOT = "/run/provider-rke2"
+COMMANDS = ()  # filled in at build time from provider_rke2.cli.COMMANDS
 
 
 def _build_dir_name(archive=None):
@@ -42,13 +43,29 @@ def _root():
 
 
 def _fail(err):
-    message = f"cannot unpack agent-provider-rke2 (set SHIV_ROOT to a writable directory): {err}"
+    if "provider_rke2.cli" in sys.modules:
+        # Unpacked and started: the provider's own bug, not an unpacking failure.
+        message = f"internal error: {type(err).__name__}: {err}"
+    else:
+        message = f"cannot unpack agent-provider-rke2 (set SHIV_ROOT to a writable directory): {err}"
     args = sys.argv[1:]
-    if len(args) == 1 and not args[0].startswith("-") and args[0] not in ("render", "paths", "mode"):
-        sys.stdout.write(json.dumps({"state": "error", "data": "", "error": message, "log": ""}) + "\n")
+    if len(args) == 1 and not args[0].startswith("-") and args[0] not in COMMANDS:
+        answer = json.dumps({"state": "error", "data": "", "error": message, "log": ""}) + "\n"
+        try:
+            os.write(_ANSWER_FD, answer.encode())  # the agent's stdout, even if the provider moved fd 1
+        except OSError:
+            pass
         sys.exit(0)
     sys.stderr.write("agent-provider-rke2: " + message + "\n")
     sys.exit(1)
+
+
+# A copy of the agent's stdout, taken before anything runs: the provider points fd 1 at
+# stderr while it works, and an answer written here must still reach the agent.
+try:
+    _ANSWER_FD = os.dup(1)
+except OSError:
+    _ANSWER_FD = 1
 
 
 def main():

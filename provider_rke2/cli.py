@@ -57,10 +57,12 @@ def event_mode(name: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     channel = _claim_stdout()
     response = run_event(name, _read_stdin(), LocalNode())
+    if channel is None:  # stdout was closed: nobody to answer
+        return 1
     try:
         channel.write(response.to_json() + "\n")
         channel.flush()
-    except OSError:
+    except (OSError, ValueError):
         return 1
     return 0
 
@@ -117,12 +119,14 @@ def _emitted(name: str, response: Response, context: Context, node: object) -> R
 
 
 def _scrubbed(response: Response, secrets: Set[str]) -> Response:
-    """The one place secrets are removed: every field, just before anything leaves."""
+    """The one place secrets are removed: every field but `state`, just before anything leaves."""
     from provider_rke2.protocol import Response
     from provider_rke2.secrets import scrub
 
-    fields = (response.state, response.data, response.error, response.log)
-    return Response(*(scrub(text, secrets) for text in fields))
+    # Never the protocol's own word: a short secret must not turn "success" into "succ<redacted>ss".
+    return Response(
+        response.state, *(scrub(text, secrets) for text in (response.data, response.error, response.log))
+    )
 
 
 def _logged(name: str, response: Response, context: Context, node: object) -> Response:
@@ -140,9 +144,12 @@ def _logged(name: str, response: Response, context: Context, node: object) -> Re
         lines.append(("error", response.error))
     if not lines:
         return response
-    stamp, role = now(), context.role or "-"
+    from provider_rke2.errors import printable
+
+    # One record a line: nothing from the input (a role, a key) can start a line of its own.
+    stamp, role = now(), printable(context.role or "-")
     text = "".join(
-        f"{stamp} provider-rke2/{__version__} {name} role={role} {level}: {message}\n"
+        f"{stamp} provider-rke2/{__version__} {printable(name)} role={role} {level}: {printable(message)}\n"
         for level, message in lines
     )
     try:
@@ -218,14 +225,16 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         "wait-ready", description="Wait until RKE2 answers on this node; record the outcome."
     )
     ready.add_argument("--role", required=True, choices=("init", "controlplane", "worker"))
-    ready.add_argument("--timeout", type=float, default=900.0)
+    ready.add_argument(
+        "--timeout", type=_seconds, default=900.0, help="seconds to wait, in all (default 900)"
+    )
     ready.add_argument(
         "--after", default="", help="what the boot stage did: started, restarted, unchanged, failed"
     )
     ready.add_argument("--data-dir", default=None, help="RKE2's data dir (default: the root's)")
     ready.add_argument("--kubelet-url", default=None)
     ready.add_argument("--supervisor-url", default=None)
-    ready.add_argument("--max-interval", type=float, default=15.0)
+    ready.add_argument("--max-interval", type=_seconds, default=15.0)
     ready.add_argument("--stylus-root", metavar="PATH", help=root_help)
     # Run by the unit's ExecStartPre when a proxy is configured, not by people.
     no_proxy = commands.add_parser(
@@ -254,7 +263,13 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
 
             if options.command == "events":
                 return report.events(
-                    node.stylus_root(), options.kind, options.since, options.json, options.follow, stdout
+                    node.stylus_root(),
+                    options.kind,
+                    options.since,
+                    options.json,
+                    options.follow,
+                    stdout,
+                    stderr,
                 )
             return report.status(node.stylus_root(), stdout)
         if options.command == "no-proxy":
@@ -319,14 +334,31 @@ def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: Te
     key = (node.read_state(paths.fingerprint_key) or "").encode()  # type: ignore[attr-defined]
     facts = node.facts(paths)  # type: ignore[attr-defined]
     rendered = render_section(section, root, key, node.executable(), facts)  # type: ignore[attr-defined]
+    from provider_rke2.secrets import in_section, scrub
+
+    secrets = in_section(section)
     for warning in rendered.warnings:
-        stderr.write(f"warning: {warning}\n")
+        stderr.write(f"warning: {scrub(str(warning), secrets)}\n")
     stderr.write(
         f"# agent.boot would write this to {rendered.path} (mode {OUTPUT_MODE:04o});"
         f" root {rendered.root.path} from {rendered.root.source}\n"
     )
     stdout.write(rendered.text)
     return 0
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds: finite and not negative (nan and inf would never end a wait)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, 0 or more, got {text!r}")
+    return value
 
 
 def _scripts_env(root: Any, node: Any) -> str:
@@ -360,17 +392,27 @@ def _no_proxy(unit: str, node: Any, stderr: TextIO) -> int:
 
 
 def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    # Raised where the handler runs: cleanups unwind (temporary files, a script's process
+    # group), and the event still ends in an answer and an `error` event.
+    import signal
+
+    from provider_rke2.errors import Terminated
+
+    raise Terminated(f"terminated by {signal.Signals(signum).name} before the event finished")
 
 
-def _claim_stdout() -> TextIO:
-    """Keep fd 1 for the response alone: anything else that writes there goes to stderr."""
+def _claim_stdout() -> Optional[TextIO]:
+    """Keep fd 1 for the response alone: anything else that writes there goes to stderr.
+    None when there is no stdout at all (closed by the caller)."""
     try:
         fd = os.dup(1)
-        os.dup2(2, 1)
     except OSError:
-        return sys.stdout
-    sys.stdout = os.fdopen(1, "w", closefd=False)
+        return None
+    try:
+        os.dup2(2, 1)
+        sys.stdout = os.fdopen(1, "w", closefd=False)
+    except OSError:
+        pass  # no stderr to send stray output to: fd 1 stays as it was
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
@@ -380,4 +422,5 @@ def _read_stdin() -> str:
         data = stream.read(MAX_EVENT_BYTES + 1) if stream is not None else b""
     except (OSError, ValueError):
         return ""
-    return data.decode("utf-8", errors="replace")
+    # Undecodable bytes are kept (as lone surrogates) so that the event is refused by name.
+    return data.decode("utf-8", errors="surrogateescape")

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 from provider_rke2 import schema
 from provider_rke2.errors import ConfigError, Problem
 from provider_rke2.paths import CLUSTER_OUTPUT
+from provider_rke2.secrets import MIN_SECRET
 from provider_rke2.yamltext import parse_bool
 
 ROLES = ("init", "controlplane", "worker")
@@ -40,6 +41,7 @@ KNOWN_KEYS = (
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,18 @@ class _Reader:
                 self.warnings.append(Problem(f"cluster.{key}", f"unknown setting, ignored{hint}"))
         role = self.text("role")
         provider_config = self.string_map("providerConfig")
+        token = self.text("cluster_token")
+        if 0 < len(token) < MIN_SECRET:
+            self.warnings.append(
+                Problem(
+                    "cluster.cluster_token",
+                    f"a weak token: {len(token)} characters, fewer than {MIN_SECRET}; one this short cannot"
+                    " be told from ordinary text, so it is not redacted from messages (none quotes it)",
+                )
+            )
         return Cluster(
             role=role,
-            token=self.text("cluster_token"),
+            token=token,
             control_plane_host=self.host(role),
             config=self.text("config"),
             provider_config=provider_config,
@@ -147,10 +158,12 @@ class _Reader:
         path = self.text(key)
         if not path or not path.startswith("/"):
             return ""
-        if "\0" in path or "\n" in path or path.endswith("/") or posixpath.normpath(path) != path:
+        control = any(ord(c) < 32 or c == "\x7f" for c in path)
+        if control or path.endswith("/") or posixpath.normpath(path) != path or "//" in path:
             self.fail(
                 f"cluster.{key}",
-                f"expected a clean absolute path (no '..', '.', '//' or trailing '/'), got '{path}'",
+                f"expected a clean absolute path (no '..', '.', '//', trailing '/' or control characters),"
+                f" got {path[:80]!r}",
             )
             return ""
         return path
@@ -192,6 +205,9 @@ def _is_scalar(value: Any) -> bool:
 def _normal_host(host: str) -> Optional[str]:
     """The host without IPv6 brackets, or None when it is not a bare host."""
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    address, percent, zone = bare.partition("%")
+    if percent and not _ZONE.fullmatch(zone):
+        return None  # an IPv6 zone is an interface name or number, nothing else
     try:
         return str(ipaddress.ip_address(bare))
     except ValueError:

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+MAX_MESSAGE = 400  # characters of one problem's message: values are quoted in excerpts
+MAX_LISTED = 20  # problems named in an error's text; the rest are counted
+
+
+def printable(text: str) -> str:
+    """`text` on one line, without anything a terminal or a log reader would act on: newlines,
+    escape sequences and other control characters are shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -14,7 +25,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        message = self.message
+        if len(message) > MAX_MESSAGE:
+            message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
+        return printable(f"{self.path}: {message}")
 
 
 class ProviderError(Exception):
@@ -32,7 +46,14 @@ class ConfigError(ProviderError):
     def __init__(self, problems: Sequence[Problem], warnings: Sequence[Problem] = ()):
         self.problems = sorted(problems)
         self.warnings = list(warnings)
-        super().__init__("; ".join(str(p) for p in self.problems))
+        listed = [str(p) for p in self.problems[:MAX_LISTED]]
+        if len(self.problems) > MAX_LISTED:
+            listed.append(f"and {len(self.problems) - MAX_LISTED} more problems")
+        super().__init__("; ".join(listed))
+
+
+class Terminated(ProviderError):
+    """The provider was told to stop (SIGTERM) before the event finished."""
 
 
 class OutputError(ProviderError):

@@ -1,21 +1,30 @@
-"""The provider's only file writes: whole files, replaced atomically."""
+"""The provider's only file I/O on the node: whole files replaced atomically, records
+appended whole, and reads that never block. It runs as root at every boot, so nothing
+here follows a link planted where a file should be, writes into a directory another
+user controls, or waits on a FIFO."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from typing import BinaryIO
 
 from provider_rke2.errors import OutputError
 
+PRIVATE_DIR = 0o700
 
-def replace_file(path: str, data: bytes, mode: int) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never a part."""
+
+def replace_file(path: str, data: bytes, mode: int, dir_mode: int = 0o755) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never a part;
+    only in a directory no other user controls, and only over a regular file."""
     directory = os.path.dirname(path) or "."
     tmp = ""
     try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        # mkstemp creates the file 0600 in the same directory, so the rename is atomic
-        # and the secret is never readable by others, not even for a moment.
+        trusted_directory(directory, dir_mode)
+        _replaceable(path)
+        # mkstemp creates the file 0600 (O_EXCL, so never through a link) in the same
+        # directory: the rename is atomic and a secret is never readable by others.
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -36,49 +45,123 @@ def replace_file(path: str, data: bytes, mode: int) -> None:
 
 
 def append_record(path: str, record: bytes, limit: int, mode: int = 0o600) -> None:
-    """Append one record with one O_APPEND write, so concurrent writers never interleave;
-    past `limit` bytes the file is first renamed to PATH.1 (one older file is kept)."""
+    """Append one record whole or not at all: under an exclusive lock, a short write (a full
+    disk) is cut back off, and a record torn earlier gets its own line first, so that
+    the next record is never glued onto it. Past `limit` bytes the file is first renamed
+    to PATH.1 (one older file is kept)."""
     import fcntl
 
-    directory = os.path.dirname(path) or "."
     try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        if _size(path) + len(record) > limit:
-            # Under a lock: two writers must not both rotate and lose the older file.
-            with open(path + ".lock", "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                if _size(path) + len(record) > limit:
-                    os.replace(path, path + ".1")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        trusted_directory(os.path.dirname(path) or ".", PRIVATE_DIR)
+        fd = _open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
         try:
-            if os.write(fd, record) != len(record):
-                raise OSError(28, "No space left on device")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size and size + len(record) > limit:
+                # Still under the lock: two writers never both rotate and lose the older file.
+                os.replace(path, path + ".1")
+                os.close(fd)
+                fd = _open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+            if size and _last_byte(fd, size) != b"\n":
+                record = b"\n" + record
+            written = os.write(fd, record)
+            if written != len(record):
+                os.ftruncate(fd, size)
+                raise OSError(
+                    28, f"No space left on device ({written} of {len(record)} bytes written, cut back)"
+                )
         finally:
             os.close(fd)
     except OSError as err:
         raise OutputError(f"cannot append to {path}: {err.strerror or err}") from None
 
 
-def read_regular(path: str, limit: int) -> bytes:
-    """At most `limit` bytes of a regular file; OSError for anything else (a link, a FIFO, a
-    device), without following the link or blocking on the FIFO."""
-    import stat
+def _last_byte(fd: int, size: int) -> bytes:
+    os.lseek(fd, size - 1, os.SEEK_SET)  # O_APPEND: the write still goes to the end
+    return os.read(fd, 1)
 
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+
+def read_regular(path: str, limit: int, follow: bool = False) -> bytes:
+    """At most `limit` bytes of a regular file; OSError for anything else (a link unless
+    `follow`, a FIFO, a device), without ever blocking on it."""
+    with open_regular(path, follow) as handle:
+        return handle.read(limit)
+
+
+def open_regular(path: str, follow: bool = False) -> BinaryIO:
+    """A regular file opened for reading, checked before any read: a FIFO or a device is
+    refused at once (opened non-blocking), a link too unless `follow`."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(22, "not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read(limit)
-    finally:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == 40:  # ELOOP: O_NOFOLLOW met a link
+            raise OSError(err.errno, "a link, not a regular file") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
+        raise OSError(22, "not a regular file")
+    return os.fdopen(fd, "rb")
 
 
-def _size(path: str) -> int:
+def trusted_directory(directory: str, mode: int = PRIVATE_DIR) -> None:
+    """Make `directory` (mode `mode`) if missing; OSError unless it and every directory on
+    the way belong to root (or this user) and no other user can write there, a root-owned
+    sticky directory (/tmp) excepted, and no link on the way belongs to another user."""
+    me = os.geteuid()
+    current = ""
+    for part in os.path.abspath(directory).split("/")[1:]:
+        if not part:
+            continue
+        current += "/" + part
+        try:
+            link = os.lstat(current)
+        except FileNotFoundError:
+            os.makedirs(directory, mode=mode, exist_ok=True)
+            return trusted_directory(directory, mode)
+        if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, me):
+            raise OSError(1, f"{current} is a link owned by uid {link.st_uid}")
+        found = os.stat(current)
+        if not stat.S_ISDIR(found.st_mode):
+            raise OSError(20, f"{current} is not a directory")
+        if found.st_uid not in (0, me):
+            raise OSError(1, f"{current} belongs to uid {found.st_uid}")
+        # On the way, a directory a system group may write is usual (Ubuntu's /var/log is
+        # root:syslog 0775): what such a member could plant in it (a link, a directory) is
+        # refused one step further, where it belongs to them. Where the file goes, nobody but
+        # root writes.
+        leaf = current == os.path.abspath(directory)
+        system_group = not leaf and found.st_gid < 1000
+        shared = found.st_mode & (stat.S_IWOTH | (0 if system_group else stat.S_IWGRP))
+        if shared and not (found.st_mode & stat.S_ISVTX and found.st_uid == 0):
+            raise OSError(1, f"{current} is writable by other users")
+    return None
+
+
+def _replaceable(path: str) -> None:
     try:
-        return os.stat(path).st_size
+        found = os.lstat(path)
     except FileNotFoundError:
-        return 0
+        return
+    if not stat.S_ISREG(found.st_mode):
+        raise OSError(17, f"{path} exists and is not a regular file; not replaced")
+
+
+def _open_regular(path: str, flags: int, mode: int) -> int:
+    """A regular file of ours, opened without following a link and without blocking."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as err:
+        if err.errno == 40:
+            raise OSError(err.errno, f"{path} is a link; not written through") from None
+        raise
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_uid not in (0, os.geteuid()):
+        os.close(fd)
+        raise OSError(1, f"{path} is not a regular file of root's; not written")
+    return fd
 
 
 def _sync_directory(directory: str) -> None:

@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any, Callable, List, Mapping, Optional
 
 from provider_rke2.errors import ProviderError
+from provider_rke2.fsio import open_regular
 from provider_rke2.paths import Paths
 from provider_rke2.protocol import Response
 
@@ -102,7 +103,8 @@ def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest
 def _absolute(config: Mapping[str, Any], key: str, default: str) -> str:
     value = str(config.get(key) or default)
     path = value.rstrip("/") or "/"
-    if value and (not value.startswith("/") or posixpath.normpath(path) != path or "\0" in value):
+    control = any(ord(c) < 32 or c == "\x7f" for c in value)
+    if value and (not value.startswith("/") or posixpath.normpath(path) != path or control):
         raise InstallError(f"install config: '{key}' must be a clean absolute path, got '{value}'")
     return path if value else ""
 
@@ -149,8 +151,8 @@ def lay_down_scripts(root: str) -> List[str]:
 
 def _expected_sum(sums: str, name: str) -> str:
     try:
-        with open(sums, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+        with open_regular(sums, follow=True) as handle:
+            lines = handle.read(1 << 20).decode("utf-8", errors="replace").splitlines()
     except OSError as err:
         raise InstallError(f"cannot read {sums}: {err.strerror or err}") from None
     for line in lines:
@@ -163,7 +165,7 @@ def _expected_sum(sums: str, name: str) -> str:
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, follow=True) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     except OSError as err:
@@ -175,7 +177,7 @@ def _unpack(archive: str, staging: str) -> List[str]:
     """Regular files and directories only, each inside the staging directory."""
     files = []
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with open_regular(archive, follow=True) as raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
             for member in tar.getmembers():
                 name = posixpath.normpath(member.name)
                 if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):

@@ -58,16 +58,18 @@ class LocalNode:
                 pass  # the journal's copy is best effort; the event log has the record
 
     def read_state(self, path: str) -> Optional[str]:
+        """A state file's text; None when there is none, or it is not a regular file."""
+        from provider_rke2.fsio import read_regular
+
         try:
-            with open(path, encoding="utf-8") as handle:
-                return handle.read().strip()
-        except OSError:
+            return read_regular(path, 65536).decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
             return None
 
     def write_state(self, path: str, text: str) -> None:
-        from provider_rke2.fsio import replace_file
+        from provider_rke2.fsio import PRIVATE_DIR, replace_file
 
-        replace_file(path, text.encode("utf-8") + b"\n", 0o600)
+        replace_file(path, text.encode("utf-8") + b"\n", 0o600, PRIVATE_DIR)
 
     def fingerprint_key(self, path: str) -> bytes:
         """The node's random key for fingerprints, made on first use (0600)."""
@@ -78,8 +80,13 @@ class LocalNode:
         return key.encode()
 
     def read_text(self, path: str) -> str:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(MAX_EVENT_BYTES + 1)
+        """The payload file the agent wrote: a regular file, never a link or a FIFO."""
+        from provider_rke2.fsio import read_regular
+
+        try:
+            return read_regular(path, MAX_EVENT_BYTES + 1).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise OSError(84, f"not UTF-8 text (byte {err.start})") from None
 
     def facts(self, paths: Any) -> Any:
         """What a render needs to know of this node (provider_rke2.render.NodeFacts)."""
@@ -133,7 +140,7 @@ class LocalNode:
     def append_log(self, path: str, text: str) -> None:
         from provider_rke2.fsio import append_record
 
-        append_record(path, text.encode("utf-8"), LOG_LIMIT)
+        append_record(path, text.encode("utf-8", errors="backslashreplace"), LOG_LIMIT)
 
     def stylus_root(self) -> roots.Root:
         return roots.resolve(self.stylus_root_flag, self._environment_file(), self.environ)
@@ -173,8 +180,13 @@ class LocalNode:
     def run_script(
         self, installed: str, root: roots.Root, timeout: float, paths_env: Mapping[str, str]
     ) -> ScriptResult:
-        """Run the node's copy of a provider script, or the packaged one when the node has none."""
-        import signal
+        """Run the node's copy of a provider script, or the packaged one when the node has none.
+
+        Bounded as a whole: the output goes to an unlinked temporary file, not a pipe, so a
+        child that outlives the script (even one that left its process group with setsid)
+        cannot hold the provider waiting for the pipe to close; at the limit, or when the
+        provider itself is told to stop, the script's whole process group is killed.
+        """
         import subprocess
         from contextlib import ExitStack
         from importlib import resources
@@ -185,24 +197,50 @@ class LocalNode:
                 packaged = resources.files("provider_rke2").joinpath("scripts", os.path.basename(installed))
                 path = str(stack.enter_context(resources.as_file(packaged)))
             env = {**self.environ, roots.VARIABLE: root.path, **paths_env}
+            output = stack.enter_context(_scratch_file())
             process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell parses it
                 ["/bin/sh", path],
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
+                stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             try:
-                out, _ = process.communicate(timeout=timeout)
-                code: Optional[int] = process.returncode
+                code: Optional[int] = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                # The script's children (umount, iptables-restore, ...) go with it.
-                os.killpg(process.pid, signal.SIGKILL)
-                out, _ = process.communicate()
                 code = None
-        text = out.decode("utf-8", errors="replace").strip()
+                _end_group(process)
+            except BaseException:  # Terminated (SIGTERM to the provider): the script goes too
+                _end_group(process)
+                raise
+            output.seek(max(0, os.fstat(output.fileno()).st_size - 4 * MAX_SCRIPT_OUTPUT))
+            text = output.read().decode("utf-8", errors="replace").strip()
         return ScriptResult(path, code, text[-MAX_SCRIPT_OUTPUT:])
+
+
+def _scratch_file() -> Any:
+    """An unnamed file for a script's output: in memory (memfd), so that a reset works on a
+    read-only / as well; a temporary file where the kernel has no memfd."""
+    import tempfile
+
+    try:
+        return os.fdopen(os.memfd_create("provider-rke2-script-output", os.MFD_CLOEXEC), "w+b")
+    except (AttributeError, OSError):
+        return tempfile.TemporaryFile()
+
+
+def _end_group(process: Any) -> None:
+    """Kill the script's whole process group (its children, umount, iptables-restore, ...).
+    The script is not reaped yet, so its pid, which names the group, is still its own."""
+    import signal
+
+    if process.pid > 0:  # killpg(0) would be the provider's own group
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    process.wait()
 
 
 def has_rke2_state(data_dir: str) -> bool:

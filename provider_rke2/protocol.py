@@ -29,7 +29,8 @@ class Response:
     log: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # ASCII: any text (a lone surrogate from a broken path included) can be written.
+        return json.dumps(asdict(self))
 
     def noted(self, text: str) -> Response:
         """The same response with `text` appended to its log, on lines of its own."""
@@ -40,10 +41,8 @@ def parse_event(text: str, argv_name: str) -> Event:
     """Decode the stdin event; the name on the command line is the authority."""
     if len(text) > MAX_EVENT_BYTES:
         raise EventError(f"event on stdin is larger than {MAX_EVENT_BYTES} bytes")
-    try:
-        raw = json.loads(text) if text.strip() else {}
-    except ValueError as err:
-        raise EventError(f"event on stdin is not valid JSON: {err}") from None
+    _check_text(text, "event on stdin")
+    raw = _json(text, "event on stdin") if text.strip() else {}
     if not isinstance(raw, dict):
         raise EventError(f"event on stdin must be a JSON object, got {_kind(raw)}")
     fields = {}
@@ -53,7 +52,10 @@ def parse_event(text: str, argv_name: str) -> Event:
             value = ""
         if not isinstance(value, str):
             raise EventError(f"event field '{key}' must be a string, got {_kind(value)}")
+        _check_text(value, f"event field '{key}'")
         fields[key] = value
+    if any(ord(char) < 32 or char == "\x7f" for char in fields["file"]):
+        raise EventError("event field 'file' holds a control character (NUL, newline, ...): not a path")
     return Event(name=argv_name, data=fields["data"], file=fields["file"])
 
 
@@ -71,13 +73,29 @@ def payload(event: Event, read_file: Callable[[str], str]) -> Dict[str, Any]:
         return {}
     if len(text) > MAX_EVENT_BYTES:
         raise EventError(f"{origin} is larger than {MAX_EVENT_BYTES} bytes")
-    try:
-        decoded = json.loads(text)
-    except ValueError as err:
-        raise EventError(f"{origin} is not valid JSON: {err}") from None
+    _check_text(text, origin)
+    decoded = _json(text, origin)
     if not isinstance(decoded, dict):
         raise EventError(f"{origin} must be a JSON object, got {_kind(decoded)}")
     return decoded
+
+
+def _json(text: str, origin: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise EventError(f"{origin} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise EventError(f"{origin} is nested too deeply to be an event") from None
+
+
+def _check_text(text: str, origin: str) -> None:
+    """Text that came in as bytes the agent did not encode as UTF-8 (kept as lone surrogates
+    by the reader), or JSON escapes of lone surrogates, is refused by name."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise EventError(f"{origin} is not valid UTF-8 text (at character {err.start})") from None
 
 
 def _kind(value: Any) -> str:

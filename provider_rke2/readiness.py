@@ -9,14 +9,18 @@ the boot stage.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 SUPERVISOR_PING = "https://127.0.0.1:9345/ping"
 
-Probe = Callable[[], Tuple[bool, str]]
+# A probe gets the seconds it may take at most, and answers (passed, what it saw).
+Probe = Callable[[float], Tuple[bool, str]]
 
 
 @dataclass(frozen=True)
@@ -33,19 +37,49 @@ def wait(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
-    """Poll every probe until all pass or `timeout` seconds have gone; back-off 1 s doubling to max."""
+    """Poll every probe until all pass or `timeout` seconds have gone; back-off 1 s doubling
+    to max. One deadline for everything: each probe may take only what is left of it."""
     start = clock()
+    deadline = start + timeout
     interval = 1.0
+    detail = ""
     while True:
-        results = [probe() for probe in probes]
+        if detail and clock() >= deadline:  # out of time: what the last round saw
+            return Outcome(False, clock() - start, detail)
+        results = [probe(max(0.0, deadline - clock())) for probe in probes]
         detail = "; ".join(text for _, text in results)
         if all(ok for ok, _ in results):
             return Outcome(True, clock() - start, detail)
-        remaining = timeout - (clock() - start)
+        remaining = deadline - clock()
         if remaining <= 0:
             return Outcome(False, clock() - start, detail)
         sleep(min(interval, remaining))
         interval = min(interval * 2, max_interval)
+
+
+class _Expired(Exception):
+    pass
+
+
+@contextmanager
+def _at_most(seconds: float) -> Iterator[None]:
+    """Interrupt whatever runs inside after `seconds`, even a read that gets a byte at a time
+    (a socket timeout bounds each read, not the answer). Main thread only: elsewhere only the
+    socket timeout holds."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _Expired()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: float = 5.0) -> Probe:
@@ -57,7 +91,10 @@ def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: fl
     import ssl
     import urllib.request
 
-    def probe() -> Tuple[bool, str]:
+    def probe(budget: float) -> Tuple[bool, str]:
+        limit = min(timeout, budget)
+        if limit <= 0:
+            return False, f"{url}: no time left to ask"
         handlers: list = [urllib.request.ProxyHandler({})]
         if ca_file:
             if not os.path.exists(ca_file):
@@ -69,8 +106,10 @@ def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: fl
             except (OSError, ssl.SSLError) as err:
                 return False, f"{url}: cannot use the cluster CA at {ca_file}: {err}"
         try:
-            with urllib.request.build_opener(*handlers).open(url, timeout=timeout) as answer:
+            with _at_most(limit), urllib.request.build_opener(*handlers).open(url, timeout=limit) as answer:
                 body = answer.read(256).decode("utf-8", errors="replace").strip()
+        except _Expired:
+            return False, f"{url}: no whole answer within {limit:.1f} s"
         except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
             return False, f"{url}: {getattr(err, 'reason', None) or err}"
         return (body == expect), f"{url}: {body!r}"

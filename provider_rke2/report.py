@@ -5,23 +5,34 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, Iterator, List, Optional, TextIO
+from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
 
 from provider_rke2 import eventlog
+from provider_rke2.errors import printable
+from provider_rke2.fsio import open_regular
 from provider_rke2.paths import Paths
 from provider_rke2.root import Root
 
 
 def read_events(path: str) -> List[Dict[str, Any]]:
     """Every record of the log and its rotated predecessor, oldest first; unreadable lines skipped."""
-    records = []
+    return read_log(path)[0]
+
+
+def read_log(path: str) -> Tuple[List[Dict[str, Any]], int]:
+    """The records, and how many lines were skipped (torn by a full disk, or not a record)."""
+    records: List[Dict[str, Any]] = []
+    skipped = 0
     for name in (path + ".1", path):
         try:
-            with open(name, encoding="utf-8") as handle:
-                records += [r for r in (_parse(line) for line in handle) if r]
+            with open_regular(name) as handle:
+                lines = handle.read(64 << 20).decode("utf-8", errors="replace").splitlines()
         except OSError:
             continue
-    return records
+        parsed = [_parse(line) for line in lines if line.strip()]
+        records += [r for r in parsed if r]
+        skipped += sum(1 for r in parsed if not r)
+    return records, skipped
 
 
 def _parse(line: str) -> Optional[Dict[str, Any]]:
@@ -44,15 +55,23 @@ def selected(
 
 
 def table(records: List[Dict[str, Any]]) -> str:
+    # Escaped for the terminal: a record's text never moves the cursor or forges a row.
     lines = [
-        f"{r.get('time', ''):20}  {r.get('type', ''):14}  {r.get('role', '-'):12}  {r.get('message', '')}"
+        printable(f"{r.get('time', '')!s:20}  {r.get('type', '')!s:14}  {r.get('role', '-')!s:12}  ")
+        + printable(str(r.get("message", "")))
         for r in records
     ]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
 def events(
-    root: Root, kind: Optional[str], since: Optional[str], as_json: bool, follow: bool, out: TextIO
+    root: Root,
+    kind: Optional[str],
+    since: Optional[str],
+    as_json: bool,
+    follow: bool,
+    out: TextIO,
+    err: Optional[TextIO] = None,
 ) -> int:
     path = Paths(root.path).events_log
 
@@ -61,7 +80,12 @@ def events(
         out.write("".join(json.dumps(r) + "\n" for r in chosen) if as_json else table(chosen))
         out.flush()
 
-    show(read_events(path))
+    records, skipped = read_log(path)
+    if skipped and err is not None:
+        err.write(
+            f"events: skipped {skipped} unreadable line(s) of {path} (torn by a full disk, or not a record)\n"
+        )
+    show(records)
     if follow:
         try:
             for batch in _follow(path):
@@ -88,11 +112,12 @@ def _follow(path: str, interval: float = 0.5) -> Iterator[List[Dict[str, Any]]]:
 
 def _read_from(path: str, offset: int) -> List[Dict[str, Any]]:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open_regular(path) as handle:
             handle.seek(offset)
-            return [r for r in (_parse(line) for line in handle) if r]
+            text = handle.read(64 << 20).decode("utf-8", errors="replace")
     except OSError:
         return []
+    return [r for r in (_parse(line) for line in text.splitlines()) if r]
 
 
 def _size(path: str) -> int:
@@ -113,7 +138,7 @@ def status(root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None)
     paths = Paths(root.path)
     records = read_events(paths.events_log)
     roles = [r["role"] for r in records if r.get("role")]
-    role = roles[-1] if roles else "unknown (no event recorded a role)"
+    role = printable(str(roles[-1])) if roles else "unknown (no event recorded a role)"
     states = unit_state if unit_state is not None else _unit_states()
     lines = [
         f"mode: {'agent' if root.agent_mode else 'appliance'}",
@@ -127,7 +152,9 @@ def status(root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None)
     for kind in eventlog.TYPES:
         record = last.get(kind)
         lines.append(
-            f"  {kind:14}  {record['time']}  {record.get('message', '')}" if record else f"  {kind:14}  never"
+            printable(f"  {kind:14}  {record.get('time', '')!s}  {record.get('message', '')!s}")
+            if record
+            else f"  {kind:14}  never"
         )
     out.write("\n".join(lines) + "\n")
     return 0

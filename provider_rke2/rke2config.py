@@ -248,11 +248,8 @@ def _whole(text: str) -> List[str]:
 
 
 def _union(first: Any, second: Any, key: str) -> List[Any]:
-    result: List[Any] = []
-    for item in list_items(first, key) + list_items(second, key):
-        if item not in result:
-            result.append(item)
-    return result
+    # A dict keeps the first of equal items in order, in linear time (a list's `in` was quadratic).
+    return list(dict.fromkeys(list_items(first, key) + list_items(second, key)))
 
 
 def dump(config: Mapping[str, Any]) -> str:

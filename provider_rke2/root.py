@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -28,8 +27,8 @@ FROM_DEFAULT = "default (nothing set STYLUS_ROOT)"
 
 # The root ends up in systemd unit lines and shell commands: plain path
 # characters only, so it never needs quoting rules of either.
-_SAFE = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SAFE = re.compile(r"/[A-Za-z0-9._+@/-]*")  # whole strings only (fullmatch): `$` would allow a final newline
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def clean(value: str, origin: str) -> str:
         path = APPLIANCE_ROOT
     if not path.startswith("/"):
         raise ConfigError([Problem(origin, f"expected an absolute path, got '{value}'")])
-    if not _SAFE.match(path) or posixpath.normpath(path) != path:
+    if not _SAFE.fullmatch(path) or posixpath.normpath(path) != path:
         raise ConfigError(
             [
                 Problem(
@@ -82,17 +81,80 @@ def clean(value: str, origin: str) -> str:
     return path
 
 
-def assignments(text: str) -> dict:
-    """Variables a POSIX shell would set by sourcing `text`; the last assignment wins."""
-    lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|")
-    lexer.whitespace_split = True
-    found = {}
-    try:
-        tokens = list(lexer)
-    except ValueError:  # an unterminated quote: the shell would fail to source it too
-        return found
-    for token in tokens:
-        name, sep, value = token.partition("=")
-        if sep and _NAME.match(name):
-            found[name] = value
+def assignments(text: str, origin: str = STYLUS_ENVIRONMENT) -> dict:
+    """Variables that dash sets by sourcing `text`; the last assignment wins.
+
+    Only what reads exactly as dash reads it: blank lines, comments, `NAME=value` words (plain,
+    'single' or "double" quoted, without anything the shell would expand), `export` of such
+    words or of names, several of them on a line or separated by `;`. Anything else (a
+    command, a condition, an expansion, a prefix assignment to a command) is an error naming
+    the line: reading it would be a guess about what the shell does.
+    """
+    found: dict = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        try:
+            for command in _commands(line):
+                found.update(_assigned(command))
+        except ValueError as err:
+            problem = Problem(f"{origin}:{number}", f"{err}; only comments, assignments and export are read")
+            raise ConfigError([problem]) from None
     return found
+
+
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:@%+=,-")
+
+
+def _commands(line: str) -> list:
+    """The line's simple commands, each a list of words, quotes removed."""
+    commands: list = [[]]
+    word, in_word, i = "", False, 0
+    while i < len(line):
+        char = line[i]
+        if char in " \t":
+            if in_word:
+                commands[-1].append(word)
+                word, in_word = "", False
+        elif char == ";":
+            if in_word:
+                commands[-1].append(word)
+                word, in_word = "", False
+            commands.append([])
+        elif char == "#" and not in_word:
+            break
+        elif char == "'":
+            end = line.find("'", i + 1)
+            if end < 0:
+                raise ValueError("a quote that does not close on its line")
+            word, in_word, i = word + line[i + 1 : end], True, end
+        elif char == '"':
+            end = line.find('"', i + 1)
+            if end < 0:
+                raise ValueError("a quote that does not close on its line")
+            inner = line[i + 1 : end]
+            if any(c in inner for c in "$`\\"):
+                raise ValueError("a double-quoted value the shell would expand ($, `, \\)")
+            word, in_word, i = word + inner, True, end
+        elif char in _PLAIN:
+            word, in_word = word + char, True
+        else:
+            raise ValueError(f"{char!r}, which the shell would interpret")
+        i += 1
+    if in_word:
+        commands[-1].append(word)
+    return [command for command in commands if command]
+
+
+def _assigned(words: list) -> dict:
+    if words[0] == "export":
+        words = words[1:]
+        plain_names = [w for w in words if "=" not in w]
+        if any(not _NAME.fullmatch(name) for name in plain_names):
+            raise ValueError(f"'export {' '.join(words)}' exports something that is not a name")
+        words = [w for w in words if "=" in w]
+    result = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not _NAME.fullmatch(name):
+            raise ValueError(f"'{word}' is a command")
+        result[name] = value
+    return result

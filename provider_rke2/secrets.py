@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Set
 from urllib.parse import urlsplit
 
+from provider_rke2.errors import printable
+
 REDACTED = "<redacted>"
 # RKE2 options whose values are secrets.
 SECRET_KEYS = frozenset(
@@ -55,8 +57,29 @@ def _texts(values: Iterable[Any]) -> Set[str]:
     return {str(v) for v in values if v is not None and not isinstance(v, (dict, list, bool)) and str(v)}
 
 
+# A secret shorter than this cannot be told from ordinary text: replacing it everywhere
+# would mangle every message (and, by what it mangles, show it). Such a token is reported
+# as weak instead; messages never quote a token by construction.
+MIN_SECRET = 8
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret replaced, longest first (a secret may contain another)."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+    """`text` with every secret replaced in every form it can be printed in (as written, as
+    Python and JSON escape it), longest first (a secret may contain another)."""
+    forms = {form for secret in secrets if len(secret) >= MIN_SECRET for form in _forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return text
+
+
+def _forms(secret: str) -> Set[str]:
+    import json
+
+    return {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        secret.encode("unicode_escape").decode("ascii"),
+        printable(secret),
+    }

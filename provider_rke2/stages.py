@@ -204,14 +204,16 @@ def start_service(
     decide = (
         f'case "$(systemctl is-active {unit_q})" in\n'
         "active|activating|reloading)\n"
-        f'  if [ "$(cat {stamp} 2>/dev/null)" = {want} ]; then action=unchanged\n'
+        f'  if [ -f {stamp} ] && [ ! -L {stamp} ] && [ "$(cat {stamp})" = {want} ]; then action=unchanged\n'
         f"  elif systemctl restart --no-block {unit_q}; then action=restarted\n"
         "  else action=failed; fi ;;\n"
         f"*) if systemctl start --no-block {unit_q}; then action=started; else action=failed; fi ;;\n"
         "esac\n"
         'if [ "$action" = started ] || [ "$action" = restarted ]; then\n'
-        f"  (umask 077 && mkdir -p {state_dir} && printf '%s\\n' {want} > {stamp}.tmp"
-        f" && mv -f {stamp}.tmp {stamp})\n"
+        # A fresh file (mktemp: O_EXCL, never through a link), renamed over the stamp; never
+        # into a directory planted where the stamp goes.
+        f"  [ -d {stamp} ] || (umask 077 && mkdir -p {state_dir} && tmp=$(mktemp {state_dir}/.started.XXXXXX)"
+        f' && printf \'%s\\n\' {want} > "$tmp" && mv -f "$tmp" {stamp})\n'
         "fi\n"
         # Its own transient unit: boot.before runs in a oneshot service whose leftover
         # processes are killed when it ends; one watcher at a time, by its fixed name.

@@ -12,6 +12,7 @@ Two readings are needed:
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any, ClassVar
 
 import yaml
@@ -25,6 +26,15 @@ class _TextLoader(yaml.SafeLoader):
     """Plain scalars stay text; null and merge keys resolve."""
 
     yaml_implicit_resolvers: ClassVar[dict] = {}
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # Checked as the scanner meets each `[` or `{`: past the bound it stops at once
+        # (PyYAML rescans its pending keys at every level, quadratic in a deep nest).
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark()
+            )
+        super().fetch_flow_collection_start(token_class)
 
 
 _TextLoader.add_implicit_resolver("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""])
@@ -58,6 +68,25 @@ _RKE2Loader.add_constructor("tag:yaml.org,2002:bool", _bool_scalar)
 _TextLoader.add_constructor("tag:yaml.org,2002:bool", _text_scalar)
 
 
+def _unsupported(loader: yaml.SafeLoader, node: yaml.Node) -> None:
+    kind = node.tag.rsplit(":", 1)[-1]
+    raise yaml.constructor.ConstructorError(
+        None, None, f"!!{kind} is not supported here: write a mapping or a list", node.start_mark
+    )
+
+
+# Sets, ordered maps and pairs have no meaning for the SDK or RKE2: refused by name.
+for _loader in (_TextLoader, _RKE2Loader):
+    for _tag in ("set", "omap", "pairs"):
+        _loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unsupported)
+
+# A document may not grow past these once its aliases are expanded (each use of an
+# alias counts its whole value again), nor nest deeper: a "billion laughs" is refused
+# before anything walks it.
+MAX_VALUES = 500_000
+MAX_DEPTH = 100
+
+
 class YAMLSyntaxError(ValueError):
     """A YAML document that does not parse; the message points into it."""
 
@@ -86,6 +115,9 @@ _SCALAR = r"[A-Za-z0-9_/.(][A-Za-z0-9_/.=+~,@:()$%*\- ]*?"
 _KEY_LINE = re.compile(rf"([A-Za-z0-9][A-Za-z0-9_.-]*\+?):(?: +({_SCALAR}))?(?: +#.*)? *\Z")
 _ITEM_LINE = re.compile(rf"( *)- ({_SCALAR})(?: +#.*)? *\Z")
 _SKIP_LINE = re.compile(r" *(?:#.*)?\Z")
+# PyYAML refuses a plain key longer than this ("could not find expected ':'"): past it the
+# fast reader is not certain, so it defers.
+_SIMPLE_KEY = 1024
 
 
 def _flat_config(text: str) -> Any:
@@ -107,7 +139,12 @@ def _flat_config(text: str) -> Any:
             items.append(value)
             continue
         pair = _KEY_LINE.match(line)
-        if not pair or _NULL.match(pair.group(1)) or _BOOL.match(pair.group(1)):
+        if (
+            not pair
+            or _NULL.match(pair.group(1))
+            or _BOOL.match(pair.group(1))
+            or len(pair.group(1)) > _SIMPLE_KEY
+        ):
             return None
         if items:
             config[key] = items
@@ -147,15 +184,63 @@ def parse_bool(text: str) -> bool | None:
     return None
 
 
-def _load(text: str, loader: type) -> Any:
+def _load(text: str, loader_class: type) -> Any:
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - loaders derive from SafeLoader
+        loader = loader_class(text)
+    except yaml.YAMLError as err:  # the reader refuses a character at once
+        raise YAMLSyntaxError(str(err).split("\n")[0]) from None
+    # PyYAML composes recursively, a few frames a level: with the stack bounded a little
+    # past MAX_DEPTH levels, a document nested thousands deep fails at once, not after
+    # climbing to Python's own limit.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(min(limit, _frames() + 6 * MAX_DEPTH))
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise YAMLSyntaxError(f"{err.problem or err}{where}", mark.line + 1 if mark else 0) from None
     except yaml.YAMLError as err:
         raise YAMLSyntaxError(str(err)) from None
+    except RecursionError:
+        raise YAMLSyntaxError(f"is nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        sys.setrecursionlimit(limit)
+        loader.dispose()
+
+
+def _frames() -> int:
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a document past MAX_VALUES values (aliases expanded) or MAX_DEPTH levels; linear
+    in what it counts, and it stops counting at the bound (a recursive alias included)."""
+    stack = [(root, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise YAMLSyntaxError(
+                f"expands to more than {MAX_VALUES} values (aliases counted each time they are used)"
+            )
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise YAMLSyntaxError(f"is nested more than {MAX_DEPTH} levels deep (line {line})", line)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
 
 
 def kind_of(value: Any) -> str:

@@ -105,8 +105,8 @@ def test_server_url_from_host(host, server):
         pytest.param(
             {"role": "init", "local_images_path": "/opt/../etc"},
             [
-                "cluster.local_images_path: expected a clean absolute path (no '..', '.', '//'"
-                " or trailing '/'), got '/opt/../etc'"
+                "cluster.local_images_path: expected a clean absolute path (no '..', '.', '//',"
+                " trailing '/' or control characters), got '/opt/../etc'"
             ],
             id="dotdot-images",
         ),

@@ -64,7 +64,7 @@ def test_collection_never_raises_on_any_section(section):
 
 
 def test_scrub_replaces_longest_first():
-    assert scrub("abc abcdef", {"abc", "abcdef"}) == f"{REDACTED} {REDACTED}"
+    assert scrub("abcdefgh abcdefghij", {"abcdefgh", "abcdefghij"}) == f"{REDACTED} {REDACTED}"
 
 
 def RecordingNode(root):

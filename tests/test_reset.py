@@ -125,8 +125,8 @@ def test_the_runner_falls_back_to_the_packaged_copy(tmp_path, monkeypatch):
             self.returncode = 0
             self.pid = 0
 
-        def communicate(self, timeout=None):
-            return b"", b""
+        def wait(self, timeout=None):
+            return 0
 
     monkeypatch.setattr("subprocess.Popen", Recorder)
     result = LocalNode(environ={}).run_script(str(tmp_path / "absent/rke2-uninstall.sh"), APPLIANCE, 5, {})

@@ -37,8 +37,48 @@ def test_environment_file_shapes(fs, text, root):
 
 def test_the_file_is_parsed_never_executed(fs):
     fs.create_file(STYLUS_ENVIRONMENT, contents="STYLUS_ROOT=/a\n$(touch /pwned)\n`touch /pwned2`\n")
-    assert LocalNode(environ={}).stylus_root().path == "/a"
+    with pytest.raises(
+        ConfigError, match="/etc/spectro/environment:2: '\\$', which the shell would interpret"
+    ):
+        LocalNode(environ={}).stylus_root()
     assert not fs.exists("/pwned") and not fs.exists("/pwned2")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "why"),
+    [
+        pytest.param("if false; then STYLUS_ROOT=/evil; fi\n", 1, "'if' is a command", id="if"),
+        pytest.param("[ -e /x ] && STYLUS_ROOT=/evil\n", 1, "'[', which the shell", id="and-list"),
+        pytest.param("STYLUS_ROOT=/evil true\n", 1, "'true' is a command", id="prefix-assignment"),
+        pytest.param("A=1\nSTYLUS_ROOT=$HOME/x\n", 2, "'$', which the shell", id="expansion"),
+        pytest.param(
+            'STYLUS_ROOT="/a/$B"\n', 1, "double-quoted value the shell would expand", id="dq-expansion"
+        ),
+        pytest.param("STYLUS_ROOT=~/x\n", 1, "'~', which the shell", id="tilde"),
+        pytest.param("STYLUS_ROOT=/a\\\n/b\n", 1, "'\\\\', which the shell", id="continuation"),
+        pytest.param("export 1A=2\n", 1, "'1A=2' is a command", id="bad-name"),
+        pytest.param(". /other/file\n", 1, "'.' is a command", id="source"),
+    ],
+)
+def test_what_dash_would_read_otherwise_is_an_error_naming_the_line(fs, text, line, why):
+    fs.create_file(STYLUS_ENVIRONMENT, contents=text)
+    with pytest.raises(ConfigError) as raised:
+        LocalNode(environ={}).stylus_root()
+    assert str(raised.value).startswith(f"/etc/spectro/environment:{line}: ")
+    assert why in str(raised.value), str(raised.value)
+
+
+def test_the_strict_reader_agrees_with_dash(tmp_path):
+    import subprocess
+
+    text = "# stylus\nA=1 B='two words';export STYLUS_ROOT=\"/persistent/spectro\" C\nexport D\n\n  E=/e # note\n"
+    (tmp_path / "env").write_text(text)
+    shown = subprocess.run(
+        ["dash", "-c", '. "$0"; printf "%s|" "$A" "$B" "$STYLUS_ROOT" "$E"', str(tmp_path / "env")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    found = assignments(text)
+    assert "|".join(found[name] for name in ("A", "B", "STYLUS_ROOT", "E")) + "|" == shown
 
 
 def test_missing_file_falls_back_to_the_environment_variable(fs):
@@ -105,5 +145,13 @@ def test_cluster_root_path_applies_only_when_nothing_else_set_a_root():
     assert with_cluster_root(default, "") == default
 
 
-def test_unterminated_quote_sets_nothing():
-    assert assignments("STYLUS_ROOT='/a\n") == {}
+def test_an_unterminated_quote_is_an_error():
+    with pytest.raises(ConfigError, match="environment:1: a quote that does not close on its line"):
+        assignments("STYLUS_ROOT='/a\n")
+
+
+def test_a_root_ending_in_a_newline_is_refused():
+    from provider_rke2.root import clean
+
+    with pytest.raises(ConfigError, match="expected a clean absolute path"):
+        clean("/persistent/spectro\n", FROM_FLAG)

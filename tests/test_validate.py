@@ -62,7 +62,7 @@ def test_annotated_output_marks_lines_and_lists_problems():
 
 
 def test_missing_keys_point_at_their_parent():
-    assert findings("cluster:\n  cluster_token: x\n") == [
+    assert findings("cluster:\n  cluster_token: long-enough-token\n") == [
         ("error", 1, "cluster.role: missing; expected one of init, controlplane, worker")
     ]
 

@@ -57,8 +57,12 @@ WORDS = st.sampled_from(
      ".inf", "1e3", "a,b", "(x)", "$X", "%x", "*x", "&x", "!x", "'q'", '"q"', "[x]", "{x}", "a: b", "a #b",
      "a:", "-x", "- x", "?x", "|", ">", "@x", "`x", "#", "", " ", "y", "=", "<<", "a\\b", "é"]
 )  # fmt: skip
-KEYS = st.sampled_from(
-    ["cni", "tls-san", "tls-san+", "node-label", "a.b", "1", "yes", "null", "Key_2", "x y", "-k"]
+KEYS = st.one_of(
+    st.sampled_from(
+        ["cni", "tls-san", "tls-san+", "node-label", "a.b", "1", "yes", "null", "Key_2", "x y", "-k"]
+    ),
+    # Around PyYAML's 1024-character limit for a plain key: the fast reader defers past it.
+    st.integers(min_value=1000, max_value=1200).map(lambda n: "k" * n),
 )
 LINES = st.one_of(
     st.tuples(KEYS, WORDS).map(lambda kv: f"{kv[0]}: {kv[1]}"),
@@ -80,6 +84,7 @@ def pyyaml(text):
 @example(["a:", "b: 1"])
 @example(["a:", "- x", "a: y"])
 @example(["k:", "  - x", "    - y"])
+@example(["k" * 1100 + ": v"])
 def test_fast_path_agrees_with_pyyaml_wherever_it_answers(lines):
     text = "\n".join(lines) + "\n"
     fast = _flat_config(text)
