@@ -86,14 +86,18 @@ class TestNoWriteThroughALink:
         assert answer["state"] == "success"
         assert target.read_text() == "untouched\n"
         assert state.is_symlink(), "left as it was: not a regular file of ours"
+        assert "not kept" in answer["log"], "neither read through the link (a key from /etc/shadow) nor kept"
 
-    def test_rotation_replaces_a_link_at_the_old_file_and_never_its_target(self, tmp_path):
+    def test_rotation_creates_nothing_through_a_link(self, tmp_path):
         log = tmp_path / "logs" / "events.jsonl"
         log.parent.mkdir(mode=0o700)
+        lock_target = tmp_path / "created-through-a-link"
+        (log.parent / "events.jsonl.lock").symlink_to(lock_target)  # the old rotation lock's name
         target = planted_target(tmp_path)
         (log.parent / "events.jsonl.1").symlink_to(target)
         for index in range(4):
             fsio.append_record(str(log), f"record-{index}\n".encode(), 20)
+        assert not lock_target.exists()
         assert target.read_text() == "untouched\n"
         assert not (log.parent / "events.jsonl.1").is_symlink()
 
@@ -103,6 +107,7 @@ class TestNoWriteThroughALink:
         paths = Paths(str(tmp_path / "root"))
         os.makedirs(paths.state_dir, mode=0o700)
         target = planted_target(tmp_path)
+        os.symlink(target, paths.started_stamp + ".tmp")  # where the old step wrote with `>`
         os.symlink(target, paths.started_stamp)
         stub_bin("systemctl", '[ "$1" = is-active ] && echo inactive; exit 0')
         stub_bin("systemd-run", "exit 0")
@@ -115,6 +120,7 @@ class TestNoWriteThroughALink:
         assert Path(paths.started_stamp).read_text() == "f" * 64 + "\n", "the link itself was replaced"
         assert stat.S_IMODE(os.stat(paths.started_stamp).st_mode) == 0o600
         assert [p for p in os.listdir(paths.state_dir) if p.startswith(".started")] == []
+        assert os.path.islink(paths.started_stamp + ".tmp"), "a planted name is not used"
 
     def test_the_start_steps_stamp_never_lands_in_a_planted_directory(self, tmp_path, stub_bin):
         from provider_rke2 import stages
@@ -177,13 +183,6 @@ class TestTheOutputFile:
         os.chown(theirs, 1000, 1000)
         with pytest.raises(OutputError, match="belongs to uid 1000"):
             fsio.replace_file(str(theirs / "cluster.yaml"), b"secret", 0o600)
-
-    def test_a_root_owned_sticky_directory_is_fine(self, tmp_path):
-        sticky = tmp_path / "sticky"
-        sticky.mkdir()
-        sticky.chmod(0o1777)
-        fsio.replace_file(str(sticky / "cluster.yaml"), b"secret", 0o600)
-        assert (sticky / "cluster.yaml").read_bytes() == b"secret"
 
     @pytest.mark.parametrize("kind", ["fifo", "directory", "link", "device"])
     def test_anything_but_a_regular_file_at_the_output_is_never_replaced(self, tmp_path, kind):
@@ -592,6 +591,13 @@ class TestTheProtocolNeverBreaks:
 
 
 class TestUsualHostsStillWork:
+    def test_a_root_owned_sticky_directory_is_fine(self, tmp_path):
+        sticky = tmp_path / "sticky"
+        sticky.mkdir()
+        sticky.chmod(0o1777)
+        fsio.replace_file(str(sticky / "cluster.yaml"), b"secret", 0o600)
+        assert (sticky / "cluster.yaml").read_bytes() == b"secret"
+
     def test_a_parent_a_system_group_may_write_is_usual_and_fine(self, tmp_path):
         var_log = tmp_path / "var-log"  # as Ubuntu's /var/log: root:syslog 0775
         var_log.mkdir()
