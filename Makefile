@@ -5,12 +5,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/worker-behind-proxy.yaml
 
-.PHONY: test example stages lint tools clean build package image-tree reproducible bench
+.PHONY: test example stages lint tools clean build package image-tree reproducible bench wheels
+
+# Everything the executable is made from: a change to any of it rebuilds it (and what
+# contains it), so no artefact is ever stale.
+INPUTS := $(shell find provider_rke2 -type f ! -path '*/__pycache__/*' ! -name '*.pyc') \
+	pyproject.toml requirements.txt README.md build/build.py build/launcher.py build/constraints.txt
 
 $(STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2
+	@touch $@
 
 # shellcheck and dash check the shell the provider writes, openssl makes the test CA,
 # unshare, setpriv and mountpoint sandbox the node scripts, iptables checks the firewall
@@ -32,11 +37,21 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check provider_rke2 tests build
 
 test: $(STAMP) tools lint reproducible package image-tree
-	$(BIN)/python -m pytest
+	tests/isolated.sh $(BIN)/python -m pytest
 
-# The one-file executable (shiv, pure Python): build/agent-provider-rke2.
-build: $(STAMP)
-	$(BIN)/python build/build.py executable
+# The one-file executable (shiv, pure Python): build/agent-provider-rke2. Needs PyPI, or
+# WHEELS=DIR holding every wheel and source it takes (`make wheels` fills build/wheels).
+build: build/agent-provider-rke2
+
+build/agent-provider-rke2: $(STAMP) $(INPUTS)
+	@$(BIN)/python build/build.py executable
+
+# What an offline build takes, fetched once: make wheels; make build WHEELS=build/wheels
+wheels: $(STAMP)
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check -d build/wheels \
+	  -c build/constraints.txt --no-binary pyyaml,pyrsistent -r requirements.txt
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check -d build/wheels \
+	  -c build/constraints.txt setuptools wheel cython
 
 # Two builds of the same commit must be the same bytes.
 reproducible: build
@@ -46,24 +61,26 @@ reproducible: build
 	rm -f build/.first-build
 
 # What an image needs (system/providers/, opt/rke2/scripts/) as a tarball, plus a FROM scratch Containerfile.
-package: $(STAMP)
-	$(BIN)/python build/build.py package
+package: build/agent-provider-rke2
+	@$(BIN)/python build/build.py package
 
 # The package as a root tree with the executable pre-extracted, so that a boot writes nothing.
-image-tree: $(STAMP)
-	$(BIN)/python build/build.py image-tree
+image-tree: build/agent-provider-rke2
+	@$(BIN)/python build/build.py image-tree
 
 bench: build
 	$(BIN)/python build/bench.py
 
 # Build the executable, then render a bundled example through it, as agent.boot would,
 # and print the YIP document.
-example: build
-	$(BIN)/python build/agent-provider-rke2 render $(EXAMPLE)
+# stdout is exactly the YIP: byte for byte stages/<example>.yaml (--fresh: no node state).
+example: build/agent-provider-rke2
+	@$(BIN)/python build/agent-provider-rke2 render --fresh $(EXAMPLE)
 
 # Regenerate the golden renders of every example (reviewed in git diffs).
 stages: $(STAMP)
 	$(BIN)/python tests/golden.py --write
 
 clean:
-	rm -rf $(VENV) build/agent-provider-rke2 build/image build/work build/*.tar.gz build/Containerfile .pytest_cache .ruff_cache
+	rm -rf $(VENV) build/agent-provider-rke2 build/agent-provider-rke2.inputs build/image build/context \
+	  build/work build/*.tar.gz build/Containerfile .pytest_cache .ruff_cache

@@ -1,8 +1,15 @@
 """Builds the one-file executable, and the trees image builders need.
 
     python build/build.py executable   build/agent-provider-rke2
-    python build/build.py package      build/provider-rke2-image.tar.gz and build/Containerfile
+    python build/build.py package      build/provider-rke2-image.tar.gz, and build/context/ with
+                                       build/Containerfile (its build context: build/context)
     python build/build.py image-tree   build/image/: the package, pre-extracted
+
+package and image-tree rebuild the executable first whenever any of its inputs (sources,
+scripts, schemas, launcher, constraints, requirements) changed since it was built: an
+artefact is never stale. The build fetches PyYAML's and pyrsistent's sources and the pinned
+dependencies from PyPI; with WHEELS=DIR it takes them from that directory only (offline;
+`make wheels` fills one).
 
 The executable is a shiv zipapp holding only pure-Python code, so one file runs
 on amd64 and arm64 and on every CPython from 3.9. Builds are reproducible: the
@@ -26,8 +33,10 @@ from typing import List
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 EXECUTABLE = HERE / "agent-provider-rke2"
+INPUTS_RECORD = HERE / "agent-provider-rke2.inputs"
 PACKAGE = HERE / "provider-rke2-image.tar.gz"
 CONTAINERFILE = HERE / "Containerfile"
+CONTEXT = HERE / "context"
 IMAGE_TREE = HERE / "image"
 RUNTIME_ROOT = "/run/provider-rke2"
 IMAGE_ROOT = "/usr/local/lib/provider-rke2"  # keep in step with build/launcher.py
@@ -54,16 +63,51 @@ def source_date_epoch() -> str:
         return str(EPOCH)
 
 
+def inputs() -> List[Path]:
+    """Every file the executable is made from."""
+    package = [
+        p for p in (PROJECT / "provider_rke2").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ]
+    others = ["pyproject.toml", "requirements.txt", "README.md", "build/build.py", "build/launcher.py",
+              "build/constraints.txt"]  # fmt: skip
+    return sorted(package) + [PROJECT / name for name in others]
+
+
+def inputs_digest() -> str:
+    digest = hashlib.sha256()
+    for path in inputs():
+        digest.update(str(path.relative_to(PROJECT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def current_executable() -> Path:
+    """The executable, rebuilt first unless it was built from exactly the inputs there are now."""
+    recorded = INPUTS_RECORD.read_text().strip() if INPUTS_RECORD.exists() else ""
+    if EXECUTABLE.exists() and recorded == inputs_digest():
+        return EXECUTABLE
+    return executable()
+
+
+def say(text: str) -> None:
+    # stderr: `make example` prints exactly the YIP on stdout.
+    print(text, file=sys.stderr)
+
+
 def stage(work: Path) -> Path:
     """Every runtime package, pure Python, installed into one site-packages tree."""
     wheels, site = work / "wheels", work / "site-packages"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    offline = os.environ.get("WHEELS")
+    if offline:
+        pip_from = ["--no-index", "--find-links", str(Path(offline).resolve())]
+    else:
+        pip_from = []
     env = {
         **PURE_ENV,
         "PIP_CONSTRAINT": str(HERE / "constraints.txt"),
         "SOURCE_DATE_EPOCH": source_date_epoch(),
     }
-    run(*pip, "wheel", "--no-deps", "--no-binary", "pyyaml,pyrsistent", "-r", "requirements.txt",
+    run(*pip, "wheel", *pip_from, "--no-deps", "--no-binary", "pyyaml,pyrsistent", "-r", "requirements.txt",
         "-w", str(wheels), **env)  # fmt: skip
     # From a clean copy: setuptools would otherwise write its own build/lib into this folder.
     source = work / "source"
@@ -73,13 +117,20 @@ def stage(work: Path) -> Path:
     shutil.copytree(
         PROJECT / "provider_rke2", source / "provider_rke2", ignore=shutil.ignore_patterns("__pycache__")
     )
-    run(*pip, "wheel", "--no-deps", "-w", str(wheels), str(source), **env)
+    run(*pip, "wheel", *pip_from, "--no-deps", "-w", str(wheels), str(source), **env)
     run(*pip, "install", "--no-deps", "--no-index", "--no-compile", "--target", str(site),
         *sorted(str(w) for w in wheels.glob("*.whl")), **env)  # fmt: skip
     # Nothing that names the build machine or only pip needs: scripts, install records.
     shutil.rmtree(site / "bin", ignore_errors=True)
-    for leftover in [*site.rglob("direct_url.json"), *site.rglob("INSTALLER"), *site.rglob("REQUESTED")]:
+    gone = [*site.rglob("direct_url.json"), *site.rglob("INSTALLER"), *site.rglob("REQUESTED")]
+    for leftover in gone:
         leftover.unlink()
+    # RECORD lists them with their hashes, and direct_url.json's names where the source came
+    # from (PyPI, or WHEELS): dropped too, so that both builds give the same bytes.
+    names = {f"{p.parent.name}/{p.name}" for p in gone}
+    for record in site.rglob("RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        record.write_text("".join(line for line in lines if line.split(",", 1)[0] not in names))
     for cache in site.rglob("__pycache__"):
         shutil.rmtree(cache)
     check_staged(site, work)
@@ -105,9 +156,12 @@ def executable(out: Path = EXECUTABLE, root: str = RUNTIME_ROOT) -> Path:
     run(sys.executable, "-m", "shiv", "--site-packages", str(site), "--reproducible", "--root", root,
         "-e", "provider_rke2.cli:main", "-p", "/usr/bin/env python3", "-o", str(shiv_out),
         SOURCE_DATE_EPOCH=source_date_epoch())  # fmt: skip
+    digest = inputs_digest()
     with_launcher(shiv_out, out)
     shutil.rmtree(work)
-    print(f"built {out.relative_to(PROJECT)}  sha256 {sha256(out)}")
+    if out == EXECUTABLE:
+        INPUTS_RECORD.write_text(digest + "\n")
+    say(f"built {out.relative_to(PROJECT)}  sha256 {sha256(out)}")
     return out
 
 
@@ -144,18 +198,28 @@ def launcher() -> bytes:
 
 def package() -> None:
     """What an image needs, as a tarball, plus a FROM scratch container file for OCI builds."""
-    binary = EXECUTABLE if EXECUTABLE.exists() else executable()
+    binary = current_executable()
     entries = [("system/providers/agent-provider-rke2", binary.read_bytes(), 0o755)]
     scripts = PROJECT / "provider_rke2" / "scripts"
     entries += [(f"opt/rke2/scripts/{p.name}", p.read_bytes(), 0o755) for p in sorted(scripts.glob("*.sh"))]
     write_tarball(PACKAGE, entries)
+    # The Containerfile's build context: the same files, as a tree.
+    shutil.rmtree(CONTEXT, ignore_errors=True)
+    for name, body, mode in entries:
+        path = CONTEXT / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        path.chmod(mode)
     CONTAINERFILE.write_text(
         "# Image layer for Kairos image builds: COPY --from=<this image> / /\n"
+        "# Build context: build/context (made with this file by `make package`), e.g.\n"
+        "#   docker build -f build/Containerfile build/context\n"
         "FROM scratch\n"
         "COPY system/ /system/\n"
         "COPY opt/ /opt/\n"
     )
-    print(f"built {PACKAGE.relative_to(PROJECT)}  sha256 {sha256(PACKAGE)}")
+    say(f"built {PACKAGE.relative_to(PROJECT)}  sha256 {sha256(PACKAGE)}")
+    say(f"built {CONTAINERFILE.relative_to(PROJECT)} with its context {CONTEXT.relative_to(PROJECT)}/")
 
 
 def write_tarball(path: Path, entries: List[tuple]) -> None:
@@ -192,7 +256,7 @@ def image_tree() -> None:
     shutil.rmtree(IMAGE_TREE, ignore_errors=True)
     binary = IMAGE_TREE / "system" / "providers" / "agent-provider-rke2"
     binary.parent.mkdir(parents=True)
-    shutil.copy2(EXECUTABLE if EXECUTABLE.exists() else executable(), binary)
+    shutil.copy2(current_executable(), binary)
     scripts = IMAGE_TREE / "opt" / "rke2" / "scripts"
     shutil.copytree(PROJECT / "provider_rke2" / "scripts", scripts)
     extract_root = IMAGE_TREE / IMAGE_ROOT.lstrip("/")
@@ -205,7 +269,7 @@ def image_tree() -> None:
         lock.unlink()
     # Byte-compile for the Python that ran this target; others compile in memory.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(extract_root)], check=True)
-    print(f"built {IMAGE_TREE.relative_to(PROJECT)}/ (copy it onto the image's /)")
+    say(f"built {IMAGE_TREE.relative_to(PROJECT)}/ (copy it onto the image's /)")
 
 
 def sha256(path: Path) -> str:

@@ -55,6 +55,11 @@ def event_mode(name: str) -> int:
     # Terminated mid-write, the cleanup in `finally` blocks must still run: no
     # temporary file is left behind, and the earlier output stays as it was.
     signal.signal(signal.SIGTERM, _terminated)
+    if _at_a_terminal(sys.stdin):  # a person, not the agent: say what is awaited
+        sys.stderr.write(
+            f"agent-provider-rke2 {name}: reading one JSON event from stdin (end it with Ctrl-D);"
+            " see `agent-provider-rke2 --help`\n"
+        )
     channel = _claim_stdout()
     response = run_event(name, _read_stdin(), LocalNode())
     if channel is None:  # stdout was closed: nobody to answer
@@ -172,7 +177,9 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         " argument, it answers the Kairos agent: one JSON event on stdin, one JSON response on stdout.",
     )
     parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{render,validate,paths,mode,events,status}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="{render,validate,paths,mode,events,status,wait-ready}"
+    )
     root_help = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
     render = commands.add_parser(
         "render",
@@ -182,7 +189,12 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         " 1 the config has problems, 2 usage or unreadable file.",
     )
     render.add_argument("file", nargs="?", default="-", metavar="FILE|-")
-    render.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    render.add_argument(
+        "--fresh",
+        action="store_true",
+        help="render as for a node with no state yet (no fingerprint key, recorded data dir or drop-ins)",
+    )
+    render.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
     validate = commands.add_parser(
         "validate",
         help="report every problem of a cloud-config, at its line",
@@ -193,7 +205,7 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     )
     validate.add_argument("file", metavar="FILE|-")
     validate.add_argument("--format", choices=("annotate", "json"), default="annotate")
-    validate.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    validate.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
     paths = commands.add_parser(
         "paths",
         help="print every RKE2 path for the resolved root",
@@ -201,47 +213,63 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         " (this node's data dir included) as the rke2-paths.env file that every boot lays beside them.",
     )
     paths.add_argument("--env", action="store_true", help="the node scripts' paths, as rke2-paths.env")
-    paths.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    paths.add_argument("--json", action="store_true", help="a JSON object (README: paths --json)")
+    paths.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
     mode_text = "appliance or agent mode, with the evidence"
-    commands.add_parser("mode", help=mode_text, description=mode_text).add_argument(
-        "--stylus-root", metavar="PATH", help=root_help
-    )
+    mode_parser = commands.add_parser("mode", help=mode_text, description=mode_text)
+    mode_parser.add_argument("--json", action="store_true", help="a JSON object (README: mode --json)")
+    mode_parser.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
     events = commands.add_parser(
         "events",
         help="the event log, as a table or JSON lines",
         description="Print the event log (<root>/var/log/provider-rke2/events.jsonl), oldest first.",
     )
-    events.add_argument("--type", dest="kind", metavar="T", help="only events of this type")
+    from provider_rke2.eventlog import TYPES
+    from provider_rke2.timespec import INSTANT_FORMS
+
     events.add_argument(
-        "--since", metavar="TIME", help="only events at or after TIME (RFC 3339, e.g. 2026-11-26T14:00:00Z)"
+        "--type",
+        dest="kind",
+        choices=TYPES,
+        metavar="TYPE",
+        help=f"only events of this type: {', '.join(TYPES)}",
+    )
+    events.add_argument(
+        "--since", metavar="TIME", type=_since, help=f"only events at or after TIME: {INSTANT_FORMS}"
     )
     events.add_argument("--json", action="store_true", help="raw JSON lines instead of a table")
     events.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
-    events.add_argument("--stylus-root", metavar="PATH", help=root_help)
-    status = commands.add_parser("status", help="mode, role, RKE2 unit, last event of each type")
-    status.add_argument("--stylus-root", metavar="PATH", help=root_help)
-    # Run by the readiness watcher's transient unit, not by people (hence no help line).
+    events.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
+    status = commands.add_parser("status", help="mode, role, data dir, RKE2 units, last event of each type")
+    status.add_argument("--json", action="store_true", help="a JSON object (README: status --json)")
+    status.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
+    # Run by the readiness watcher's transient unit at every boot; by people to check a node.
     ready = commands.add_parser(
-        "wait-ready", description="Wait until RKE2 answers on this node; record the outcome."
+        "wait-ready",
+        help="wait until RKE2 answers on this node; print and record the outcome",
+        description="Wait until RKE2 answers on this node (the kubelet's healthz; on servers the supervisor's"
+        " ping over the cluster's TLS); print the outcome and the last probe's answers, record them in the"
+        " event log. Exit 0 ready, 1 not ready in time, 2 usage.",
     )
     ready.add_argument("--role", required=True, choices=("init", "controlplane", "worker"))
     ready.add_argument(
-        "--timeout", type=_seconds, default=900.0, help="seconds to wait, in all (default 900)"
-    )
+        "--timeout", type=_seconds, default=900.0, metavar="DURATION",
+        help="how long to wait in all: seconds, or 90s, 15m, 2h (default 15m)",
+    )  # fmt: skip
     ready.add_argument(
         "--after", default="", help="what the boot stage did: started, restarted, unchanged, failed"
     )
     ready.add_argument("--data-dir", default=None, help="RKE2's data dir (default: the root's)")
     ready.add_argument("--kubelet-url", default=None)
     ready.add_argument("--supervisor-url", default=None)
-    ready.add_argument("--max-interval", type=_seconds, default=15.0)
-    ready.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    ready.add_argument("--max-interval", type=_seconds, default=15.0, metavar="DURATION")
+    ready.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
     # Run by the unit's ExecStartPre when a proxy is configured, not by people.
     no_proxy = commands.add_parser(
         "no-proxy", description="Write the unit's NO_PROXY with this node's own subnets added."
     )
     no_proxy.add_argument("--unit", required=True, choices=("rke2-server", "rke2-agent"))
-    no_proxy.add_argument("--stylus-root", metavar="PATH", help=root_help)
+    no_proxy.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
     options = parser.parse_args(args)
     if options.command is None:
         parser.print_usage(stderr)
@@ -251,13 +279,13 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     node = LocalNode(options.stylus_root)
     try:
         if options.command == "render":
-            return _render(options.file, node, stdin, stdout, stderr)
+            return _render(options.file, options.fresh, node, stdin, stdout, stderr)
         if options.command == "validate":
             return _validate(options.file, options.format, node, stdin, stdout, stderr)
         if options.command == "wait-ready":
             from provider_rke2.watch import wait_ready
 
-            return wait_ready(options, node, stderr)
+            return wait_ready(options, node, stderr, stdout)
         if options.command in ("events", "status"):
             from provider_rke2 import report
 
@@ -271,16 +299,19 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
                     stdout,
                     stderr,
                 )
-            return report.status(node.stylus_root(), stdout)
+            return report.status(node.stylus_root(), stdout, as_json=options.json)
         if options.command == "no-proxy":
             return _no_proxy(options.unit, node, stderr)
         from provider_rke2 import mode
 
         root = node.stylus_root()
-        if options.command == "paths":
-            stdout.write(_scripts_env(root, node) if options.env else mode.path_table(root))
+        if options.command == "paths" and options.env:
+            stdout.write(_scripts_env(root, node))
+        elif options.command == "paths":
+            stdout.write(mode.paths_json(root) if options.json else mode.path_table(root))
         else:
-            stdout.write(mode.describe(root, mode.gather()))
+            seen = mode.gather()
+            stdout.write(mode.describe_json(root, seen) if options.json else mode.describe(root, seen))
         return 0
     except ConfigError as err:
         for problem in err.problems:
@@ -294,6 +325,8 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
 def _read_source(source: str, stdin: TextIO, stderr: TextIO) -> Optional[str]:
     try:
         if source == "-":
+            if _at_a_terminal(stdin):
+                stderr.write("reading the cloud-config from stdin (end it with Ctrl-D), or give a FILE\n")
             return stdin.read()
         with open(source, encoding="utf-8") as handle:
             return handle.read()
@@ -316,27 +349,46 @@ def _validate(source: str, style: str, node: object, stdin: TextIO, stdout: Text
     return 1 if validation.has_errors(findings) else 0
 
 
-def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def _render(source: str, fresh: bool, node: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     text = _read_source(source, stdin, stderr)
     if text is None:
         return 2
+    from provider_rke2.errors import ConfigError
     from provider_rke2.paths import Paths
-    from provider_rke2.render import OUTPUT_MODE, cluster_section, render_section, root_for_section
+    from provider_rke2.render import (
+        DEFAULT_EXECUTABLE,
+        NO_FACTS,
+        OUTPUT_MODE,
+        cluster_section,
+        render_section,
+        root_for_section,
+    )
+    from provider_rke2.secrets import in_section, scrub
+    from provider_rke2.validation import HEADER
 
     section = cluster_section(text)  # read once, as agent.boot does
     if section is None:
         stderr.write("no cluster section: agent.boot would write nothing\n")
         return 0
-    # The node's own fingerprint key when it has one (never made here), so that the
-    # output is byte for byte what agent.boot would write on this node.
-    root = root_for_section(section, node.stylus_root())  # type: ignore[attr-defined]
-    paths = Paths(root.path)
-    key = (node.read_state(paths.fingerprint_key) or "").encode()  # type: ignore[attr-defined]
-    facts = node.facts(paths)  # type: ignore[attr-defined]
-    rendered = render_section(section, root, key, node.executable(), facts)  # type: ignore[attr-defined]
-    from provider_rke2.secrets import in_section, scrub
-
     secrets = in_section(section)
+    root = root_for_section(section, node.stylus_root())
+    paths = Paths(root.path)
+    # The node's own fingerprint key and state when it has them (never made here), so that
+    # the output is byte for byte what agent.boot would write on this node; --fresh: as on
+    # a node that has none yet (the golden renders in stages/).
+    key = b"" if fresh else (node.read_state(paths.fingerprint_key) or "").encode()
+    facts = NO_FACTS if fresh else node.facts(paths)
+    try:
+        # The path the provider has in an image, whoever runs `render` from wherever.
+        rendered = render_section(section, root, key, DEFAULT_EXECUTABLE, facts)
+    except ConfigError:
+        from provider_rke2 import validation
+
+        for finding in validation.validate(text, root):  # every problem, not the first layer's
+            stderr.write(f"{finding.level}: {scrub(str(finding.problem), secrets)}\n")
+        return 1
+    if not text.startswith(HEADER):
+        stderr.write(f"warning: file: does not start with {HEADER}: Kairos reads no configuration from it\n")
     for warning in rendered.warnings:
         stderr.write(f"warning: {scrub(str(warning), secrets)}\n")
     stderr.write(
@@ -348,17 +400,40 @@ def _render(source: str, node: object, stdin: TextIO, stdout: TextIO, stderr: Te
 
 
 def _seconds(text: str) -> float:
-    """A number of seconds: finite and not negative (nan and inf would never end a wait)."""
+    """A duration (90, 90s, 15m, 2h): finite and not negative (nan and inf would never end a wait)."""
     import argparse
-    import math
+
+    from provider_rke2.timespec import duration
 
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, 0 or more, got {text!r}")
-    return value
+        return duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _since(text: str) -> Any:
+    import argparse
+    from datetime import datetime, timezone
+
+    from provider_rke2.timespec import instant
+
+    try:
+        return instant(text, datetime.now(timezone.utc))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _root_flag(text: str) -> str:
+    """--stylus-root checked where the other usage errors are (exit 2)."""
+    import argparse
+
+    from provider_rke2.errors import ConfigError
+    from provider_rke2.root import FROM_FLAG, clean
+
+    try:
+        return clean(text, FROM_FLAG)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.problems[0].message) from None
 
 
 def _scripts_env(root: Any, node: Any) -> str:
@@ -414,6 +489,13 @@ def _claim_stdout() -> Optional[TextIO]:
     except OSError:
         pass  # no stderr to send stray output to: fd 1 stays as it was
     return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _at_a_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (OSError, ValueError):
+        return False
 
 
 def _read_stdin() -> str:

@@ -110,6 +110,40 @@ def _read_or_none(path: str) -> Optional[str]:
         return None
 
 
+def describe_json(root: Root, seen: Evidence) -> str:
+    """`mode --json`: the same report as an object (README: mode --json)."""
+    import json
+
+    warnings = [
+        line[len("warning: ") :] for line in describe(root, seen).splitlines() if line.startswith("warning: ")
+    ]
+    report = {
+        "mode": "agent" if root.agent_mode else "appliance",
+        "root": {"path": root.path, "source": root.source},
+        "evidence": {
+            "cmdline_cos_img": None if seen.cmdline is None else "cos-img" in seen.cmdline,
+            "stylus_environment": seen.env_file,
+            "units_from": seen.units_from,
+            "agent_units": list(seen.agent_units),
+            "appliance_units": list(seen.appliance_units),
+        },
+        "warnings": warnings,
+    }
+    return json.dumps(report, indent=2) + "\n"
+
+
+def paths_json(root: Root) -> str:
+    """`paths --json`: {mode, root: {path, source}, paths: {purpose: path}}."""
+    import json
+
+    report = {
+        "mode": "agent" if root.agent_mode else "appliance",
+        "root": {"path": root.path, "source": root.source},
+        "paths": dict(Paths(root.path).table()),
+    }
+    return json.dumps(report, indent=2) + "\n"
+
+
 def path_table(root: Root) -> str:
     paths = Paths(root.path)
     rows = paths.table()

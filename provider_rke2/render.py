@@ -165,13 +165,8 @@ def build_document(
                 " (or token/token-file in cluster.config)",
             )
         )
-    if problems:
-        raise ConfigError(problems, warnings)
-    wanted = _own_dir(merged.get("data-dir") or paths.data_dir, "cluster.config.data-dir", paths, facts)
-    data_dir = datadir.choose(wanted, facts.recorded_data_dir, paths, facts.has_state)
-    if data_dir.kept:
-        merged["data-dir"] = provider["data-dir"] = data_dir.path
-        warnings.append(Problem("cluster.config.data-dir", datadir.kept_message(data_dir)))
+    # Every warning is found before any error stops the render: `validate` shows both.
+    warnings += proxy.ignored_variables(cluster.env)
     if facts.rke2_drop_ins:
         warnings.append(
             Problem(
@@ -180,7 +175,13 @@ def build_document(
                 " merged there (token and server included); move them to config.d/ to have them merged",
             )
         )
-    warnings += proxy.ignored_variables(cluster.env)
+    if problems:
+        raise ConfigError(problems, warnings)
+    wanted = _own_dir(merged.get("data-dir") or paths.data_dir, "cluster.config.data-dir", paths, facts)
+    data_dir = datadir.choose(wanted, facts.recorded_data_dir, paths, facts.has_state)
+    if data_dir.kept:
+        merged["data-dir"] = provider["data-dir"] = data_dir.path
+        warnings.append(Problem("cluster.config.data-dir", datadir.kept_message(data_dir)))
     pairs = proxy.proxy_environment(cluster.env, merged, cluster.control_plane_host)
     merged_text = _merged_header(facts.drop_ins) + rke2config.dump(merged)
     proxy_step = stages.proxy_env(paths, cluster.unit, pairs)

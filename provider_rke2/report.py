@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
 
 from provider_rke2 import eventlog
@@ -12,6 +13,7 @@ from provider_rke2.errors import printable
 from provider_rke2.fsio import open_regular
 from provider_rke2.paths import Paths
 from provider_rke2.root import Root
+from provider_rke2.timespec import record_time
 
 
 def read_events(path: str) -> List[Dict[str, Any]]:
@@ -44,13 +46,14 @@ def _parse(line: str) -> Optional[Dict[str, Any]]:
 
 
 def selected(
-    records: List[Dict[str, Any]], kind: Optional[str], since: Optional[str]
+    records: List[Dict[str, Any]], kind: Optional[str], since: Optional[datetime]
 ) -> List[Dict[str, Any]]:
-    # RFC 3339 UTC times with Z compare correctly as text.
+    """Compared as instants: `--since` may carry any offset, records are UTC."""
     return [
         r
         for r in records
-        if (not kind or r.get("type") == kind) and (not since or str(r.get("time", "")) >= since)
+        if (not kind or r.get("type") == kind)
+        and (since is None or record_time(str(r.get("time", ""))) >= since)
     ]
 
 
@@ -67,7 +70,7 @@ def table(records: List[Dict[str, Any]]) -> str:
 def events(
     root: Root,
     kind: Optional[str],
-    since: Optional[str],
+    since: Optional[datetime],
     as_json: bool,
     follow: bool,
     out: TextIO,
@@ -81,6 +84,8 @@ def events(
         out.flush()
 
     records, skipped = read_log(path)
+    if not records and err is not None and not follow:
+        err.write(f"events: no events recorded in {path}\n")
     if skipped and err is not None:
         err.write(
             f"events: skipped {skipped} unreadable line(s) of {path} (torn by a full disk, or not a record)\n"
@@ -134,21 +139,40 @@ def _inode(path: str) -> Optional[int]:
         return None
 
 
-def status(root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None) -> int:
+def status(
+    root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None, as_json: bool = False
+) -> int:
     paths = Paths(root.path)
     records = read_events(paths.events_log)
     roles = [r["role"] for r in records if r.get("role")]
-    role = printable(str(roles[-1])) if roles else "unknown (no event recorded a role)"
     states = unit_state if unit_state is not None else _unit_states()
+    recorded = _recorded_data_dir(paths)
+    last = {r["type"]: r for r in records}
+    if as_json:
+        report = {
+            "mode": "agent" if root.agent_mode else "appliance",
+            "root": {"path": root.path, "source": root.source},
+            "role": roles[-1] if roles else None,
+            "data_dir": {"path": recorded or paths.data_dir, "recorded": bool(recorded)},
+            "units": states,
+            "last_events": {kind: last.get(kind) for kind in eventlog.TYPES},
+        }
+        out.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    role = printable(str(roles[-1])) if roles else "unknown (no event recorded a role)"
+    shown = (
+        f"{recorded} (recorded at the last boot)"
+        if recorded
+        else f"{paths.data_dir} (the root's default; no boot recorded one)"
+    )
     lines = [
         f"mode: {'agent' if root.agent_mode else 'appliance'}",
         f"root: {root.path} (from {root.source})",
         f"role: {role}",
-        f"data dir: {_recorded_data_dir(paths)}",
+        f"data dir: {printable(shown)}",
         *(f"{unit}: {state}" for unit, state in states.items()),
         "last events:",
     ]
-    last = {r["type"]: r for r in records}
     for kind in eventlog.TYPES:
         record = last.get(kind)
         lines.append(
@@ -162,13 +186,10 @@ def status(root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None)
 
 def _recorded_data_dir(paths: Paths) -> str:
     try:
-        with open(paths.data_dir_state, encoding="utf-8", errors="replace") as handle:
-            recorded = handle.read(4096).strip()
+        with open_regular(paths.data_dir_state) as handle:
+            return handle.read(4096).decode("utf-8", errors="replace").strip()
     except OSError:
-        recorded = ""
-    if recorded:
-        return f"{recorded} (recorded at the last boot)"
-    return f"{paths.data_dir} (the root's default; no boot recorded one)"
+        return ""
 
 
 def _unit_states() -> Dict[str, str]:

@@ -9,6 +9,7 @@ lines are at hand here, so each is also placed on the line it concerns.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -31,17 +32,25 @@ class Finding:
         return self.level[0].upper()
 
 
+HEADER = "#cloud-config"
+
+
 def validate(text: str, root: Root) -> List[Finding]:
     """Errors first, then warnings, each sorted by line."""
+    header = [] if text.startswith(HEADER) else [Finding("error", Problem("file", _NO_HEADER), 1)]
     try:
         document = load_cloud_config(text)
     except YAMLSyntaxError as err:
-        return [Finding("error", Problem("config", f"is not valid YAML: {err}"), err.line)]
+        problem = Problem(_where(text, err.line), f"is not valid YAML: {err}")
+        return [*header, Finding("error", problem, err.line)]
     if not isinstance(document, dict):
-        return [Finding("error", Problem("config", "expected a mapping"), 1)]
-    section = document.get("cluster")
-    if section is None:
-        return []
+        return [*header, Finding("error", Problem("config", "expected a mapping"), 1)]
+    if "cluster" not in document:
+        return header + _no_cluster(document, line_numbers(text))
+    section = document["cluster"]
+    if not section:
+        problem = Problem("cluster", "empty: a node needs at least its role (init, controlplane or worker)")
+        return [*header, Finding("error", problem, _line("cluster", line_numbers(text)))]
     errors: List[Problem] = []
     warnings: List[Problem] = []
     try:
@@ -66,9 +75,70 @@ def validate(text: str, root: Root) -> List[Finding]:
         errors += errors_
         warnings += warnings_
     lines = line_numbers(text)
-    findings = [Finding("error", p, _line(p.path, lines)) for p in sorted(set(errors))]
-    findings += [Finding("warning", p, _line(p.path, lines)) for p in sorted(set(warnings))]
+    block = _config_block(text)
+    findings = header + [Finding("error", *_placed(p, lines, block)) for p in sorted(set(errors))]
+    findings += [Finding("warning", *_placed(p, lines, block)) for p in sorted(set(warnings))]
     return sorted(findings, key=lambda f: (f.level != "error", f.line, f.problem))
+
+
+_NO_HEADER = f"does not start with {HEADER}: Kairos reads no configuration from it"
+_INNER_POSITION = re.compile(r"\(line (\d+), column (\d+)\)")
+
+
+def _no_cluster(document: Dict[Any, Any], lines: Dict[str, int]) -> List[Finding]:
+    """Nothing for the provider, unless a key was meant to be `cluster`."""
+    import difflib
+
+    for key in map(str, document):
+        if difflib.get_close_matches(key, ["cluster"], n=1, cutoff=0.7):
+            message = "not a key this provider reads; did you mean 'cluster'? (as it is, no RKE2 on the node)"
+            return [Finding("error", Problem(key, message), lines.get(key, 0))]
+    return []
+
+
+def _config_block(text: str) -> Optional[tuple]:
+    """Where the literal `config: |` block's content starts in the file: (first line, indent)."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    for key, value in getattr(node, "value", []) if isinstance(node, yaml.MappingNode) else []:
+        if key.value == "cluster" and isinstance(value, yaml.MappingNode):
+            for inner_key, inner in value.value:
+                if inner_key.value == "config" and isinstance(inner, yaml.ScalarNode) and inner.style in "|>":
+                    first = inner.start_mark.line + 2  # 1-based: the line after `config: |`
+                    content = text.splitlines()[first - 1 : first] or [""]
+                    return first, len(content[0]) - len(content[0].lstrip(" "))
+    return None
+
+
+def _placed(problem: Problem, lines: Dict[str, int], block: Optional[tuple]) -> tuple:
+    """A problem and its line in the file; a position inside the RKE2 config, which its own
+    parser counts from the block's first line, told in the file's lines too."""
+    line = _line(problem.path, lines)
+    found = _INNER_POSITION.search(problem.message)
+    if block and found and problem.path.startswith("cluster.config"):
+        first, indent = block
+        inner, column = int(found.group(1)), int(found.group(2))
+        line = first + inner - 1
+        message = _INNER_POSITION.sub(f"(line {line}, column {column + indent})", problem.message, count=1)
+        problem = Problem(problem.path, message)
+    return problem, line
+
+
+def _where(text: str, line: int) -> str:
+    """The label of a YAML error in the whole file: `cluster.config` when it is inside that block."""
+    lines = text.splitlines()
+    for number in range(min(line, len(lines)) - 1, 0, -1):
+        current = lines[number - 1]
+        stripped = current.lstrip(" ")
+        if re.match(r"config:\s*[|>]", stripped):
+            return "cluster.config"
+        if stripped and not current.startswith((" ", "\t")):
+            break
+    return "config"
 
 
 def _config_only(section: Dict[str, Any]) -> tuple:

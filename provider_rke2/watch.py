@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any, Optional, TextIO
 
 from provider_rke2 import eventlog
 from provider_rke2.errors import ProviderError
@@ -16,7 +16,7 @@ _AFTER = {
 }
 
 
-def wait_ready(options: Any, node: Any, stderr: TextIO) -> int:
+def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO] = None) -> int:
     """0 when RKE2 became ready within the bound, 1 when it did not."""
     root = node.stylus_root()
     paths = Paths(root.path)
@@ -36,11 +36,13 @@ def wait_ready(options: Any, node: Any, stderr: TextIO) -> int:
         ca = (options.data_dir or paths.data_dir).rstrip("/") + "/server/tls/server-ca.crt"
         probes.append(http_probe(options.supervisor_url or SUPERVISOR_PING, "pong", ca_file=ca))
     outcome = wait(probes, options.timeout, options.max_interval)
+    out = stdout or stderr
     if outcome.ready:
-        emit(
-            eventlog.CLUSTER_READY,
-            f"RKE2 is ready on this node after {outcome.waited:.0f} s ({outcome.detail})",
-        )
+        message = f"RKE2 is ready on this node after {outcome.waited:.0f} s ({outcome.detail})"
+        emit(eventlog.CLUSTER_READY, message)
+        out.write(f"ready: {message}\n")
         return 0
-    emit(eventlog.ERROR, f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}")
+    message = f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}"
+    emit(eventlog.ERROR, message)
+    out.write(f"not ready: {message}\n")
     return 1

@@ -222,9 +222,9 @@ def test_closed_stdin_is_an_event_without_payload():
 
 
 def test_render_prints_exactly_what_boot_writes(tmp_path):
-    # Under a root with no fingerprint key yet (the session guard keeps /persistent absent).
+    # --fresh: as on a node with no state yet, whatever this machine holds at that root.
     example = ROOT / "examples" / "worker-behind-proxy.yaml"
-    result = run("render", str(example), "--stylus-root", "/persistent/spectro")
+    result = run("render", str(example), "--fresh", "--stylus-root", "/persistent/spectro")
     assert result.returncode == 0
     assert result.stdout.startswith("#cloud-config\n")
     assert result.stdout == (ROOT / "stages" / "agent" / "worker-behind-proxy.yaml").read_text()
@@ -232,12 +232,19 @@ def test_render_prints_exactly_what_boot_writes(tmp_path):
 
 
 def test_render_reports_every_problem_and_exits_1():
-    result = run("render", "-", stdin=cloud_config(role="boss", env=[1]))
+    # Every problem of every layer (the section's schema and the RKE2 config), warnings too,
+    # in the file's order, as validate finds them.
+    text = cloud_config(role="boss", env=[1], typo=1, config="debug: maybe\nnode-lable: x\n")
+    result = run("render", "-", stdin=text)
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "error: cluster.env: expected a mapping of names to values, got a list",
         "error: cluster.role: 'boss' is not one of init, controlplane, worker",
+        "error: cluster.env: expected a mapping of names to values, got a list",
+        "error: cluster.config.debug: expected true or false, got 'maybe'",
+        "warning: cluster.typo: unknown setting, ignored",
+        "warning: cluster.config.node-lable: not an RKE2 option; RKE2 logs 'Unknown flag' and skips it;"
+        " did you mean 'node-label'?",
     ]
 
 
@@ -258,7 +265,7 @@ def test_help(flag):
     result = run(flag)
     assert result.returncode == 0
     assert (
-        "{render,validate,paths,mode,events,status}" in result.stdout
+        "{render,validate,paths,mode,events,status,wait-ready}" in result.stdout
         and "JSON event on stdin" in result.stdout
     )
 
@@ -296,7 +303,7 @@ def test_every_example_has_a_golden_render():
 
 def test_render_with_stylus_root_matches_the_agent_golden():
     example = ROOT / "examples" / "ha-worker.yaml"
-    result = run("render", str(example), "--stylus-root", "/persistent/spectro/")
+    result = run("render", str(example), "--fresh", "--stylus-root", "/persistent/spectro/")
     assert result.returncode == 0, result.stderr
     assert result.stdout == (ROOT / "stages" / "agent" / "ha-worker.yaml").read_text()
     assert "root /persistent/spectro from --stylus-root" in result.stderr
@@ -304,15 +311,20 @@ def test_render_with_stylus_root_matches_the_agent_golden():
 
 def test_render_takes_the_root_from_the_environment_variable():
     result = run(
-        "render", str(ROOT / "examples" / "ha-worker.yaml"), env={"STYLUS_ROOT": "/persistent/spectro"}
+        "render",
+        str(ROOT / "examples" / "ha-worker.yaml"),
+        "--fresh",
+        env={"STYLUS_ROOT": "/persistent/spectro"},
     )
     assert result.stdout == (ROOT / "stages" / "agent" / "ha-worker.yaml").read_text()
 
 
 def test_a_relative_root_is_an_error_and_nothing_is_rendered():
     result = run("render", str(ROOT / "examples" / "ha-worker.yaml"), "--stylus-root", "persistent")
-    assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == "error: --stylus-root: expected an absolute path, got 'persistent'\n"
+    assert (result.returncode, result.stdout) == (2, ""), "a usage error, as the README's table says"
+    assert result.stderr.splitlines()[-1].endswith(
+        "error: argument --stylus-root: expected an absolute path, got 'persistent'"
+    )
 
 
 def test_boot_with_a_bad_root_answers_error_and_writes_nothing(tmp_path):

@@ -355,4 +355,92 @@ def test_package_tarball_layout():
         ]
         assert all(m.mode == 0o755 and m.uid == 0 for m in members.values())
         assert tar.extractfile("system/providers/agent-provider-rke2").read() == EXECUTABLE.read_bytes()
-    assert (BUILD / "Containerfile").read_text().splitlines()[1] == "FROM scratch"
+    assert "FROM scratch" in (BUILD / "Containerfile").read_text().splitlines()
+
+
+# --- artefacts are never stale; the Containerfile's context; make example ----------------------
+
+
+def builder_module():
+    spec = importlib.util.spec_from_file_location("builder_under_test", BUILD / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_input_of_the_executable_is_watched():
+    names = {str(p.relative_to(ROOT)) for p in builder_module().inputs()}
+    for expected in (
+        "provider_rke2/__init__.py", "provider_rke2/scripts/rke2-uninstall.sh", "provider_rke2/yip.schema.json",
+        "provider_rke2/rke2keys.json", "build/launcher.py", "build/constraints.txt", "requirements.txt",
+    ):  # fmt: skip
+        assert expected in names, expected
+
+
+def test_a_changed_input_rebuilds_before_packaging(tmp_path, monkeypatch):
+    """As `make package` after a version change: the package carries the new build."""
+    builder = builder_module()
+    project = tmp_path / "project"
+    (project / "provider_rke2").mkdir(parents=True)
+    (project / "provider_rke2" / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    for name in ("pyproject.toml", "requirements.txt", "README.md", "build/build.py", "build/launcher.py",
+                 "build/constraints.txt"):  # fmt: skip
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(name)
+    executable, record = project / "build" / "agent-provider-rke2", project / "build" / "x.inputs"
+    monkeypatch.setattr(builder, "PROJECT", project)
+    monkeypatch.setattr(builder, "EXECUTABLE", executable)
+    monkeypatch.setattr(builder, "INPUTS_RECORD", record)
+    builds = []
+
+    def fake_build():
+        builds.append(1)
+        version = (project / "provider_rke2" / "__init__.py").read_text()
+        executable.write_text(f"#!/bin/sh\necho '{version.strip()}'\n")
+        record.write_text(builder.inputs_digest() + "\n")
+        return executable
+
+    monkeypatch.setattr(builder, "executable", fake_build)
+    assert builder.current_executable() == executable and len(builds) == 1, "none yet: built"
+    assert builder.current_executable() == executable and len(builds) == 1, "unchanged: reused"
+    (project / "provider_rke2" / "__init__.py").write_text('__version__ = "0.2.0"\n')
+    builder.current_executable()
+    assert len(builds) == 2 and "0.2.0" in executable.read_text()
+    (project / "build" / "launcher.py").write_text("changed")
+    builder.current_executable()
+    assert len(builds) == 3
+
+
+def test_the_containerfiles_context_holds_every_path_it_copies():
+    containerfile = BUILD / "Containerfile"
+    if not containerfile.exists():
+        pytest.fail("build/Containerfile is missing: run `make package` (make test does)")
+    text = containerfile.read_text()
+    assert "# Build context: build/context" in text
+    copies = [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]
+    assert copies == ["system/", "opt/"]
+    for source in copies:
+        assert (BUILD / "context" / source).is_dir(), source
+    with tarfile.open(PACKAGE) as tar:
+        packaged = sorted(m.name for m in tar.getmembers() if m.isfile())
+    in_context = sorted(
+        str(p.relative_to(BUILD / "context")) for p in (BUILD / "context").rglob("*") if p.is_file()
+    )
+    assert in_context == packaged
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_make_examples_render_is_exactly_the_golden_yip(binary, example, tmp_path):
+    """What `make example` runs: stdout is the YIP alone, with the image's provider path, and
+    the same bytes whatever state this machine holds (a foreign key planted at the root)."""
+    key = tmp_path / "var/lib/provider-rke2/fingerprint.key"
+    key.parent.mkdir(parents=True)
+    key.write_text("a-foreign-key\n")
+    result = subprocess.run(
+        [sys.executable, str(binary), "render", "--fresh", str(example)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "STYLUS_ROOT": "/", "SHIV_ROOT": str(tmp_path / "shiv")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "stages" / example.name).read_text()
+    assert str(ROOT) not in result.stdout

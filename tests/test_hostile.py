@@ -387,7 +387,7 @@ class TestEveryWaitHasADeadline:
             capture_output=True, text=True, cwd=ROOT, timeout=60,
         )  # fmt: skip
         assert result.returncode == 2
-        assert "expected a finite number of seconds, 0 or more" in result.stderr
+        assert "expected a number of seconds, or with a unit: 90s, 15m, 2h, 1d" in result.stderr
 
 
 class TestLinearAndBounded:

@@ -62,22 +62,22 @@ def test_annotated_output_marks_lines_and_lists_problems():
 
 
 def test_missing_keys_point_at_their_parent():
-    assert findings("cluster:\n  cluster_token: long-enough-token\n") == [
-        ("error", 1, "cluster.role: missing; expected one of init, controlplane, worker")
+    assert findings("#cloud-config\ncluster:\n  cluster_token: long-enough-token\n") == [
+        ("error", 2, "cluster.role: missing; expected one of init, controlplane, worker")
     ]
 
 
 def test_yaml_syntax_errors_point_at_their_line():
-    assert findings("cluster:\n  role: init\n   bad: [\n") == [
-        ("error", 3, "config: is not valid YAML: mapping values are not allowed here (line 3, column 7)")
+    assert findings("#cloud-config\ncluster:\n  role: init\n   bad: [\n") == [
+        ("error", 4, "config: is not valid YAML: mapping values are not allowed here (line 4, column 7)")
     ]
 
 
 def test_render_level_problems_surface_when_the_section_is_sound():
-    assert findings("cluster:\n  role: worker\n  control_plane_host: cp\n") == [
+    assert findings("#cloud-config\ncluster:\n  role: worker\n  control_plane_host: cp\n") == [
         (
             "error",
-            1,
+            2,
             "cluster.cluster_token: missing; a worker node needs the cluster token to join (or token/token-file in cluster.config)",
         )
     ]
@@ -116,7 +116,7 @@ def test_exit_status_and_json_report(tmp_path):
 
 
 def test_warnings_alone_exit_0():
-    result = cli("-", stdin="cluster:\n  role: init\n  config: |\n    node-lable: [a]\n")
+    result = cli("-", stdin="#cloud-config\ncluster:\n  role: init\n  config: |\n    node-lable: [a]\n")
     assert result.returncode == 0
     assert "\t\t# W1" in result.stdout
 
@@ -124,3 +124,52 @@ def test_warnings_alone_exit_0():
 @pytest.mark.parametrize("args", [["/nonexistent.yaml"], ["--format", "xml", "x.yaml"], []])
 def test_usage_and_unreadable_exit_2(args):
     assert cli(*args).returncode == 2
+
+
+# --- files that would do nothing on a node --------------------------------------------------
+
+
+def test_a_near_miss_of_cluster_is_an_error_with_the_right_name():
+    assert findings("#cloud-config\nclsuter:\n  role: init\n") == [
+        (
+            "error",
+            2,
+            "clsuter: not a key this provider reads; did you mean 'cluster'? (as it is, no RKE2 on the node)",
+        )
+    ]
+
+
+def test_a_file_without_the_cloud_config_header_is_an_error():
+    assert findings("cluster:\n  role: init\n")[0] == (
+        "error",
+        1,
+        "file: does not start with #cloud-config: Kairos reads no configuration from it",
+    )
+
+
+@pytest.mark.parametrize("section", ["cluster:\n", "cluster: {}\n", "cluster: ''\n"])
+def test_an_empty_cluster_section_is_an_error(section):
+    assert findings("#cloud-config\n" + section) == [
+        ("error", 2, "cluster: empty: a node needs at least its role (init, controlplane or worker)")
+    ]
+
+
+def test_errors_and_warnings_come_together():
+    text = "#cloud-config\ncluster:\n  role: init\n  env: {http_proxy: x}\n  config: |\n    debug: maybe\n"
+    assert [(level, str(problem).split(":")[0]) for level, _, problem in findings(text)] == [
+        ("error", "cluster.config.debug"),
+        ("warning", "cluster.env.http_proxy"),
+    ]
+
+
+def test_a_position_inside_the_rke2_config_is_told_in_the_files_lines():
+    text = "#cloud-config\ncluster:\n  role: init\n  config: |\n    a: 1\n    b: [x\n    c: 2\n"
+    (level, line, message), *_ = findings(text)
+    assert (level, line) == ("error", 7)
+    assert "(line 7, column 6)" in message, "the `:` of `c: 2`, where the list never closed"
+
+
+def test_a_tab_inside_the_config_block_is_labelled_cluster_config():
+    text = "#cloud-config\ncluster:\n  role: init\n  config: |\n    a: 1\n\tb: 2\n"
+    (level, line, message), *_ = findings(text)
+    assert (level, line) == ("error", 6) and message.startswith("cluster.config: is not valid YAML")
