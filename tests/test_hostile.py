@@ -451,14 +451,15 @@ class TestLinearAndBounded:
         assert "more characters" in str(raised.value)
 
     def test_an_error_lists_at_most_twenty_problems(self):
-        config = "".join(f"k{i}: [[1]]\n" for i in range(500))
+        from provider_rke2 import rke2check
+
+        booleans = sorted(k for k, spec in rke2check.table()["keys"].items() if spec["type"] == "bool")[:30]
+        config = "".join(f"{key}: maybe\n" for key in booleans)  # 30 values RKE2 cannot take
         with pytest.raises(ConfigError) as raised:
-            render(
-                cloud_config(
-                    role="init", config="tls-san:\n" + "".join(f"- [{i}]\n" for i in range(50)) + config
-                )
-            )
-        assert len(str(raised.value)) < 20 * 500
+            render(cloud_config(role="init", config=config))
+        problems = raised.value.problems
+        assert len(problems) == len(booleans) > 20
+        assert str(raised.value).endswith(f"; and {len(problems) - 20} more problems")
 
 
 class TestSecretsAndLogs:
@@ -468,16 +469,23 @@ class TestSecretsAndLogs:
         assert "<redacted>" not in json.dumps(answer)
         assert "cluster.cluster_token: a weak token: 1 characters" in answer["log"]
 
-    @pytest.mark.parametrize("around", ["\\\\", "\\t", "\\u0007", "\\u001b[2J"])
-    def test_a_token_inside_a_value_is_redacted_in_every_printed_form(self, tmp_path, around):
-        data_dir = f"/data/{TOKEN}{around}x"
-        payload = boot_payload(tmp_path, config=f'data-dir: "{data_dir}"\n')
+    @pytest.mark.parametrize("inside", ["\\", "\t", "\x07", "\x1b[2J"])
+    def test_a_token_that_python_would_escape_is_redacted_in_every_printed_form(self, tmp_path, inside):
+        token = f"hostile{inside}token-0123"
+        payload = boot_payload(
+            tmp_path, cluster_token=token, config=json.dumps({"data-dir": f"/data/{token}/x"}) + "\n"
+        )
         answer, _, _ = provider("agent.boot", payload, tmp_path / "root")
         root = tmp_path / "root"
         printed = json.dumps(answer) + Path(Paths(str(root)).provider_log).read_text()
         printed += Path(Paths(str(root)).events_log).read_text()
-        for form in (TOKEN, repr(TOKEN)[1:-1], TOKEN.encode("unicode_escape").decode()):
-            assert form not in printed
+        for form in (
+            token,
+            repr(token)[1:-1],
+            json.dumps(token)[1:-1],
+            token.encode("unicode_escape").decode(),
+        ):
+            assert form not in printed, form
         assert "<redacted>" in answer["error"] + answer["log"], "the value was shown, the token in it not"
 
     def test_render_redacts_its_warnings_on_stderr(self, tmp_path):
@@ -544,14 +552,14 @@ class TestTheProtocolNeverBreaks:
         assert "Traceback" not in stderr
 
     def test_a_closed_stdout_ends_quietly(self, tmp_path):
+        # Started with fd 1 closed, as `agent-provider-rke2 agent.boot >&-`: Python has no sys.stdout.
         result = subprocess.run(
-            [sys.executable, "-c", "import os, sys, runpy; os.close(1); sys.argv = ['p', 'agent.boot'];"
-             " runpy.run_module('provider_rke2', run_name='__main__')"],
+            ["sh", "-c", 'exec "$0" -m provider_rke2 agent.boot >&-', sys.executable],
             input=json.dumps({"data": "{}"}), capture_output=True, text=True, cwd=ROOT, timeout=60,
             env={**os.environ, "STYLUS_ROOT": str(tmp_path)},
         )  # fmt: skip
         assert result.returncode == 1
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.stderr and "Error" not in result.stderr
 
     def test_the_launcher_blames_unpacking_only_for_unpacking(self, tmp_path, monkeypatch, capsys):
         import importlib.util
