@@ -49,20 +49,16 @@ def append_record(path: str, record: bytes, limit: int, mode: int = 0o600) -> No
     disk) is cut back off, and a record torn earlier gets its own line first, so that
     the next record is never glued onto it. Past `limit` bytes the file is first renamed
     to PATH.1 (one older file is kept)."""
-    import fcntl
-
     try:
         trusted_directory(os.path.dirname(path) or ".", PRIVATE_DIR)
-        fd = _open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+        fd = _locked(path, mode)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
             if size and size + len(record) > limit:
                 # Still under the lock: two writers never both rotate and lose the older file.
                 os.replace(path, path + ".1")
                 os.close(fd)
-                fd = _open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fd = _locked(path, mode)
                 size = os.fstat(fd).st_size
             if size and _last_byte(fd, size) != b"\n":
                 record = b"\n" + record
@@ -76,6 +72,22 @@ def append_record(path: str, record: bytes, limit: int, mode: int = 0o600) -> No
             os.close(fd)
     except OSError as err:
         raise OutputError(f"cannot append to {path}: {err.strerror or err}") from None
+
+
+def _locked(path: str, mode: int) -> int:
+    """The file at `path`, locked: if another writer rotated it while this one waited for the
+    lock, the lock was on the old file (now PATH.1): open the new one and lock that."""
+    import fcntl
+
+    while True:
+        fd = _open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def _last_byte(fd: int, size: int) -> bytes:
