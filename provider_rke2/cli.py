@@ -437,10 +437,16 @@ def _root_flag(text: str) -> str:
 
 
 def _scripts_env(root: Any, node: Any) -> str:
-    """rke2-paths.env for this node: its recorded data dir, else the root's defaults."""
+    """rke2-paths.env for this node: the one its last boot laid beside the scripts (with the
+    kubelet dir its config names), else made from its recorded data dir or the root's defaults."""
+    from provider_rke2.fsio import read_regular
     from provider_rke2.paths import Paths
 
     paths = Paths(root.path)
+    try:
+        return read_regular(paths.scripts_env, 65536).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
     recorded = node.read_state(paths.data_dir_state)
     data_dir = recorded if recorded and recorded.startswith("/") else paths.data_dir
     return paths.reset_plan(data_dir, paths.kubelet_dir).env_file()

@@ -233,3 +233,19 @@ def test_the_suite_passes_whatever_the_machine_holds(tmp_path):
     output = (tmp_path / "output.txt").read_text()
     assert (tmp_path / "status.txt").read_text().strip() == "0", output[-3000:]
     assert " passed" in output and "failed" not in output
+
+
+# --- paths --env -------------------------------------------------------------------------
+
+
+def test_paths_env_is_what_the_last_boot_laid_else_made_from_the_recorded_data_dir(tmp_path):
+    root = tmp_path / "root"
+    paths = Paths(str(root))
+    os.makedirs(paths.state_dir)
+    Path(paths.data_dir_state).write_text("/var/lib/rancher/rke2\n")
+    made = run("paths", "--env", "--stylus-root", str(root)).stdout
+    assert made == paths.reset_plan("/var/lib/rancher/rke2", paths.kubelet_dir).env_file()
+    os.makedirs(paths.scripts_dir)
+    laid = paths.reset_plan("/data/rke2", "/data/kubelet").env_file()
+    Path(paths.scripts_env).write_text(laid)
+    assert run("paths", "--env", "--stylus-root", str(root)).stdout == laid
