@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from provider_rke2 import schema
 from provider_rke2.errors import ConfigError, Problem
-from provider_rke2.paths import CLUSTER_OUTPUT
+from provider_rke2.paths import CLUSTER_OUTPUT, is_clean_absolute
 from provider_rke2.secrets import MIN_SECRET
 from provider_rke2.yamltext import parse_bool
 
@@ -158,8 +157,7 @@ class _Reader:
         path = self.text(key)
         if not path or not path.startswith("/"):
             return ""
-        control = any(ord(c) < 32 or c == "\x7f" for c in path)
-        if control or path.endswith("/") or posixpath.normpath(path) != path or "//" in path:
+        if path.endswith("/") or not is_clean_absolute(path):
             self.fail(
                 f"cluster.{key}",
                 f"expected a clean absolute path (no '..', '.', '//', trailing '/' or control characters),"

@@ -9,6 +9,11 @@ MAX_MESSAGE = 400  # characters of one problem's message: values are quoted in e
 MAX_LISTED = 20  # problems named in an error's text; the rest are counted
 
 
+def has_control(text: str) -> bool:
+    """Whether `text` holds a C0 control character or DEL: never part of a path or a value on one line."""
+    return any(ord(char) < 32 or char == "\x7f" for char in text)
+
+
 def printable(text: str) -> str:
     """`text` on one line, without anything a terminal or a log reader would act on: newlines,
     escape sequences and other control characters are shown escaped."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, List, Mapping, Optional
 
-from provider_rke2.errors import ProviderError
+from provider_rke2.errors import ProviderError, has_control
 from provider_rke2.fsio import open_regular
 from provider_rke2.paths import Paths
 from provider_rke2.protocol import Response
@@ -103,8 +103,7 @@ def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest
 def _absolute(config: Mapping[str, Any], key: str, default: str) -> str:
     value = str(config.get(key) or default)
     path = value.rstrip("/") or "/"
-    control = any(ord(c) < 32 or c == "\x7f" for c in value)
-    if value and (not value.startswith("/") or posixpath.normpath(path) != path or control):
+    if value and (not value.startswith("/") or posixpath.normpath(path) != path or has_control(value)):
         raise InstallError(f"install config: '{key}' must be a clean absolute path, got '{value}'")
     return path if value else ""
 

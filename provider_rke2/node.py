@@ -90,6 +90,7 @@ class LocalNode:
 
     def facts(self, paths: Any) -> Any:
         """What a render needs to know of this node (provider_rke2.render.NodeFacts)."""
+        from provider_rke2.fsio import read_regular
         from provider_rke2.render import NodeFacts
         from provider_rke2.rke2config import PROVIDER_DROP_IN, USER_DROP_IN, DropIn, parse_drop_in
 
@@ -99,7 +100,7 @@ class LocalNode:
             if name in (USER_DROP_IN, PROVIDER_DROP_IN):
                 continue
             try:
-                text = _read_regular(os.path.join(paths.drop_in_dir, name), MAX_DROP_IN)
+                text = read_regular(os.path.join(paths.drop_in_dir, name), MAX_DROP_IN).decode("utf-8")
             except (OSError, UnicodeDecodeError) as err:
                 drop_ins.append(
                     DropIn(name, problem=f"cannot be read ({getattr(err, 'strerror', None) or err})")
@@ -255,12 +256,6 @@ def _yaml_files(directory: str) -> List[str]:
         return sorted(name for name in os.listdir(directory) if name.endswith(".yaml"))
     except OSError:
         return []
-
-
-def _read_regular(path: str, limit: int) -> str:
-    from provider_rke2.fsio import read_regular
-
-    return read_regular(path, limit).decode("utf-8")
 
 
 def _read_or_empty(path: str) -> str:

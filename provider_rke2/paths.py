@@ -5,10 +5,12 @@ Nothing else in the code builds an RKE2 path by hand.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
+from provider_rke2.errors import has_control
 from provider_rke2.root import STYLUS_ENVIRONMENT
 
 # Kairos reads the provider's output here in both modes (the Go SDK's default).
@@ -209,8 +211,10 @@ class Paths:
         owned += tuple(self.env_file(unit) for unit in UNITS)
         owned += (self.log_file, self.state_dir)
         # RKE2's own places: it owns them whole.
-        owned += tuple(d for d in (data_dir,) if d in (self.data_dir, DEFAULT_DATA_DIR))
-        owned += tuple(d for d in (kubelet_dir,) if d == self.kubelet_dir)
+        if data_dir in (self.data_dir, DEFAULT_DATA_DIR):
+            owned += (data_dir,)
+        if kubelet_dir == self.kubelet_dir:
+            owned += (kubelet_dir,)
         systemd = tuple(f"/etc/systemd/system/{unit}" for unit in UNITS)
         systemd += tuple(self.unit_drop_in_dir(unit) for unit in UNITS)
         systemd += tuple(
@@ -299,6 +303,16 @@ def is_system_dir(path: str, paths: Paths) -> bool:
         path in SYSTEM_DIRS
         or path == paths.root
         or (paths.agent_mode and path.startswith(paths.root + "/") and path[len(paths.root) :] in SYSTEM_DIRS)
+    )
+
+
+def is_clean_absolute(path: str) -> bool:
+    """Absolute, no '..', '.' or '//' components (normalised as given), no control characters."""
+    return (
+        path.startswith("/")
+        and posixpath.normpath(path) == path
+        and "//" not in path
+        and not has_control(path)
     )
 
 

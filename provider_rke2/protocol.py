@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict
 
-from provider_rke2.errors import EventError
+from provider_rke2.errors import EventError, has_control
 from provider_rke2.events import MAX_EVENT_BYTES
 
 
@@ -54,7 +54,7 @@ def parse_event(text: str, argv_name: str) -> Event:
             raise EventError(f"event field '{key}' must be a string, got {_kind(value)}")
         _check_text(value, f"event field '{key}'")
         fields[key] = value
-    if any(ord(char) < 32 or char == "\x7f" for char in fields["file"]):
+    if has_control(fields["file"]):
         raise EventError("event field 'file' holds a control character (NUL, newline, ...): not a path")
     return Event(name=argv_name, data=fields["data"], file=fields["file"])
 

@@ -13,7 +13,7 @@ import ipaddress
 import shlex
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
-from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.errors import ConfigError, Problem, has_control
 from provider_rke2.rke2config import (
     DEFAULT_CLUSTER_CIDR,
     DEFAULT_CLUSTER_DOMAIN,
@@ -160,7 +160,7 @@ def _check_values(env: Mapping[str, str]) -> None:
     problems = [
         Problem(f"cluster.env.{name}", "must be a single line without control characters")
         for name in PROXY_VARIABLES
-        if any(ord(char) < 32 or char == "\x7f" for char in env.get(name, ""))
+        if has_control(env.get(name, ""))
     ]
     if problems:
         raise ConfigError(problems)

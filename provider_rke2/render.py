@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import posixpath
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
@@ -12,7 +11,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from provider_rke2 import datadir, proxy, rke2check, rke2config, schema, stages, yip
 from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
 from provider_rke2.errors import ConfigError, OutputError, Problem, ProviderError
-from provider_rke2.paths import Paths, images_dir, is_system_dir
+from provider_rke2.paths import Paths, images_dir, is_clean_absolute, is_system_dir
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import APPLIANCE_ROOT, FROM_DEFAULT, Root, with_cluster_root
 from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_cloud_config
@@ -261,8 +260,7 @@ def _own_dir(path: Any, where: str, paths: Paths, facts: NodeFacts) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise ConfigError([Problem(where, f"expected an absolute path, got {path!r}")])
     clean = path.rstrip("/") or "/"
-    unclean = posixpath.normpath(clean) != clean or "//" in clean
-    if unclean or any(ord(c) < 32 or c == "\x7f" for c in path):
+    if not is_clean_absolute(clean):
         raise ConfigError(
             [
                 Problem(
