@@ -61,5 +61,9 @@ class Terminated(ProviderError):
     """The provider was told to stop (SIGTERM) before the event finished."""
 
 
+class Busy(ProviderError):
+    """Another provider command (a boot, a reset, an upgrade) holds the node's lock."""
+
+
 class OutputError(ProviderError):
     """The rendered document could not be written, or failed its own schema."""

@@ -19,8 +19,20 @@ RKE2_RESTARTED = "rke2_restarted"
 CLUSTER_READY = "cluster_ready"
 CLUSTER_RESET = "cluster_reset"
 DATA_DIR_KEPT = "data_dir_kept"
+RKE2_UPGRADED = "rke2_upgraded"
+RKE2_ROLLED_BACK = "rke2_rolled_back"
 ERROR = "error"
-TYPES = (CONFIG_UPDATED, RKE2_STARTED, RKE2_RESTARTED, CLUSTER_READY, CLUSTER_RESET, DATA_DIR_KEPT, ERROR)
+TYPES = (
+    CONFIG_UPDATED,
+    RKE2_STARTED,
+    RKE2_RESTARTED,
+    CLUSTER_READY,
+    CLUSTER_RESET,
+    DATA_DIR_KEPT,
+    RKE2_UPGRADED,
+    RKE2_ROLLED_BACK,
+    ERROR,
+)
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 IDENTIFIER = "provider-rke2"
@@ -31,7 +43,12 @@ def now() -> str:
 
 
 def record(
-    kind: str, message: str, role: str = "", event: str = "", at: Optional[str] = None
+    kind: str,
+    message: str,
+    role: str = "",
+    event: str = "",
+    at: Optional[str] = None,
+    upgrade: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     entry: Dict[str, Any] = {
         "type": kind,
@@ -43,6 +60,8 @@ def record(
         entry["role"] = role
     if event:
         entry["event"] = event
+    if upgrade:  # from, to, took_seconds, snapshot, why, probe: for the fleet manager
+        entry["upgrade"] = upgrade
     return entry
 
 

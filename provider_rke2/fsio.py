@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from typing import BinaryIO
+import time
+from contextlib import contextmanager
+from typing import BinaryIO, Callable, Iterator
 
-from provider_rke2.errors import OutputError
+from provider_rke2.errors import Busy, OutputError, printable
 
 PRIVATE_DIR = 0o700
 
@@ -72,6 +74,44 @@ def append_record(path: str, record: bytes, limit: int, mode: int = 0o600) -> No
             os.close(fd)
     except OSError as err:
         raise OutputError(f"cannot append to {path}: {err.strerror or err}") from None
+
+
+@contextmanager
+def node_lock(
+    path: str,
+    wait: float,
+    doing: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[None]:
+    """Hold the node's lock file (flock, released by the kernel when the holder dies, so a
+    crash never leaves it held); Busy, naming the holder, when another keeps it past `wait`
+    seconds. Not inherited by children: a unit started meanwhile never keeps it."""
+    import fcntl
+
+    try:
+        trusted_directory(os.path.dirname(path), PRIVATE_DIR)
+        fd = _open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise OutputError(f"cannot open the node's lock {path}: {err.strerror or err}") from None
+    try:
+        deadline = clock() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", errors="replace").strip()
+                    raise Busy(
+                        f"{path} is held by {printable(holder) or 'another process'}; waited {wait:.0f} s"
+                    ) from None
+                sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({doing})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _locked(path: str, mode: int) -> int:

@@ -17,18 +17,18 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ProviderError, has_control
 from provider_rke2.fsio import open_regular
 from provider_rke2.paths import Paths
 from provider_rke2.protocol import Response
+from provider_rke2.rke2version import OUTPUT
 
 PROVIDER = "rke2"
 # Images built before RKE2 went under the path table's prefix carry it here.
 IMAGE_PREFIX = "/usr"
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-_VERSION = re.compile(r"\brke2 version (v\S+)")
 
 # Runs `binary --version`; returns its output, or None when it cannot run.
 VersionProbe = Callable[[str], Optional[str]]
@@ -50,7 +50,7 @@ class InstallRequest:
 def info(probe: VersionProbe, candidates: List[str]) -> Response:
     for binary in candidates:
         output = probe(binary)
-        match = _VERSION.search(output or "")
+        match = OUTPUT.search(output or "")
         if match:
             data = {"provider": PROVIDER, "version": match.group(1)}
             return Response(state="success", data=json.dumps(data), log=f"found {binary}")
@@ -110,17 +110,11 @@ def _absolute(config: Mapping[str, Any], key: str, default: str) -> str:
 
 def install(req: InstallRequest) -> Response:
     """Verify, stage, then move into place; on any error before the move nothing is changed."""
-    archive = os.path.join(req.artifacts, f"rke2.linux-{req.arch}.tar.gz")
-    sums = os.path.join(req.artifacts, f"sha256sum-{req.arch}.txt")
-    expected = _expected_sum(sums, os.path.basename(archive))
-    actual = _sha256(archive)
-    if actual != expected:
-        raise InstallError(f"checksum mismatch for {archive}: {sums} says {expected}, the file is {actual}")
+    archive, actual = verified_archive(req.artifacts, req.arch)
     os.makedirs(req.prefix, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".provider-rke2-install.", dir=req.prefix)
     try:
-        members = _unpack(archive, staging)
-        _point_units_at(staging, req.prefix)
+        members = unpack_release(archive, staging, req.prefix)
         installed = _move_into_place(staging, req.prefix, members)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -146,6 +140,24 @@ def lay_down_scripts(root: str) -> List[str]:
             os.chmod(path, 0o755)  # noqa: S103 - scripts, run by root from the image
             written.append(path)
     return written
+
+
+def verified_archive(artifacts: str, arch: str) -> Tuple[str, str]:
+    """The release archive in `artifacts` and its sha256, checked against the release's sums."""
+    archive = os.path.join(artifacts, f"rke2.linux-{arch}.tar.gz")
+    sums = os.path.join(artifacts, f"sha256sum-{arch}.txt")
+    expected = _expected_sum(sums, os.path.basename(archive))
+    actual = _sha256(archive)
+    if actual != expected:
+        raise InstallError(f"checksum mismatch for {archive}: {sums} says {expected}, the file is {actual}")
+    return archive, actual
+
+
+def unpack_release(archive: str, staging: str, prefix: str) -> List[str]:
+    """The archive's files (relative names) unpacked into `staging`, its units made to name `prefix`."""
+    members = _unpack(archive, staging)
+    _point_units_at(staging, prefix)
+    return members
 
 
 def _expected_sum(sums: str, name: str) -> str:

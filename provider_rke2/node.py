@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, ContextManager, List, Mapping, Optional, Sequence, Tuple
 
 from provider_rke2 import root as roots
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.events import MAX_EVENT_BYTES
 
 MAX_SCRIPT_OUTPUT = 8192
+VERSION_TIMEOUT = 30.0
+SYSTEMCTL_TIMEOUT = 180.0  # a stop waits for RKE2 to end its containers' shims
 LOG_LIMIT = 1024 * 1024  # bytes before provider-rke2.log is rotated to .1
 MAX_DROP_IN = 1024 * 1024  # bytes read of another tool's config.d drop-in
 
@@ -166,29 +168,39 @@ class LocalNode:
 
     def version_of(self, binary: str) -> Optional[str]:
         """`binary --version`, or None when there is no such binary or it fails."""
-        import subprocess
-
         if not os.access(binary, os.X_OK):
             return None
-        try:
-            done = subprocess.run(  # noqa: S603 - a fixed argv, no shell parses it
-                [binary, "--version"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL
-            )
-        except (OSError, subprocess.TimeoutExpired):
+        done = self.run([binary, "--version"], VERSION_TIMEOUT)
+        return done.output if done.returncode == 0 else None
+
+    def systemctl(self, *args: str) -> Tuple[int, str]:
+        """systemctl from PATH (its place differs between distributions): status and output."""
+        done = self.run(["systemctl", *args], SYSTEMCTL_TIMEOUT)
+        return (124 if done.returncode is None else done.returncode), done.output
+
+    def wait_ready(self, checks: Sequence[Tuple[str, str, str]], timeout: float) -> Any:
+        from provider_rke2 import readiness
+
+        return readiness.wait(readiness.probes(list(checks)), timeout, max_interval=5.0)
+
+    def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]:
+        from provider_rke2.fsio import node_lock
+
+        return node_lock(path, wait, doing)
+
+    def finish_upgrade(self, paths: Any, by: str) -> Optional[str]:
+        """Roll back an upgrade a crash interrupted (see provider_rke2.upgrade), leaving the
+        unit stopped for the boot stage to start; what was done, or None."""
+        from provider_rke2 import upgrade
+
+        if not upgrade.pending(paths):
             return None
-        return done.stdout.decode("utf-8", errors="replace") if done.returncode == 0 else None
+        return upgrade.recover(paths, self, by, start=False)
 
     def run_script(
         self, installed: str, root: roots.Root, timeout: float, paths_env: Mapping[str, str]
     ) -> ScriptResult:
-        """Run the node's copy of a provider script, or the packaged one when the node has none.
-
-        Bounded as a whole: the output goes to an unlinked temporary file, not a pipe, so a
-        child that outlives the script (even one that left its process group with setsid)
-        cannot hold the provider waiting for the pipe to close; at the limit, or when the
-        provider itself is told to stop, the script's whole process group is killed.
-        """
-        import subprocess
+        """Run the node's copy of a provider script, or the packaged one when the node has none."""
         from contextlib import ExitStack
         from importlib import resources
 
@@ -197,27 +209,41 @@ class LocalNode:
             if not os.path.isfile(path):
                 packaged = resources.files("provider_rke2").joinpath("scripts", os.path.basename(installed))
                 path = str(stack.enter_context(resources.as_file(packaged)))
-            env = {**self.environ, roots.VARIABLE: root.path, **paths_env}
-            output = stack.enter_context(_scratch_file())
-            process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell parses it
-                ["/bin/sh", path],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            done = self.run(["/bin/sh", path], timeout, {roots.VARIABLE: root.path, **paths_env})
+        return ScriptResult(path, done.returncode, done.output)
+
+    def run(
+        self, argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]] = None
+    ) -> ScriptResult:
+        """Run a command, bounded as a whole: the output goes to an unlinked temporary file,
+        not a pipe, so a child that outlives it (even one that left its process group with
+        setsid) cannot hold the provider waiting for the pipe to close; at the limit, or
+        when the provider itself is told to stop, the command's whole process group is killed."""
+        import subprocess
+
+        with _scratch_file() as output:
+            try:
+                process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell parses it
+                    list(argv),
+                    env={**self.environ, **(env or {})},
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as err:
+                return ScriptResult(argv[0], 127, f"cannot run {argv[0]}: {err.strerror or err}")
             try:
                 code: Optional[int] = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 code = None
                 _end_group(process)
-            except BaseException:  # Terminated (SIGTERM to the provider): the script goes too
+            except BaseException:  # Terminated (SIGTERM to the provider): the command goes too
                 _end_group(process)
                 raise
             output.seek(max(0, os.fstat(output.fileno()).st_size - 4 * MAX_SCRIPT_OUTPUT))
             text = output.read().decode("utf-8", errors="replace").strip()
-        return ScriptResult(path, code, text[-MAX_SCRIPT_OUTPUT:])
+        return ScriptResult(argv[0], code, text[-MAX_SCRIPT_OUTPUT:])
 
 
 def _scratch_file() -> Any:

@@ -163,6 +163,27 @@ class Paths:
         return self.state_dir + "/data-dir"
 
     @property
+    def role_state(self) -> str:
+        """The role of the last successful render (what `upgrade` upgrades without --role)."""
+        return self.state_dir + "/role"
+
+    @property
+    def lock_file(self) -> str:
+        """Held by a boot, a reset and an upgrade, so that none of them overlaps another."""
+        return self.state_dir + "/lock"
+
+    @property
+    def upgrade_journal(self) -> str:
+        """What a running upgrade has done so far: found by the next command after a crash."""
+        return self.state_dir + "/upgrade.json"
+
+    @property
+    def upgrade_dir(self) -> str:
+        """The new release staged (new/) and the files it replaced (old/, the rollback set):
+        beside the files they swap with, so that each swap is one rename."""
+        return self.install_prefix + "/.provider-rke2-upgrade"
+
+    @property
     def scripts_dir(self) -> str:
         return self.under("/opt/rke2/scripts")
 
@@ -209,7 +230,7 @@ class Paths:
             f"{self.install_prefix}/bin/{name}" for name in ("rke2-killall.sh", "rke2-uninstall.sh")
         )
         owned += tuple(self.env_file(unit) for unit in UNITS)
-        owned += (self.log_file, self.state_dir)
+        owned += (self.log_file, self.state_dir, self.upgrade_dir)
         # RKE2's own places: it owns them whole.
         if data_dir in (self.data_dir, DEFAULT_DATA_DIR):
             owned += (data_dir,)
@@ -318,6 +339,20 @@ def is_clean_absolute(path: str) -> bool:
 
 def unit_name(unit: str) -> str:
     return unit[: -len(".service")] if unit.endswith(".service") else unit
+
+
+def unit_for(role: str) -> str:
+    return "rke2-agent.service" if role == "worker" else "rke2-server.service"
+
+
+def server_ca(data_dir: str) -> str:
+    """The cluster's CA on a server, which signs the supervisor's TLS."""
+    return data_dir.rstrip("/") + "/server/tls/server-ca.crt"
+
+
+def snapshot_dir(data_dir: str) -> str:
+    """Where `rke2 etcd-snapshot save` puts a snapshot by default."""
+    return data_dir.rstrip("/") + "/server/db/snapshots"
 
 
 def images_dir(data_dir: str) -> str:

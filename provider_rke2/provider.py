@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional, Protocol, Set, Tuple
+from typing import Any, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
 
 from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.events import BOOT, INFO, INSTALL, RESET
@@ -14,6 +14,9 @@ from provider_rke2.secrets import in_config, in_section
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
 RESET_TIMEOUT = 600
+# A boot or a reset waits this long for an upgrade that holds the node, then gives up with
+# nothing written: an upgrade's own bound (--timeout, twice) is far longer than a boot may take.
+LOCK_WAIT = 30.0
 
 
 @dataclass
@@ -56,6 +59,10 @@ class Node(Protocol):
     def write_state(self, path: str, text: str) -> None: ...
 
     def fingerprint_key(self, path: str) -> bytes: ...
+
+    def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]: ...
+
+    def finish_upgrade(self, paths: Any, by: str) -> Optional[str]: ...
 
 
 def handle(event: Event, node: Node, context: Optional[Context] = None) -> Response:
@@ -102,20 +109,35 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
     if section is None:
         return Response(log=NO_CLUSTER)
     # Imported here: the YAML and schema code is for the events that need it.
-    from provider_rke2.eventlog import CONFIG_UPDATED, DATA_DIR_KEPT
     from provider_rke2.paths import Paths
-    from provider_rke2.render import render_section, root_for_section
+    from provider_rke2.render import root_for_section
 
     root = root_for_section(section, context.root)
     paths = Paths(root.path)
+    with node.lock(paths.lock_file, LOCK_WAIT, BOOT):
+        return _boot_locked(section, root, paths, node, context)
+
+
+def _boot_locked(section: Any, root: Root, paths: Any, node: Node, context: Context) -> Response:
+    from provider_rke2.eventlog import CONFIG_UPDATED, DATA_DIR_KEPT
+    from provider_rke2.render import render_section
+
+    notes = []
+    try:
+        # Before anything else: an upgrade a crash interrupted is rolled back (its own events).
+        finished = node.finish_upgrade(paths, BOOT)
+    except ProviderError as err:
+        finished = f"warning: {err}"
+    if finished:
+        notes.append(finished if finished.startswith("warning: ") else f"warning: {finished}")
     facts = node.facts(paths)
     for drop_in in facts.drop_ins:
         context.secrets |= in_config(drop_in.config)
-    notes = []
     try:
         key = node.fingerprint_key(paths.fingerprint_key)
     except ProviderError as err:
-        key, notes = b"", [f"warning: fingerprint key not kept ({err}); change detection still works"]
+        key = b""
+        notes.append(f"warning: fingerprint key not kept ({err}); change detection still works")
     rendered = render_section(section, root, key, node.executable(), facts)
     context.root, context.role = rendered.root, rendered.role
     node.write_private(rendered.path, rendered.text)
@@ -126,6 +148,8 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
         notes += _kept(
             node, paths.rendered_state, rendered.fingerprint, "render state", "reports config_updated"
         )
+    if node.read_state(paths.role_state) != rendered.role:
+        notes += _kept(node, paths.role_state, rendered.role, "role", "records it again")
     data_dir = rendered.data_dir
     if facts.recorded_data_dir != data_dir.path:
         if data_dir.kept:
@@ -164,7 +188,8 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
     paths = Paths(root.path)
     facts = node.facts(paths)
     plan = paths.reset_plan(*node_dirs(section, paths, facts))
-    result = node.run_script(paths.uninstall_script, root, RESET_TIMEOUT, plan.environment())
+    with node.lock(paths.lock_file, LOCK_WAIT, RESET):
+        result = node.run_script(paths.uninstall_script, root, RESET_TIMEOUT, plan.environment())
     if result.returncode != 0:
         raise ProviderError(f"failed to reset cluster: {_failure(result)}")
     from provider_rke2.eventlog import CLUSTER_RESET

@@ -82,6 +82,20 @@ def _at_most(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def checks(
+    server: bool, ca_file: str, kubelet_url: str = "", supervisor_url: str = ""
+) -> List[Tuple[str, str, str]]:
+    """What "ready" asks of this node: (url, expected answer, CA file or "")."""
+    found = [(kubelet_url or KUBELET_HEALTHZ, "ok", "")]
+    if server:
+        found.append((supervisor_url or SUPERVISOR_PING, "pong", ca_file))
+    return found
+
+
+def probes(found: List[Tuple[str, str, str]]) -> List[Probe]:
+    return [http_probe(url, expect, ca_file=ca or None) for url, expect, ca in found]
+
+
 def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: float = 5.0) -> Probe:
     """A probe that passes when `url` answers 200 with body `expect` (no proxy, ever: loopback).
 
@@ -90,6 +104,8 @@ def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: fl
     import os
     import ssl
     import urllib.request
+
+    from provider_rke2.errors import Terminated
 
     def probe(budget: float) -> Tuple[bool, str]:
         limit = min(timeout, budget)
@@ -110,6 +126,8 @@ def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: fl
                 body = answer.read(256).decode("utf-8", errors="replace").strip()
         except _Expired:
             return False, f"{url}: no whole answer within {limit:.1f} s"
+        except Terminated:
+            raise  # the provider is told to stop: not an answer of the node's
         except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
             return False, f"{url}: {getattr(err, 'reason', None) or err}"
         return (body == expect), f"{url}: {body!r}"

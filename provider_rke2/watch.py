@@ -6,8 +6,8 @@ from typing import Any, Optional, TextIO
 
 from provider_rke2 import eventlog
 from provider_rke2.errors import ProviderError
-from provider_rke2.paths import Paths
-from provider_rke2.readiness import KUBELET_HEALTHZ, SUPERVISOR_PING, http_probe, wait
+from provider_rke2.paths import Paths, server_ca, unit_for
+from provider_rke2.readiness import checks, probes, wait
 
 _AFTER = {
     "started": (eventlog.RKE2_STARTED, "the boot stage started {unit}"),
@@ -20,7 +20,7 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
     """0 when RKE2 became ready within the bound, 1 when it did not."""
     root = node.stylus_root()
     paths = Paths(root.path)
-    unit = "rke2-agent.service" if options.role == "worker" else "rke2-server.service"
+    unit = unit_for(options.role)
 
     def emit(kind: str, message: str) -> None:
         try:
@@ -31,11 +31,9 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
     if options.after in _AFTER:
         kind, text = _AFTER[options.after]
         emit(kind, text.format(unit=unit))
-    probes = [http_probe(options.kubelet_url or KUBELET_HEALTHZ, "ok")]
-    if options.role != "worker":
-        ca = (options.data_dir or paths.data_dir).rstrip("/") + "/server/tls/server-ca.crt"
-        probes.append(http_probe(options.supervisor_url or SUPERVISOR_PING, "pong", ca_file=ca))
-    outcome = wait(probes, options.timeout, options.max_interval)
+    ca = server_ca(options.data_dir or paths.data_dir)
+    found = checks(options.role != "worker", ca, options.kubelet_url or "", options.supervisor_url or "")
+    outcome = wait(probes(found), options.timeout, options.max_interval)
     out = stdout or stderr
     if outcome.ready:
         message = f"RKE2 is ready on this node after {outcome.waited:.0f} s ({outcome.detail})"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import ContextManager, Dict, List, Optional, Tuple
 
 from provider_rke2.node import ScriptResult
 from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE, NO_FACTS, NodeFacts
@@ -33,6 +34,15 @@ class MemoryNode:
         self.script_env: Dict[str, str] = {}
         self.node_facts = facts
         self.removed: List[str] = []
+        self.locks: List[Tuple[str, str]] = []
+        self.upgrade_note: Optional[str] = None  # what finish_upgrade reports
+
+    def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]:
+        self.locks.append((path, doing))
+        return contextlib.nullcontext()
+
+    def finish_upgrade(self, paths, by: str) -> Optional[str]:
+        return self.upgrade_note
 
     def read_text(self, path: str) -> str:
         if path not in self.files:

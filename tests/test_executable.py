@@ -213,7 +213,9 @@ def test_read_only_root_and_no_home_unpacks_only_into_run(binary, tmp_path):
     assert sorted(set(written_outside) - set(unpacked)) == [
         "/var/lib/provider-rke2/data-dir",
         "/var/lib/provider-rke2/fingerprint.key",
+        "/var/lib/provider-rke2/lock",
         "/var/lib/provider-rke2/rendered",
+        "/var/lib/provider-rke2/role",
         "/var/log/provider-rke2/events.jsonl",
         "/var/log/provider-rke2/provider-rke2.log",
     ]

@@ -1,0 +1,515 @@
+"""`upgrade`: RKE2 replaced in place on an agent-mode node, and put back by itself when the
+new version is not ready (README: "Upgrading RKE2 in agent mode").
+
+Nothing changes until the artefacts are verified, the step between the versions is one
+Kubernetes supports, the node is ready on its current version and, on a server, an etcd
+snapshot is taken. From the first change on, a journal in the provider's state says what
+has been done, so that whoever comes next (`upgrade`, `agent.boot`, `status`) after a
+crash or a SIGKILL finishes the rollback before anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+
+from provider_rke2 import eventlog, rke2version
+from provider_rke2.errors import ProviderError, Terminated
+from provider_rke2.paths import Paths, server_ca, snapshot_dir, unit_for
+from provider_rke2.swap import SwapError, SwapSet, discard, keep_previous, restore, stage, swap_in
+
+SNAPSHOT_TIMEOUT = 600.0
+LOCK_WAIT = 10.0  # a boot holds the lock for well under a second
+PROBE_INTERVAL = 5.0
+ROLES = ("init", "controlplane", "worker")
+
+PLANNED, UNCHANGED, UPGRADED = "planned", "unchanged", "upgraded"
+REFUSED, ROLLED_BACK, FAILED = "refused", "rolled_back", "failed"
+EXIT = {PLANNED: 0, UNCHANGED: 0, UPGRADED: 0, REFUSED: 1, ROLLED_BACK: 1, FAILED: 3}
+
+# The journal's phases, in order; a journal found in any but the last is rolled back.
+SWAPPING, STARTED, ROLLING_BACK, COMMITTED = "swapping", "started", "rolling back", "committed"
+_PHASES = (SWAPPING, STARTED, ROLLING_BACK, COMMITTED)
+_RELATIVE = re.compile(r"(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+")
+
+Check = Tuple[str, str, str]  # url, expected answer, CA file ("" for none): readiness.checks
+
+
+class Refused(ProviderError):
+    """The upgrade was not started: nothing on the node changed."""
+
+
+class Machine(Protocol):
+    """What an upgrade does to the node (provider_rke2.node.LocalNode)."""
+
+    def version_of(self, binary: str) -> Optional[str]: ...
+
+    def machine(self) -> str: ...
+
+    def systemctl(self, *args: str) -> Tuple[int, str]: ...
+
+    def run(self, argv: Sequence[str], timeout: float) -> Any: ...
+
+    def wait_ready(self, checks: Sequence[Check], timeout: float) -> Any: ...
+
+    def emit(self, path: str, entry: dict) -> None: ...
+
+    def read_state(self, path: str) -> Optional[str]: ...
+
+    def write_state(self, path: str, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    artifacts: str
+    role: str = ""
+    timeout: float = 900.0
+    dry_run: bool = False
+    force: bool = False
+    kubelet_url: str = ""
+    supervisor_url: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    root: str
+    role: str
+    role_from: str
+    unit: str
+    was_active: bool
+    binary: str
+    current: str
+    new: str
+    step: str
+    files: Tuple[str, ...]  # installed paths the release replaces or adds
+    upgrade_dir: str
+    data_dir: str
+    snapshot: Tuple[str, ...]  # the snapshot command; empty on a worker
+    checks: Tuple[Check, ...]
+    timeout: float
+
+
+@dataclass
+class Result:
+    outcome: str
+    message: str
+    plan: Optional[Plan] = None
+    took: float = 0.0
+    snapshot: str = ""
+    probe: str = ""
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT[self.outcome]
+
+    def to_json(self) -> str:
+        report = {k: v for k, v in asdict(self).items() if k != "plan"}
+        report["exit_status"] = self.exit_status
+        report["plan"] = asdict(self.plan) if self.plan else None
+        return json.dumps(report, indent=2) + "\n"
+
+    def text(self) -> str:
+        lines = [f"note: {note}" for note in self.notes]
+        if self.plan and self.outcome == PLANNED:
+            lines += plan_text(self.plan)
+        lines.append(f"{self.outcome.replace('_', ' ')}: {self.message}")
+        return "\n".join(lines) + "\n"
+
+
+def plan_text(plan: Plan) -> List[str]:
+    checks = ", ".join(
+        f"{url} answers {expect!r}" + (f" (CA {ca})" if ca else "") for url, expect, ca in plan.checks
+    )
+    lines = [
+        f"node: root {plan.root}, role {plan.role} ({plan.role_from}), unit {plan.unit}"
+        f" ({'active' if plan.was_active else 'not active'})",
+        f"version: {plan.current} -> {plan.new} ({plan.step})",
+    ]
+    if plan.snapshot:
+        lines.append("1. etcd snapshot first: " + " ".join(plan.snapshot))
+    else:
+        lines.append("1. no etcd snapshot (a worker has no etcd)")
+    lines += [
+        f"2. stage the release in {plan.upgrade_dir}/new; link the files it replaces into"
+        f" {plan.upgrade_dir}/old (the rollback set)",
+        f"3. stop {plan.unit}; swap, one rename each:",
+        *(f"     {path}" for path in plan.files),
+        f"4. start {plan.unit}; wait up to {plan.timeout:.0f} s until {checks}",
+        "5. ready: remove the rollback set, keep the snapshot. Not ready: stop, put the previous"
+        f" files back, start {plan.unit}, wait again",
+    ]
+    return lines
+
+
+def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], None]) -> Result:
+    """The whole procedure; the caller holds the node's lock. Never raises for a failure of
+    the upgrade itself: the result says what happened and the exit status."""
+    notes = []
+    try:
+        finished = recover(paths, machine, "upgrade", start=True)
+    except SwapError as err:
+        return Result(FAILED, f"{err}: look at it, and at {paths.upgrade_dir}, before any upgrade")
+    if finished:
+        notes.append(finished)
+        say(finished)
+    top = tempfile.mkdtemp(prefix="provider-rke2-plan.") if req.dry_run else paths.upgrade_dir
+    try:
+        plan, swap = _prepare(req, paths, machine, top)
+        if req.dry_run:
+            return Result(PLANNED, "nothing changed (--dry-run)", plan, notes=notes)
+        if plan.current == plan.new and not req.force:
+            discard(top)
+            return Result(
+                UNCHANGED, f"{plan.binary} is already {plan.new}; nothing changed", plan, notes=notes
+            )
+        _ready_before(plan, req, machine, say)
+        snapshot = _snapshot(plan, machine, say)
+        swap = keep_previous(swap)
+        journal = _journal(plan, swap, snapshot)
+        _write_journal(paths, journal)
+    except ProviderError as err:  # Terminated included: nothing changed yet
+        discard(top)
+        message = f"upgrade not started, nothing changed: {err}"
+        _emit(machine, paths, eventlog.ERROR, message, req.role)
+        return Result(REFUSED, message, notes=notes)
+    finally:
+        if req.dry_run:
+            discard(top)
+    result = _swap_and_verify(plan, swap, journal, req, paths, machine, say)
+    result.notes = notes + result.notes
+    return result
+
+
+def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Plan, SwapSet]:
+    from provider_rke2.imagebuild import ARCHITECTURES, InstallError, verified_archive
+
+    if not os.path.isfile(paths.binary):
+        raise Refused(f"no RKE2 at {paths.binary}: install it first (init.provider.install)")
+    role, role_from = _role(req, paths, machine)
+    unit = unit_for(role)
+    arch = ARCHITECTURES.get(machine.machine())
+    if arch is None:
+        raise Refused(f"unsupported architecture {machine.machine()!r}: expected amd64 or arm64")
+    try:
+        archive, _ = verified_archive(req.artifacts, arch)
+        swap = stage(archive, paths.install_prefix, top)
+    except (InstallError, SwapError) as err:
+        raise Refused(str(err)) from None
+    new = rke2version.of_output(machine.version_of(os.path.join(swap.new_dir, "bin/rke2")))
+    if new is None:
+        raise Refused(f"the new rke2 in {req.artifacts} does not run here or prints no version")
+    current = rke2version.of_output(machine.version_of(paths.binary))
+    if current is None and not req.force:
+        raise Refused(f"{paths.binary} --version names no version: cannot tell the step (--force to go on)")
+    problem = rke2version.step_problem(current, new) if current else None
+    if problem and not req.force:
+        raise Refused(f"{problem} (--force to do it anyway)")
+    was_active = machine.systemctl("is-active", "--quiet", unit)[0] == 0
+    if not was_active and not req.force:
+        raise Refused(
+            f"{unit} is not running: an upgrade could not tell a broken release from a stopped node"
+            " (start it first, or --force)"
+        )
+    data_dir = _data_dir(paths, machine)
+    server = role != "worker"
+    name = "provider-rke2-pre-" + re.sub(r"[^a-z0-9-]", "-", new.text.lower()).strip("-")
+    snapshot: Tuple[str, ...] = ()
+    if server:
+        snapshot = (paths.binary, "etcd-snapshot", "save", "--config", paths.config_file)
+        snapshot += ("--data-dir", data_dir, "--name", name)
+    from provider_rke2.readiness import checks
+
+    plan = Plan(
+        root=paths.root,
+        role=role,
+        role_from=role_from,
+        unit=unit,
+        was_active=was_active,
+        binary=paths.binary,
+        current=current.text if current else "unknown",
+        new=new.text,
+        step=rke2version.describe_step(current, new) if current else "unknown step (forced)",
+        files=tuple(swap.target(name) for name in swap.files),
+        upgrade_dir=paths.upgrade_dir,
+        data_dir=data_dir,
+        snapshot=snapshot,
+        checks=tuple(checks(server, server_ca(data_dir), req.kubelet_url, req.supervisor_url)),
+        timeout=req.timeout,
+    )
+    return plan, swap
+
+
+def _role(req: Request, paths: Paths, machine: Machine) -> Tuple[str, str]:
+    if req.role:
+        return req.role, "--role"
+    recorded = machine.read_state(paths.role_state)
+    if recorded in ROLES:
+        return recorded, f"the last boot, {paths.role_state}"  # type: ignore[return-value]
+    enabled = [u for u in ("rke2-server.service", "rke2-agent.service") if _enabled(machine, u)]
+    if len(enabled) == 1:
+        return ("worker" if enabled[0] == "rke2-agent.service" else "server"), f"{enabled[0]} is enabled"
+    raise Refused(
+        "cannot tell this node's role (no boot recorded one, and not one RKE2 unit is enabled): --role"
+    )
+
+
+def _enabled(machine: Machine, unit: str) -> bool:
+    code, output = machine.systemctl("is-enabled", unit)
+    return code == 0 and output.strip() in ("enabled", "enabled-runtime")
+
+
+def _data_dir(paths: Paths, machine: Machine) -> str:
+    recorded = machine.read_state(paths.data_dir_state)
+    return recorded if recorded and recorded.startswith("/") else paths.data_dir
+
+
+def _ready_before(plan: Plan, req: Request, machine: Machine, say: Callable[[str], None]) -> None:
+    say(f"checking that RKE2 {plan.current} is ready before anything changes")
+    outcome = machine.wait_ready(plan.checks, req.timeout)
+    if not outcome.ready and not req.force:
+        raise Refused(
+            f"RKE2 {plan.current} is not ready on this node ({outcome.detail}): an upgrade could not tell"
+            " a broken release from a broken node (--force to go on)"
+        )
+
+
+def _snapshot(plan: Plan, machine: Machine, say: Callable[[str], None]) -> str:
+    if not plan.snapshot:
+        return ""
+    name = plan.snapshot[-1]
+    say(f"taking the etcd snapshot {name}")
+    done = machine.run(plan.snapshot, SNAPSHOT_TIMEOUT)
+    if done.returncode != 0:
+        why = "did not finish in time" if done.returncode is None else f"exited {done.returncode}"
+        raise Refused(f"the etcd snapshot {name} failed ({why}): {done.output[-400:]}".rstrip(": "))
+    return name
+
+
+def _journal(plan: Plan, swap: SwapSet, snapshot: str) -> Dict[str, Any]:
+    """Written before the first change: enough for anyone to put the previous release back."""
+    return {
+        "phase": SWAPPING,
+        "role": plan.role,
+        "unit": plan.unit,
+        "was_active": plan.was_active,
+        "from": plan.current,
+        "to": plan.new,
+        "snapshot": snapshot,
+        "files": list(swap.files),
+        "added": list(swap.added),
+    }
+
+
+def _swap_and_verify(
+    plan: Plan,
+    swap: SwapSet,
+    journal: Dict[str, Any],
+    req: Request,
+    paths: Paths,
+    machine: Machine,
+    say: Callable[[str], None],
+) -> Result:
+    began = time.monotonic()
+    snapshot = journal["snapshot"]
+    details = {"from": plan.current, "to": plan.new, **({"snapshot": snapshot} if snapshot else {})}
+    try:
+        say(f"stopping {plan.unit}; swapping {len(swap.files)} files")
+        with _shielded():
+            code, output = machine.systemctl("stop", plan.unit)
+            if code != 0:
+                raise SwapError(f"systemctl stop {plan.unit} failed: {output.strip()}")
+            swap_in(swap)
+            machine.systemctl("daemon-reload")
+            journal["phase"] = STARTED
+            _write_journal(paths, journal)
+        say(f"starting {plan.unit} on {plan.new}; waiting up to {req.timeout:.0f} s for it to be ready")
+        code, output = machine.systemctl("start", plan.unit)
+        if code != 0:
+            raise SwapError(f"systemctl start {plan.unit} failed: {output.strip()}")
+        outcome = machine.wait_ready(plan.checks, req.timeout)
+    except (SwapError, ProviderError) as err:  # Terminated included: put the previous release back
+        wait = not isinstance(err, Terminated)
+        return _rollback(plan, swap, journal, paths, machine, say, str(err), "", wait, req.timeout)
+    if not outcome.ready:
+        why = f"{plan.new} was not ready after {req.timeout:.0f} s"
+        return _rollback(plan, swap, journal, paths, machine, say, why, outcome.detail, True, req.timeout)
+    took = round(time.monotonic() - began, 1)
+    journal["phase"] = COMMITTED
+    with _shielded():
+        _write_journal(paths, journal)
+        message = (
+            f"RKE2 {plan.current} -> {plan.new} on {plan.unit} in {took:.0f} s; ready ({outcome.detail})"
+        )
+        _emit(machine, paths, eventlog.RKE2_UPGRADED, message, plan.role, {**details, "took_seconds": took})
+        _finish(paths)
+    return Result(UPGRADED, message, plan, took, snapshot, outcome.detail)
+
+
+def _rollback(
+    plan: Plan,
+    swap: SwapSet,
+    journal: Dict[str, Any],
+    paths: Paths,
+    machine: Machine,
+    say: Callable[[str], None],
+    why: str,
+    probe: str,
+    wait: bool,
+    timeout: float,
+) -> Result:
+    say(f"rolling back to {plan.current}: {why}")
+    details = {"from": plan.current, "to": plan.new, "why": why, "probe": probe}
+    if journal.get("snapshot"):
+        details["snapshot"] = journal["snapshot"]
+    try:
+        with _shielded():
+            _put_back(journal, swap, paths, machine, start=plan.was_active)
+    except (SwapError, ProviderError) as err:
+        message = (
+            f"could not roll back: {err}. The previous files are in {swap.old_dir}, the new ones partly"
+            f" in {plan.binary}'s directory; the journal {paths.upgrade_journal} makes the next upgrade, boot"
+            " or status try again"
+        )
+        _emit(machine, paths, eventlog.ERROR, message, plan.role, details)
+        return Result(FAILED, message, plan, probe=probe)
+    outcome = machine.wait_ready(plan.checks, timeout) if wait and plan.was_active else None
+    if outcome is not None and not outcome.ready:
+        message = (
+            f"{plan.new} was not ready ({why}) and {plan.current}, put back at {plan.binary}, is not ready"
+            f" either: {outcome.detail}. Look at `journalctl -u {plan.unit}`"
+        )
+        if journal.get("snapshot"):
+            message += f"; the etcd snapshot {journal['snapshot']} is in {snapshot_dir(plan.data_dir)}"
+        _emit(machine, paths, eventlog.ERROR, message, plan.role, {**details, "probe": outcome.detail})
+        _finish(paths)
+        return Result(FAILED, message, plan, probe=outcome.detail)
+    message = f"RKE2 {plan.new} failed ({why}); {plan.current} is back on {plan.unit}"
+    if outcome is not None:
+        message += f" and ready ({outcome.detail})"
+    _emit(machine, paths, eventlog.RKE2_ROLLED_BACK, message, plan.role, details)
+    _finish(paths)
+    return Result(ROLLED_BACK, message, plan, probe=probe)
+
+
+def _put_back(journal: Dict[str, Any], swap: SwapSet, paths: Paths, machine: Machine, start: bool) -> None:
+    """Stop the unit, the previous files back, start it again if it ran before the upgrade."""
+    journal["phase"] = ROLLING_BACK
+    _write_journal(paths, journal)
+    machine.systemctl("stop", journal["unit"])
+    restore(swap)
+    machine.systemctl("daemon-reload")
+    if start:
+        code, output = machine.systemctl("start", journal["unit"])
+        if code != 0:
+            raise SwapError(
+                f"the previous files are back, but systemctl start {journal['unit']} failed: {output}"
+            )
+
+
+def recover(paths: Paths, machine: Machine, by: str, start: bool) -> Optional[str]:
+    """Finish what an interrupted upgrade left: roll it back (or, when it had been found
+    ready, only clean up). What was done, or None when there was nothing to finish."""
+    journal = _read_journal(paths)
+    if journal is None:
+        return None
+    details = {"from": journal["from"], "to": journal["to"]}
+    if journal["phase"] == COMMITTED:
+        _finish(paths)
+        return f"finished the cleanup of the upgrade {journal['from']} -> {journal['to']} (it was ready)"
+    why = f"interrupted while {journal['phase']}; rolled back by {by}"
+    swap = SwapSet(paths.install_prefix, paths.upgrade_dir, journal["files"], journal["added"])
+    try:
+        with _shielded():
+            _put_back(journal, swap, paths, machine, start=start and journal["was_active"] is True)
+    except (SwapError, ProviderError) as err:
+        message = (
+            f"an interrupted upgrade {journal['from']} -> {journal['to']} could not be rolled back: {err}"
+        )
+        _emit(machine, paths, eventlog.ERROR, message, journal["role"], details, by)
+        return message
+    message = f"RKE2 {journal['to']} was {why}; {journal['from']} is back"
+    _emit(machine, paths, eventlog.RKE2_ROLLED_BACK, message, journal["role"], {**details, "why": why}, by)
+    _finish(paths)
+    return message
+
+
+def pending(paths: Paths) -> bool:
+    return os.path.lexists(paths.upgrade_journal)
+
+
+def _read_journal(paths: Paths) -> Optional[Dict[str, Any]]:
+    """The journal, checked: a file name it lists is one inside the prefix, never a path."""
+    from provider_rke2.fsio import read_regular
+
+    try:
+        journal = json.loads(read_regular(paths.upgrade_journal, 1 << 20))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise SwapError(f"the upgrade journal {paths.upgrade_journal} cannot be read: {err}") from None
+    names = journal.get("files") if isinstance(journal, dict) else None
+    if not (
+        isinstance(names, list)
+        and all(isinstance(n, str) and _RELATIVE.fullmatch(n) and ".." not in n.split("/") for n in names)
+        and isinstance(journal.get("added"), list)
+        and set(journal["added"]) <= set(names)
+        and journal.get("phase") in _PHASES
+        and all(isinstance(journal.get(k), str) for k in ("from", "to", "unit", "role"))
+        and journal["unit"] in ("rke2-server.service", "rke2-agent.service")
+    ):
+        raise SwapError(f"the upgrade journal {paths.upgrade_journal} is not one this provider wrote")
+    journal["files"], journal["added"] = tuple(names), tuple(journal["added"])
+    return journal
+
+
+def _write_journal(paths: Paths, journal: Dict[str, Any]) -> None:
+    from provider_rke2.fsio import PRIVATE_DIR, replace_file
+
+    data = json.dumps({**journal, "files": list(journal["files"]), "added": list(journal["added"])})
+    replace_file(paths.upgrade_journal, data.encode("utf-8") + b"\n", 0o600, PRIVATE_DIR)
+
+
+def _finish(paths: Paths) -> None:
+    discard(paths.upgrade_dir)
+    try:
+        os.unlink(paths.upgrade_journal)
+    except FileNotFoundError:
+        pass
+
+
+def _emit(
+    machine: Machine,
+    paths: Paths,
+    kind: str,
+    message: str,
+    role: str,
+    details: Optional[Dict[str, Any]] = None,
+    by: str = "upgrade",
+) -> None:
+    try:
+        machine.emit(paths.events_log, eventlog.record(kind, message, role, by, upgrade=details))
+    except ProviderError:
+        pass  # the result still says it; the event log is the fleet manager's copy
+
+
+@contextmanager
+def _shielded() -> Iterator[None]:
+    """SIGTERM held back while files are renamed and units switched: it arrives after, once
+    the node is consistent again (a SIGKILL is what the journal is for)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
