@@ -27,7 +27,7 @@ from provider_rke2.events import MAX_EVENT_BYTES
 # their answer must cost no more than starting Python. Everything else is
 # imported where it is needed.
 
-COMMANDS = ("render", "validate", "paths", "mode", "events", "status", "wait-ready", "no-proxy")
+COMMANDS = ("render", "validate", "paths", "mode", "events", "status", "wait-ready", "upgrade", "no-proxy")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -178,7 +178,7 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     )
     parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
     commands = parser.add_subparsers(
-        dest="command", metavar="{render,validate,paths,mode,events,status,wait-ready}"
+        dest="command", metavar="{render,validate,paths,mode,events,status,wait-ready,upgrade}"
     )
     root_help = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
     render = commands.add_parser(
@@ -264,6 +264,33 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     ready.add_argument("--supervisor-url", default=None)
     ready.add_argument("--max-interval", type=_seconds, default=15.0, metavar="DURATION")
     ready.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
+    up = commands.add_parser(
+        "upgrade",
+        help="replace RKE2 in place (agent mode), rolled back by itself when it is not ready",
+        description="Replace RKE2 on this agent-mode node with the release in DIR (rke2.linux-<arch>.tar.gz"
+        " and sha256sum-<arch>.txt, verified first): on a server an etcd snapshot first, then stop, swap,"
+        " start, and wait until the node is ready (the checks of wait-ready); not ready in time, the"
+        " previous release is put back. Exit 0 upgraded (or nothing to do), 1 not upgraded (refused before"
+        " any change, or rolled back), 2 usage or appliance mode, 3 failed and could NOT be rolled back.",
+    )
+    up.add_argument("--artifacts", required=True, metavar="DIR", type=os.path.abspath)
+    up.add_argument(
+        "--role",
+        choices=("init", "controlplane", "worker"),
+        help="default: the last boot's, else the enabled unit's",
+    )
+    up.add_argument(
+        "--timeout", type=_seconds, default=900.0, metavar="DURATION",
+        help="how long each release may take to be ready (default 15m)",
+    )  # fmt: skip
+    up.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    up.add_argument(
+        "--force", action="store_true", help="a downgrade, a skipped minor version, a stopped or unready node"
+    )
+    up.add_argument("--json", action="store_true", help="a JSON object (README: upgrade --json)")
+    up.add_argument("--kubelet-url", default="", help=argparse.SUPPRESS)
+    up.add_argument("--supervisor-url", default="", help=argparse.SUPPRESS)
+    up.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=root_help)
     # Run by the unit's ExecStartPre when a proxy is configured, not by people.
     no_proxy = commands.add_parser(
         "no-proxy", description="Write the unit's NO_PROXY with this node's own subnets added."
@@ -286,9 +313,13 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
             from provider_rke2.watch import wait_ready
 
             return wait_ready(options, node, stderr, stdout)
+        if options.command == "upgrade":
+            return _upgrade(options, node, stdout, stderr)
         if options.command in ("events", "status"):
             from provider_rke2 import report
 
+            if options.command == "status":
+                _finish_upgrade(node, stderr)
             if options.command == "events":
                 return report.events(
                     node.stylus_root(),
@@ -397,6 +428,72 @@ def _render(source: str, fresh: bool, node: Any, stdin: TextIO, stdout: TextIO, 
     )
     stdout.write(rendered.text)
     return 0
+
+
+def _upgrade(options: Any, node: Any, stdout: TextIO, stderr: TextIO) -> int:
+    import signal
+
+    from provider_rke2 import upgrade
+    from provider_rke2.errors import ProviderError
+    from provider_rke2.paths import Paths
+
+    root = node.stylus_root()
+    if not root.agent_mode:
+        stderr.write(
+            "error: upgrade: this node is in appliance mode (root /): RKE2 is part of the immutable OS"
+            " image there and changes with it (kairos-agent upgrade); nothing changed\n"
+        )
+        return 2
+    paths = Paths(root.path)
+    request = upgrade.Request(
+        options.artifacts,
+        options.role or "",
+        options.timeout,
+        options.dry_run,
+        options.force,
+        options.kubelet_url,
+        options.supervisor_url,
+    )
+
+    def say(line: str) -> None:
+        stderr.write(f"upgrade: {line}\n")
+        stderr.flush()
+
+    signal.signal(signal.SIGTERM, _terminated)  # a stop mid-upgrade puts the previous release back
+    try:
+        with node.lock(paths.lock_file, upgrade.LOCK_WAIT, "upgrade"):
+            result = upgrade.upgrade(request, paths, node, say)
+    except Exception as err:  # noqa: BLE001 - a bug must still say where the node stands
+        what = str(err) if isinstance(err, ProviderError) else f"internal error: {type(err).__name__}: {err}"
+        if upgrade.pending(paths):
+            result = upgrade.Result(
+                upgrade.FAILED,
+                f"{what}; the next upgrade, boot or status rolls back what {paths.upgrade_journal} lists",
+            )
+        else:
+            result = upgrade.Result(upgrade.REFUSED, f"not upgraded, nothing changed: {what}")
+    stdout.write(result.to_json() if options.json else result.text())
+    return result.exit_status
+
+
+def _finish_upgrade(node: Any, stderr: TextIO) -> None:
+    """`status` first rolls back an upgrade a crash interrupted, unless one is running now."""
+    from provider_rke2 import upgrade
+    from provider_rke2.errors import Busy, ProviderError
+    from provider_rke2.paths import Paths
+
+    paths = Paths(node.stylus_root().path)
+    if not upgrade.pending(paths):
+        return
+    try:
+        with node.lock(paths.lock_file, 0, "status"):
+            done = upgrade.recover(paths, node, "status", start=True)
+    except Busy as err:
+        done = f"an upgrade is running: {err}"
+    except ProviderError as err:
+        done = f"error: {err}"
+    if done:
+        stderr.write(f"status: {done}\n")
 
 
 def _seconds(text: str) -> float:

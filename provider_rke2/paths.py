@@ -184,6 +184,11 @@ class Paths:
         return self.install_prefix + "/.provider-rke2-upgrade"
 
     @property
+    def upgrade_plan_dir(self) -> str:
+        """Where `upgrade --dry-run` unpacks the release to read its version, then removes it."""
+        return self.upgrade_dir + "-plan"
+
+    @property
     def scripts_dir(self) -> str:
         return self.under("/opt/rke2/scripts")
 
@@ -230,7 +235,7 @@ class Paths:
             f"{self.install_prefix}/bin/{name}" for name in ("rke2-killall.sh", "rke2-uninstall.sh")
         )
         owned += tuple(self.env_file(unit) for unit in UNITS)
-        owned += (self.log_file, self.state_dir, self.upgrade_dir)
+        owned += (self.log_file, self.state_dir, self.upgrade_dir, self.upgrade_plan_dir)
         # RKE2's own places: it owns them whole.
         if data_dir in (self.data_dir, DEFAULT_DATA_DIR):
             owned += (data_dir,)

@@ -148,6 +148,7 @@ def status(
     states = unit_state if unit_state is not None else _unit_states()
     recorded = _recorded_data_dir(paths)
     last = {r["type"]: r for r in records}
+    upgrade = last_upgrade(records)
     if as_json:
         report = {
             "mode": "agent" if root.agent_mode else "appliance",
@@ -156,6 +157,7 @@ def status(
             "data_dir": {"path": recorded or paths.data_dir, "recorded": bool(recorded)},
             "units": states,
             "last_events": {kind: last.get(kind) for kind in eventlog.TYPES},
+            "last_upgrade": upgrade,
         }
         out.write(json.dumps(report, indent=2) + "\n")
         return 0
@@ -171,6 +173,11 @@ def status(
         f"role: {role}",
         f"data dir: {printable(shown)}",
         *(f"{unit}: {state}" for unit, state in states.items()),
+        printable(
+            f"last upgrade: {upgrade['outcome']} at {upgrade['time']}: {upgrade['message']}"
+            if upgrade
+            else "last upgrade: none recorded"
+        ),
         "last events:",
     ]
     for kind in eventlog.TYPES:
@@ -182,6 +189,15 @@ def status(
         )
     out.write("\n".join(lines) + "\n")
     return 0
+
+
+def last_upgrade(records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The last record an upgrade left (upgrade.outcome: upgraded, rolled_back, refused, failed)."""
+    for record in reversed(records):
+        details = record.get("upgrade")
+        if isinstance(details, dict) and details.get("outcome"):
+            return {**record, "outcome": str(details["outcome"])}
+    return None
 
 
 def _recorded_data_dir(paths: Paths) -> str:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -154,14 +153,22 @@ def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], N
     """The whole procedure; the caller holds the node's lock. Never raises for a failure of
     the upgrade itself: the result says what happened and the exit status."""
     notes = []
+    if req.dry_run and pending(paths):
+        return Result(
+            REFUSED,
+            f"an interrupted upgrade left {paths.upgrade_journal}: the next upgrade, boot or status rolls"
+            " it back first; plan after that",
+        )
     try:
-        finished = recover(paths, machine, "upgrade", start=True)
+        finished = None if req.dry_run else recover(paths, machine, "upgrade", start=True)
     except SwapError as err:
         return Result(FAILED, f"{err}: look at it, and at {paths.upgrade_dir}, before any upgrade")
     if finished:
         notes.append(finished)
         say(finished)
-    top = tempfile.mkdtemp(prefix="provider-rke2-plan.") if req.dry_run else paths.upgrade_dir
+    # A dry run stages too (to read the new version), apart from any rollback set, and
+    # removes it: beside the prefix is the one place sure to be writable in agent mode.
+    top = paths.upgrade_plan_dir if req.dry_run else paths.upgrade_dir
     try:
         plan, swap = _prepare(req, paths, machine, top)
         if req.dry_run:
@@ -179,7 +186,7 @@ def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], N
     except ProviderError as err:  # Terminated included: nothing changed yet
         discard(top)
         message = f"upgrade not started, nothing changed: {err}"
-        _emit(machine, paths, eventlog.ERROR, message, req.role)
+        _emit(machine, paths, REFUSED, message, req.role, {"why": str(err)})
         return Result(REFUSED, message, notes=notes)
     finally:
         if req.dry_run:
@@ -349,7 +356,7 @@ def _swap_and_verify(
         message = (
             f"RKE2 {plan.current} -> {plan.new} on {plan.unit} in {took:.0f} s; ready ({outcome.detail})"
         )
-        _emit(machine, paths, eventlog.RKE2_UPGRADED, message, plan.role, {**details, "took_seconds": took})
+        _emit(machine, paths, UPGRADED, message, plan.role, {**details, "took_seconds": took})
         _finish(paths)
     return Result(UPGRADED, message, plan, took, snapshot, outcome.detail)
 
@@ -379,7 +386,7 @@ def _rollback(
             f" in {plan.binary}'s directory; the journal {paths.upgrade_journal} makes the next upgrade, boot"
             " or status try again"
         )
-        _emit(machine, paths, eventlog.ERROR, message, plan.role, details)
+        _emit(machine, paths, FAILED, message, plan.role, details)
         return Result(FAILED, message, plan, probe=probe)
     outcome = machine.wait_ready(plan.checks, timeout) if wait and plan.was_active else None
     if outcome is not None and not outcome.ready:
@@ -389,13 +396,13 @@ def _rollback(
         )
         if journal.get("snapshot"):
             message += f"; the etcd snapshot {journal['snapshot']} is in {snapshot_dir(plan.data_dir)}"
-        _emit(machine, paths, eventlog.ERROR, message, plan.role, {**details, "probe": outcome.detail})
+        _emit(machine, paths, FAILED, message, plan.role, {**details, "probe": outcome.detail})
         _finish(paths)
         return Result(FAILED, message, plan, probe=outcome.detail)
     message = f"RKE2 {plan.new} failed ({why}); {plan.current} is back on {plan.unit}"
     if outcome is not None:
         message += f" and ready ({outcome.detail})"
-    _emit(machine, paths, eventlog.RKE2_ROLLED_BACK, message, plan.role, details)
+    _emit(machine, paths, ROLLED_BACK, message, plan.role, details)
     _finish(paths)
     return Result(ROLLED_BACK, message, plan, probe=probe)
 
@@ -434,10 +441,10 @@ def recover(paths: Paths, machine: Machine, by: str, start: bool) -> Optional[st
         message = (
             f"an interrupted upgrade {journal['from']} -> {journal['to']} could not be rolled back: {err}"
         )
-        _emit(machine, paths, eventlog.ERROR, message, journal["role"], details, by)
+        _emit(machine, paths, FAILED, message, journal["role"], details, by)
         return message
     message = f"RKE2 {journal['to']} was {why}; {journal['from']} is back"
-    _emit(machine, paths, eventlog.RKE2_ROLLED_BACK, message, journal["role"], {**details, "why": why}, by)
+    _emit(machine, paths, ROLLED_BACK, message, journal["role"], {**details, "why": why}, by)
     _finish(paths)
     return message
 
@@ -489,14 +496,18 @@ def _finish(paths: Paths) -> None:
 def _emit(
     machine: Machine,
     paths: Paths,
-    kind: str,
+    outcome: str,
     message: str,
     role: str,
-    details: Optional[Dict[str, Any]] = None,
+    details: Dict[str, Any],
     by: str = "upgrade",
 ) -> None:
+    kind = {UPGRADED: eventlog.RKE2_UPGRADED, ROLLED_BACK: eventlog.RKE2_ROLLED_BACK}.get(
+        outcome, eventlog.ERROR
+    )
+    entry = eventlog.record(kind, message, role, by, upgrade={"outcome": outcome, **details})
     try:
-        machine.emit(paths.events_log, eventlog.record(kind, message, role, by, upgrade=details))
+        machine.emit(paths.events_log, entry)
     except ProviderError:
         pass  # the result still says it; the event log is the fleet manager's copy
 

@@ -3,7 +3,7 @@ sandbox (tests/sandbox.py: `/` read-only, tmpfs and overlays writable) by
 tests/test_lifecycle.py, as `python lifecycle.py SPEC.json RESULT.json`.
 
 Each phase sends one event to the provider (`python -m provider_rke2 EVENT`, the
-JSON event on stdin); after `agent.boot` the YIP document it wrote is executed the way
+JSON event on stdin), or runs one of its commands (`upgrade`, `status`); after `agent.boot` the YIP document it wrote is executed the way
 yip executes it: per step of `boot.before`, the `if` test (skipped unless it exits 0),
 then directories, then files with their modes, then each command with `sh -c`. A
 snapshot of every writable path is taken before the first phase and after each.
@@ -67,7 +67,7 @@ def snapshot(watched: List[str]) -> Dict[str, str]:
                     found[path] = "link -> " + os.readlink(path)
                 elif os.path.isfile(path):
                     with open(path, "rb") as handle:
-                        found[path] = handle.read(4096).decode("utf-8", errors="replace")
+                        found[path] = handle.read(1 << 16).decode("utf-8", errors="replace")
     return found
 
 
@@ -86,6 +86,30 @@ def send(event: str, payload: Dict[str, Any], repo: str, env: Dict[str, str]) ->
     return json.loads(result.stdout)
 
 
+def command(args: List[str], repo: str, env: Dict[str, str]) -> Dict[str, Any]:
+    """An operator's (or the management agent's) command: its status and what it printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "provider_rke2", *args],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        env={**os.environ, **env},
+        timeout=900,
+    )
+    return {"status": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+
+
+def units(stub_dir: str) -> Dict[str, str]:
+    found = {}
+    for name in ("units/rke2-server.service", "units/rke2-agent.service", "healthz"):
+        try:
+            with open(os.path.join(stub_dir, name), encoding="utf-8") as handle:
+                found[os.path.basename(name)] = handle.read().strip()
+        except OSError:
+            pass
+    return found
+
+
 def main(spec_path: str, result_path: str) -> None:
     with open(spec_path, encoding="utf-8") as handle:
         spec = json.load(handle)
@@ -93,12 +117,16 @@ def main(spec_path: str, result_path: str) -> None:
     results: Dict[str, Any] = {"before": snapshot(spec["watched"]), "phases": []}
     for phase in spec["phases"]:
         open(calls, "w").close()
-        response = send(phase["event"], phase["payload"], spec["repo"], phase.get("env", {}))
-        ran = (
-            run_yip(spec["output"])
-            if phase["event"] == "agent.boot" and response["state"] == "success"
-            else []
-        )
+        if "command" in phase:
+            response = command(phase["command"], spec["repo"], phase.get("env", {}))
+            ran = []
+        else:
+            response = send(phase["event"], phase["payload"], spec["repo"], phase.get("env", {}))
+            ran = (
+                run_yip(spec["output"])
+                if phase["event"] == "agent.boot" and response["state"] == "success"
+                else []
+            )
         with open(calls, encoding="utf-8") as handle:
             phase_calls = handle.read().splitlines()
         results["phases"].append(
@@ -107,6 +135,7 @@ def main(spec_path: str, result_path: str) -> None:
                 "response": response,
                 "steps": ran,
                 "calls": phase_calls,
+                "units": units(os.path.dirname(calls)),
                 "after": snapshot(spec["watched"]),
             }
         )

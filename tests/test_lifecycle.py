@@ -9,187 +9,27 @@ install at host level. The rest (systemd-run, swapoff, ip, iptables) are recordi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import sys
-from pathlib import Path
-from typing import Any, Dict, List
 
 import pytest
-import yaml
+from harness import (
+    NEIGHBOURS,
+    OUTPUT,
+    STYLUS,
+    TOKEN,
+    assert_boot_ran,
+    boot,
+    by_name,
+    host_part,
+    lifecycle,
+    rendered_paths,
+    rke2_calls,
+)
 
 from provider_rke2.paths import Paths
 
-import sandbox
-from conftest import ROOT, cloud_config, make_tarball
-
-STYLUS = "/persistent/spectro"
-TOKEN = "lifecycle-cluster-token"
-LIFECYCLE = Path(__file__).parent / "lifecycle.py"
-OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
-OVERLAYS = ("/etc", "/usr/local")
-WATCHED_HOST = (
-    "/run", "/var/lib", "/var/log", "/opt", "/etc/rancher", "/etc/cni", "/etc/default", "/etc/systemd",
-    "/etc/spectro", "/usr/local/cloud-config", "/usr/local/bin", "/usr/local/lib/systemd", "/usr/local/share",
-)  # fmt: skip
-
-SYSTEMCTL = r"""
-state="$STUB_DIR/units"; mkdir -p "$state"
-case "$1" in
-is-active)
-	if [ "$2" = --quiet ]; then unit=$3; else unit=$2; fi
-	now=$(cat "$state/$unit" 2>/dev/null || echo inactive)
-	[ "$2" = --quiet ] || echo "$now"
-	[ "$now" = active ] ;;
-start | restart)
-	echo active > "$state/$3"
-	case "$3" in rke2-*) sh "$STUB_DIR/play-rke2" "$3" ;; esac ;;
-stop) echo inactive > "$state/$2" ;;
-enable)
-	if [ "$2" = --runtime ]; then
-		mkdir -p /run/systemd/system/multi-user.target.wants
-		ln -sf "/usr/local/lib/systemd/system/$3" "/run/systemd/system/multi-user.target.wants/$3"
-	fi ;;
-esac
-"""
-
-# What RKE2 does when its unit starts, as far as files go: its config is the agent-mode
-# drop-in's --config, else /etc/rancher/rke2/config.yaml.
-PLAY_RKE2 = r"""
-unit=$1
-config=/etc/rancher/rke2/config.yaml
-dropin=/run/systemd/system/$unit.d/50-stylus-root.conf
-[ -f "$dropin" ] && config=$(sed -n 's/^ExecStart=.* --config //p' "$dropin")
-data=$(sed -n 's/^data-dir: *//p' "$config" | tr -d "'\"")
-data=${data:-/var/lib/rancher/rke2}
-kubelet=$(grep -o 'root-dir=[^ ,]*' "$config" | head -n 1 | cut -d= -f2 | tr -d "'\"")
-kubelet=${kubelet:-/var/lib/kubelet}
-mkdir -p "$data/agent/etc/containerd" "$data/data/v1/bin" "$data/agent/containerd/mnt"
-echo config > "$data/agent/etc/containerd/config.toml"
-ln -sfn data/v1/bin "$data/bin"
-mountpoint -q "$data/agent/containerd/mnt" || mount -t tmpfs tmpfs "$data/agent/containerd/mnt"
-member="$data/server/db/etcd/member"  # a new member, unless the cluster's is there
-case "$unit" in rke2-server*) mkdir -p "${member%/*}" && { [ -f "$member" ] || echo member > "$member"; } ;; esac
-mkdir -p "$kubelet/pods/p1/volumes/v"
-mountpoint -q "$kubelet/pods/p1/volumes/v" || mount -t tmpfs tmpfs "$kubelet/pods/p1/volumes/v"
-mkdir -p /run/k3s/containerd /run/flannel /etc/cni/net.d /opt/cni/bin /var/lib/cni/networks/k8s-pod-network
-echo sock > /run/k3s/containerd/containerd.sock
-echo subnet > /run/flannel/subnet.env
-echo '{}' > /etc/cni/net.d/10-canal.conflist
-echo kubeconfig > /etc/cni/net.d/calico-kubeconfig
-for plugin in calico calico-ipam flannel; do echo "$plugin" > "/opt/cni/bin/$plugin"; done
-echo "$unit" > /var/lib/cni/networks/k8s-pod-network/10.42.0.5
-"""
-
-STUBS = {
-    "systemctl": SYSTEMCTL,
-    "systemd-run": "",
-    "swapoff": "",
-    "ip": "",
-    "ps": "",
-    "iptables-save": 'printf "*filter\\n-A INPUT -j KUBE-FIREWALL\\n-A INPUT -j ACCEPT\\nCOMMIT\\n"',
-    "iptables-restore": 'cat > "$STUB_DIR/iptables-restore.in"',
-    "ip6tables-save": "",
-    "ip6tables-restore": "cat > /dev/null",
-}
-
-# What other software keeps on the host: never touched, in either mode's agent flavour.
-NEIGHBOURS = {
-    "/etc/cni/net.d/87-podman-bridge.conflist": "{}",
-    "/opt/cni/bin/bridge": "podman's",
-    "/opt/cni/bin/host-local": "podman's",
-    "/var/lib/cni/networks/podman/10.88.0.2": "x",
-    "/var/lib/kubelet/config.yaml": "another kubelet's",
-    "/var/log/pods/other_pod/0.log": "x",
-    "/opt/content/images/README": "not an archive",
-}
-
-
-def release_artefacts(directory: Path) -> None:
-    members = {
-        "bin/rke2": b"#!/bin/sh\necho 'rke2 version v1.31.2+rke2r1 (abc)'\n",
-        "bin/rke2-killall.sh": b"#!/bin/sh\n",
-        "lib/systemd/system/rke2-server.service": b"[Service]\nExecStart=/usr/local/bin/rke2 server\n",
-        "lib/systemd/system/rke2-agent.service": b"[Service]\nExecStart=/usr/local/bin/rke2 agent\n",
-        "share/rke2/LICENSE.txt": b"license",
-    }
-    body = make_tarball(members)
-    directory.mkdir(parents=True)
-    (directory / "rke2.linux-amd64.tar.gz").write_bytes(body)
-    (directory / "sha256sum-amd64.txt").write_text(
-        f"{hashlib.sha256(body).hexdigest()}  rke2.linux-amd64.tar.gz\n"
-    )
-
-
-def boot(name: str, config: str) -> Dict[str, Any]:
-    return {"name": name, "event": "agent.boot", "payload": {"config": config}}
-
-
-def lifecycle(
-    tmp: Path, root: str, phases: List[Dict[str, Any]], host_files: Dict[str, str]
-) -> Dict[str, Any]:
-    stub_dir = tmp / "stubs"
-    stub_dir.mkdir()
-    for name, body in STUBS.items():
-        (stub_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "$STUB_DIR/calls.log"\n{body}\n')
-        (stub_dir / name).chmod(0o755)
-    (stub_dir / "play-rke2").write_text(PLAY_RKE2)
-    release_artefacts(tmp / "artefacts")
-    install = {
-        "name": "install",
-        "event": "init.provider.install",
-        "payload": {"provider": "rke2", "version": "v1.31.2+rke2r1", "config": {"artifacts": str(tmp / "artefacts"), "root": root, "arch": "amd64"}},
-    }  # fmt: skip
-    spec = {
-        "repo": str(ROOT),
-        "output": OUTPUT,
-        "calls_log": str(stub_dir / "calls.log"),
-        "watched": [*WATCHED_HOST, str(tmp / "root")],
-        "phases": [install, *phases],
-    }
-    (tmp / "spec.json").write_text(json.dumps(spec))
-    env = {"PATH": f"{stub_dir}:{os.environ['PATH']}", "STUB_DIR": str(stub_dir)}
-    command = [
-        "env",
-        "-u",
-        "STYLUS_ROOT",
-        sys.executable,
-        str(LIFECYCLE),
-        str(tmp / "spec.json"),
-        str(tmp / "result.json"),
-    ]
-    sandbox.run(tmp, command, host_files=host_files, host_links={}, env=env, overlays=OVERLAYS)
-    output = (tmp / "output.txt").read_text()
-    assert (tmp / "status.txt").read_text().strip() == "0", output
-    return json.loads((tmp / "result.json").read_text())
-
-
-def host_part(snapshot: Dict[str, str], tmp: Path) -> Dict[str, str]:
-    return {p: v for p, v in snapshot.items() if not p.startswith(str(tmp))}
-
-
-def rendered_paths(document_text: str) -> List[str]:
-    document = yaml.safe_load(document_text)
-    steps = document["stages"]["boot.before"]
-    return [f["path"] for s in steps for f in s.get("files", [])] + [
-        d["path"] for s in steps for d in s.get("directories", [])
-    ]
-
-
-def by_name(result: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    return {phase["name"]: phase for phase in result["phases"]}
-
-
-def assert_boot_ran(phase: Dict[str, Any]) -> None:
-    assert phase["response"]["state"] == "success", phase["response"]
-    failed = [(s["name"], c) for s in phase["steps"] for c in s["commands"] if c["status"] != 0]
-    assert failed == [], failed
-
-
-def rke2_calls(phase: Dict[str, Any], unit: str) -> List[str]:
-    verbs = ("start", "restart", "stop")
-    return [c for c in phase["calls"] if c.split()[1:2] and c.split()[1] in verbs and c.endswith(unit)]
+from conftest import ROOT, cloud_config
 
 
 @pytest.fixture
