@@ -301,3 +301,27 @@ def test_every_event_an_upgrade_wrote_is_valid(server_node):
     assert {e["type"] for e in events} >= {"rke2_upgraded", "rke2_rolled_back", "error"}
     for event in events:
         jsonschema.validate(event, schema)
+
+
+def test_a_worker_is_upgraded_without_a_snapshot_and_its_role_from_the_last_boot(tmp_path):
+    stubs = tmp_path / "stubs"
+    root = str(tmp_path / "root" / STYLUS.lstrip("/"))
+    host = {"/etc/spectro/environment": f"export STYLUS_ROOT={root}\n"}
+    config = cloud_config(role="worker", cluster_token=TOKEN, control_plane_host="10.0.0.1")
+    phases = [boot("first boot", config), upgrade("healthy", "new", stubs)]
+    done = by_name(lifecycle(tmp_path, root, phases, host, installed=OLD, releases={"new": (NEW, "ok")}))
+    paths = Paths(root)
+    phase = done["healthy"]
+    assert phase["response"]["status"] == 0, phase["response"]
+    plan = outcome(phase)["plan"]
+    assert (plan["role"], plan["role_from"], plan["unit"]) == (
+        "worker", f"the last boot, {paths.role_state}", "rke2-agent.service",
+    )  # fmt: skip
+    assert [c["url"] if isinstance(c, dict) else c[0] for c in plan["checks"]] == [f"file://{stubs}/healthz"]
+    assert called(phase, "rke2 etcd-snapshot") == []
+    assert called(phase, "systemctl st") == [
+        "systemctl stop rke2-agent.service",
+        "systemctl start rke2-agent.service",
+    ]
+    assert version(phase, paths) == NEW
+    assert phase["units"] == {"rke2-agent.service": "active", "healthz": "ok"}
