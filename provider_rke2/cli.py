@@ -4,6 +4,7 @@
     agent-provider-rke2 render [FILE]        what agent.boot would write for a cloud-config
     agent-provider-rke2 paths | mode         where RKE2 lives on this node, and why
     agent-provider-rke2 paths --env          the node scripts' paths (rke2-paths.env)
+    agent-provider-rke2 upgrade --artifacts DIR   RKE2 replaced in place, rolled back if not ready
 
 Exit status of event mode: 0 whenever a response object was written, errors
 included (the agent reads `error` from it; a non-zero status would make it
