@@ -490,7 +490,7 @@ def _finish_upgrade(node: Any, stderr: TextIO) -> None:
         with node.lock(paths.lock_file, 0, "status"):
             done = upgrade.recover(paths, node, "status", start=True)
     except Busy as err:
-        done = f"an upgrade is running: {err}"
+        done = f"an interrupted upgrade is not rolled back now: {err}"
     except ProviderError as err:
         done = f"error: {err}"
     if done:

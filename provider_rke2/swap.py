@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
 from dataclasses import dataclass
 from typing import List, Tuple
 
 from provider_rke2.errors import ProviderError
+
+# A release file's name, relative to the prefix: what a journal may list, and all a release
+# may hold (RKE2's has about ten files; a journal must stay small enough to be read back).
+RELATIVE_NAME = re.compile(r"(?:[A-Za-z0-9_+-][A-Za-z0-9._+-]*/)*[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
+MAX_FILES = 1000
+
+
+def is_release_name(name: str) -> bool:
+    return bool(RELATIVE_NAME.fullmatch(name)) and ".." not in name.split("/")
 
 
 class SwapError(ProviderError):
@@ -53,6 +63,11 @@ def stage(archive: str, prefix: str, top: str) -> SwapSet:
     except OSError as err:
         raise SwapError(f"cannot stage the release in {top}: {err.strerror or err}") from None
     files = unpack_release(archive, top + "/new", prefix)
+    odd = [name for name in files if not is_release_name(name)]
+    if odd or len(files) > MAX_FILES:
+        discard(top)
+        what = f"a file named {odd[0]!r}" if odd else f"{len(files)} files (at most {MAX_FILES})"
+        raise SwapError(f"{archive} holds {what}: not an RKE2 release")
     for name in files:
         _flush(os.path.join(top, "new", name))
     return SwapSet(prefix, top, tuple(sorted(files)))
@@ -63,8 +78,12 @@ def keep_previous(swap: SwapSet) -> SwapSet:
     Refused when the release would put a file where the node has a directory."""
     added = []
     try:
+        _own_directory(swap.top)
         for name in swap.files:
             target = swap.target(name)
+            for parent in _parents(name):
+                if os.path.lexists(swap.target(parent)) and not os.path.isdir(swap.target(parent)):
+                    raise SwapError(f"{swap.target(parent)} is not a directory; the release has files in it")
             try:
                 found = os.lstat(target)
             except FileNotFoundError:
@@ -106,6 +125,8 @@ def restore(swap: SwapSet) -> List[str]:
     """The previous files back in place, the release's new ones removed; what was restored."""
     restored = []
     try:
+        if os.path.lexists(swap.top):
+            _own_directory(swap.top)  # what is renamed from here becomes RKE2's binary
         for name in swap.files:
             kept, target = os.path.join(swap.old_dir, name), swap.target(name)
             if name in swap.added:
@@ -121,6 +142,20 @@ def restore(swap: SwapSet) -> List[str]:
             f"cannot restore the previous release from {swap.old_dir}: {err.strerror or err}"
         ) from None
     return restored
+
+
+def _own_directory(path: str) -> None:
+    """The upgrade's directory as stage() made it: a directory, not a link, root's, 0700."""
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
+        raise SwapError(
+            f"{path} is not the provider's own directory (a link, another owner's, or open to others)"
+        )
+
+
+def _parents(name: str) -> List[str]:
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def discard(top: str) -> None:

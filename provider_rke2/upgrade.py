@@ -23,7 +23,16 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequ
 from provider_rke2 import eventlog, rke2version
 from provider_rke2.errors import ProviderError, Terminated
 from provider_rke2.paths import Paths, server_ca, snapshot_dir, unit_for
-from provider_rke2.swap import SwapError, SwapSet, discard, keep_previous, restore, stage, swap_in
+from provider_rke2.swap import (
+    SwapError,
+    SwapSet,
+    discard,
+    is_release_name,
+    keep_previous,
+    restore,
+    stage,
+    swap_in,
+)
 
 SNAPSHOT_TIMEOUT = 600.0
 LOCK_WAIT = 10.0  # a boot holds the lock for well under a second
@@ -37,7 +46,6 @@ EXIT = {PLANNED: 0, UNCHANGED: 0, UPGRADED: 0, REFUSED: 1, ROLLED_BACK: 1, FAILE
 # The journal's phases, in order; a journal found in any but the last is rolled back.
 SWAPPING, STARTED, ROLLING_BACK, COMMITTED = "swapping", "started", "rolling back", "committed"
 _PHASES = (SWAPPING, STARTED, ROLLING_BACK, COMMITTED)
-_RELATIVE = re.compile(r"(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+")
 
 Check = Tuple[str, str, str]  # url, expected answer, CA file ("" for none): readiness.checks
 
@@ -343,7 +351,7 @@ def _swap_and_verify(
         if code != 0:
             raise SwapError(f"systemctl start {plan.unit} failed: {output.strip()}")
         outcome = machine.wait_ready(plan.checks, req.timeout)
-    except (SwapError, ProviderError) as err:  # Terminated included: put the previous release back
+    except ProviderError as err:  # Terminated included: put the previous release back
         wait = not isinstance(err, Terminated)
         return _rollback(plan, swap, journal, paths, machine, say, str(err), "", wait, req.timeout)
     if not outcome.ready:
@@ -388,7 +396,10 @@ def _rollback(
         )
         _emit(machine, paths, FAILED, message, plan.role, details)
         return Result(FAILED, message, plan, probe=probe)
-    outcome = machine.wait_ready(plan.checks, timeout) if wait and plan.was_active else None
+    try:
+        outcome = machine.wait_ready(plan.checks, timeout) if wait and plan.was_active else None
+    except Terminated:  # told to stop while the previous release comes up: it is back, unwatched
+        outcome, why = None, f"{why}; terminated before {plan.current} was seen ready"
     if outcome is not None and not outcome.ready:
         message = (
             f"{plan.new} was not ready ({why}) and {plan.current}, put back at {plan.binary}, is not ready"
@@ -466,7 +477,7 @@ def _read_journal(paths: Paths) -> Optional[Dict[str, Any]]:
     names = journal.get("files") if isinstance(journal, dict) else None
     if not (
         isinstance(names, list)
-        and all(isinstance(n, str) and _RELATIVE.fullmatch(n) and ".." not in n.split("/") for n in names)
+        and all(isinstance(n, str) and is_release_name(n) for n in names)
         and isinstance(journal.get("added"), list)
         and set(journal["added"]) <= set(names)
         and journal.get("phase") in _PHASES

@@ -114,7 +114,7 @@ def test_status_json(tmp_path):
     assert report["data_dir"] == {"path": f"{root}/var/lib/rancher/rke2", "recorded": False}
     assert report["last_events"]["error"]["message"] == "second"
     assert report["last_events"]["cluster_ready"] is None
-    assert set(report) == {"mode", "root", "role", "data_dir", "units", "last_events"}
+    assert set(report) == {"mode", "root", "role", "data_dir", "units", "last_events", "last_upgrade"}
 
 
 def test_paths_json_is_the_table():

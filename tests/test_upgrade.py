@@ -344,3 +344,30 @@ def test_appliance_mode_refuses_with_usage_status(tmp_path, capsys):
     assert main(["upgrade", "--artifacts", str(tmp_path), "--stylus-root", "/"]) == 2
     err = capsys.readouterr().err
     assert "appliance mode" in err and "changes with it (kairos-agent upgrade); nothing changed" in err
+
+
+def test_a_release_whose_file_names_a_journal_could_not_hold_is_refused(installed):
+    tmp, prefix = installed
+    archive = release(tmp, "v1.31.2+rke2r1", {"bin/rke2 \n": b"odd"})
+    with pytest.raises(SwapError, match="holds a file named 'bin/rke2 \\\\n': not an RKE2 release"):
+        stage(archive, prefix, prefix + "/.u")
+    assert not os.path.exists(prefix + "/.u")
+
+
+def test_a_link_planted_as_the_upgrade_directory_is_never_used(installed):
+    tmp, prefix = installed
+    (tmp / "attacker").mkdir()
+    os.symlink(tmp / "attacker", prefix + "/.u")
+    with pytest.raises(SwapError, match="cannot stage"):
+        stage(release(tmp, "v1.31.2+rke2r1"), prefix, prefix + "/.u")
+    assert list((tmp / "attacker").iterdir()) == []
+
+
+def test_a_rollback_set_that_is_not_the_providers_own_is_not_restored_from(installed):
+    tmp, prefix = installed
+    swap = keep_previous(stage(release(tmp, "v1.31.2+rke2r1"), prefix, prefix + "/.u"))
+    swap_in(swap)
+    os.chmod(swap.top, 0o777)
+    with pytest.raises(SwapError, match="not the provider's own directory"):
+        restore(swap)
+    assert "v1.31.2" in Path(prefix, "bin/rke2").read_text()
