@@ -97,6 +97,7 @@ class Plan:
     new: str
     step: str
     files: Tuple[str, ...]  # installed paths the release replaces or adds
+    added: Tuple[str, ...]  # those of them the node does not have yet
     upgrade_dir: str
     data_dir: str
     snapshot: Tuple[str, ...]  # the snapshot command; empty on a worker
@@ -149,7 +150,7 @@ def plan_text(plan: Plan) -> List[str]:
         f"2. stage the release in {plan.upgrade_dir}/new; link the files it replaces into"
         f" {plan.upgrade_dir}/old (the rollback set)",
         f"3. stop {plan.unit}; swap, one rename each:",
-        *(f"     {path}" for path in plan.files),
+        *(f"     {path}{' (new)' if path in plan.added else ''}" for path in plan.files),
         f"4. start {plan.unit}; wait up to {plan.timeout:.0f} s until {checks}",
         "5. ready: remove the rollback set, keep the snapshot. Not ready: stop, put the previous"
         f" files back, start {plan.unit}, wait again",
@@ -254,6 +255,7 @@ def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Pl
         new=new.text,
         step=rke2version.describe_step(current, new) if current else "unknown step (forced)",
         files=tuple(swap.target(name) for name in swap.files),
+        added=tuple(swap.target(name) for name in swap.files if not os.path.lexists(swap.target(name))),
         upgrade_dir=paths.upgrade_dir,
         data_dir=data_dir,
         snapshot=snapshot,

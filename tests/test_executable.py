@@ -446,3 +446,42 @@ def test_make_examples_render_is_exactly_the_golden_yip(binary, example, tmp_pat
     assert result.returncode == 0, result.stderr
     assert result.stdout == (ROOT / "stages" / example.name).read_text()
     assert str(ROOT) not in result.stdout
+
+
+def test_the_executable_upgrades_a_node_and_refuses_an_appliance(binary, tmp_path, stub_bin):
+    """`upgrade` through the launcher, as the management agent runs it: a dry run, the upgrade,
+    the same again (nothing to do), and appliance mode refused with the usage status."""
+    from harness import ARCH, release_artefacts
+
+    root = tmp_path / "root"
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/rke2").write_text("#!/bin/sh\necho 'rke2 version v1.30.5+rke2r1 (x)'\n")
+    (root / "usr/local/bin/rke2").chmod(0o755)
+    release_artefacts(tmp_path / "release", "v1.30.6+rke2r1")
+    (tmp_path / "healthz").write_text("ok")
+    stub_bin("systemctl", '[ "$1" = is-enabled ] && { echo disabled; exit 1; }; exit 0')
+    env = {**agent_env(tmp_path), "PATH": stub_bin.path, "STUB_DIR": str(tmp_path)}
+    args = [sys.executable, str(binary), "upgrade", "--artifacts", str(tmp_path / "release"), "--role", "worker",
+            "--kubelet-url", f"file://{tmp_path}/healthz", "--json"]  # fmt: skip
+    planned = subprocess.run([*args, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)["plan"]
+    assert (plan["current"], plan["new"], plan["step"], ARCH) == (
+        "v1.30.5+rke2r1",
+        "v1.30.6+rke2r1",
+        "a patch upgrade",
+        ARCH,
+    )
+    assert str(root / "usr/local/share/rke2/LICENSE.txt") in plan["added"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout)["outcome"] == "upgraded", (
+        done.stdout + done.stderr
+    )
+    assert "rke2 version v1.30.6+rke2r1" in (root / "usr/local/bin/rke2").read_text()
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and json.loads(again.stdout)["outcome"] == "unchanged"
+    appliance = subprocess.run(
+        [*args, "--stylus-root", "/"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert appliance.returncode == 2 and "appliance mode" in appliance.stderr
+    assert "Traceback" not in planned.stderr + done.stderr + again.stderr + appliance.stderr
