@@ -371,3 +371,39 @@ def test_a_rollback_set_that_is_not_the_providers_own_is_not_restored_from(insta
     with pytest.raises(SwapError, match="not the provider's own directory"):
         restore(swap)
     assert "v1.31.2" in Path(prefix, "bin/rke2").read_text()
+
+
+def test_a_boot_never_overlaps_an_upgrade_and_writes_nothing_while_one_runs(tmp_path, monkeypatch):
+    from provider_rke2 import cli, provider
+    from provider_rke2.node import LocalNode
+
+    from conftest import cloud_config
+
+    root = tmp_path / "root"
+    output = tmp_path / "cluster.kairos.yaml"
+    output.write_text("the last good render")
+    monkeypatch.setattr(provider, "LOCK_WAIT", 0.3)
+    config = cloud_config(role="worker", cluster_token="a-cluster-token", control_plane_host="10.0.0.1",
+                          cluster_config_path=str(output))  # fmt: skip
+    event = json.dumps({"name": "agent.boot", "data": json.dumps({"config": config})})
+    held, let_go = threading.Event(), threading.Event()
+
+    def upgrading():
+        with node_lock(Paths(str(root)).lock_file, 0, "upgrade"):
+            held.set()
+            let_go.wait(10)
+
+    thread = threading.Thread(target=upgrading)
+    thread.start()
+    held.wait(10)
+    try:
+        response = cli.run_event("agent.boot", event, LocalNode(str(root)))
+    finally:
+        let_go.set()
+        thread.join()
+    assert response.state == "error"
+    assert f"held by pid {os.getpid()} (upgrade); waited 0 s" in response.error
+    assert output.read_text() == "the last good render"
+    after = cli.run_event("agent.boot", event, LocalNode(str(root)))
+    assert after.state == "success", after.error
+    assert "systemctl enable --runtime rke2-agent.service" in output.read_text()
