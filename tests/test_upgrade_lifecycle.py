@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from harness import NEIGHBOURS, STYLUS, TOKEN, assert_boot_ran, boot, by_name, lifecycle
+from harness import NEIGHBOURS, STYLUS, TOKEN, assert_boot_ran, boot, by_name, host_part, lifecycle
 
 from provider_rke2.paths import Paths
 
@@ -325,3 +325,13 @@ def test_a_worker_is_upgraded_without_a_snapshot_and_its_role_from_the_last_boot
     ]
     assert version(phase, paths) == NEW
     assert phase["units"] == {"rke2-agent.service": "active", "healthz": "ok"}
+
+
+def test_upgrades_change_nothing_outside_the_root(server_node):
+    done, paths, tmp = server_node
+    first, last = done["first boot"]["after"], done["status after"]["after"]
+    assert host_part(last, tmp) == host_part(first, tmp)
+    # Under the root: the release's files, the provider's state, logs and the data dir only.
+    changed = {p for p in set(first) | set(last) if p.startswith(paths.root) and first.get(p) != last.get(p)}
+    allowed = (paths.install_prefix + "/", paths.state_dir + "/", paths.provider_log_dir + "/")
+    assert [p for p in changed if not p.startswith(allowed)] == []
