@@ -195,7 +195,8 @@ def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], N
     except ProviderError as err:  # Terminated included: nothing changed yet
         discard(top)
         message = f"upgrade not started, nothing changed: {err}"
-        _emit(machine, paths, REFUSED, message, req.role, {"why": str(err)})
+        if not req.dry_run:  # a plan leaves no trace, not even in the event log
+            _emit(machine, paths, REFUSED, message, req.role, {"why": str(err)})
         return Result(REFUSED, message, notes=notes)
     finally:
         if req.dry_run:

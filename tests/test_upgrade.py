@@ -407,3 +407,14 @@ def test_a_boot_never_overlaps_an_upgrade_and_writes_nothing_while_one_runs(tmp_
     after = cli.run_event("agent.boot", event, LocalNode(str(root)))
     assert after.state == "success", after.error
     assert "systemctl enable --runtime rke2-agent.service" in output.read_text()
+
+
+def test_a_refused_dry_run_leaves_no_event(agent_node):
+    paths, artefacts = agent_node
+    machine = ScriptedMachine()
+    Path(paths.binary).write_text("#!/bin/sh\necho 'rke2 version v1.29.0+rke2r1 (x)'\n")
+    result = run(paths, machine, artefacts, role="worker", dry_run=True)
+    assert result.outcome == "refused" and "skips v1.30" in result.message
+    assert machine.events == []
+    assert run(paths, machine, artefacts, role="worker").outcome == "refused"
+    assert [e["upgrade"]["outcome"] for e in machine.events] == ["refused"]
