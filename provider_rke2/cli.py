@@ -460,7 +460,7 @@ def _upgrade(options: Any, node: Any, stdout: TextIO, stderr: TextIO) -> int:
         stderr.write(f"upgrade: {line}\n")
         stderr.flush()
 
-    signal.signal(signal.SIGTERM, _terminated)  # a stop mid-upgrade puts the previous release back
+    signal.signal(signal.SIGTERM, _upgrade_terminated)  # a stop mid-upgrade puts the previous release back
     try:
         with node.lock(paths.lock_file, upgrade.LOCK_WAIT, "upgrade"):
             result = upgrade.upgrade(request, paths, node, say)
@@ -570,14 +570,18 @@ def _no_proxy(unit: str, node: Any, stderr: TextIO) -> int:
     return 0
 
 
-def _terminated(signum: int, frame: object) -> None:
+def _terminated(signum: int, frame: object, doing: str = "the event") -> None:
     # Raised where the handler runs: cleanups unwind (temporary files, a script's process
     # group), and the event still ends in an answer and an `error` event.
     import signal
 
     from provider_rke2.errors import Terminated
 
-    raise Terminated(f"terminated by {signal.Signals(signum).name} before the event finished")
+    raise Terminated(f"terminated by {signal.Signals(signum).name} before {doing} finished")
+
+
+def _upgrade_terminated(signum: int, frame: object) -> None:
+    _terminated(signum, frame, "the upgrade")
 
 
 def _claim_stdout() -> Optional[TextIO]:

@@ -44,8 +44,8 @@ REFUSED, ROLLED_BACK, FAILED = "refused", "rolled_back", "failed"
 EXIT = {PLANNED: 0, UNCHANGED: 0, UPGRADED: 0, REFUSED: 1, ROLLED_BACK: 1, FAILED: 3}
 
 # The journal's phases, in order; a journal found in any but the last is rolled back.
-SWAPPING, STARTED, ROLLING_BACK, COMMITTED = "swapping", "started", "rolling back", "committed"
-_PHASES = (SWAPPING, STARTED, ROLLING_BACK, COMMITTED)
+SWAPPING, WAITING, ROLLING_BACK, COMMITTED = "swapping", "waiting for readiness", "rolling back", "committed"
+_PHASES = (SWAPPING, WAITING, ROLLING_BACK, COMMITTED)
 
 Check = Tuple[str, str, str]  # url, expected answer, CA file ("" for none): readiness.checks
 
@@ -347,7 +347,7 @@ def _swap_and_verify(
                 raise SwapError(f"systemctl stop {plan.unit} failed: {output.strip()}")
             swap_in(swap)
             machine.systemctl("daemon-reload")
-            journal["phase"] = STARTED
+            journal["phase"] = WAITING
             _write_journal(paths, journal)
         say(f"starting {plan.unit} on {plan.new}; waiting up to {req.timeout:.0f} s for it to be ready")
         code, output = machine.systemctl("start", plan.unit)

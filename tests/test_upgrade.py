@@ -418,3 +418,13 @@ def test_a_refused_dry_run_leaves_no_event(agent_node):
     assert machine.events == []
     assert run(paths, machine, artefacts, role="worker").outcome == "refused"
     assert [e["upgrade"]["outcome"] for e in machine.events] == ["refused"]
+
+
+def test_a_node_without_rke2_is_an_error_that_changes_nothing(agent_node):
+    paths, artefacts = agent_node
+    os.unlink(paths.binary)
+    machine = ScriptedMachine()
+    result = run(paths, machine, artefacts, role="worker")
+    assert (result.outcome, result.exit_status) == ("refused", 1)
+    assert f"no RKE2 at {paths.binary}: install it first" in result.message
+    assert machine.calls == [] and not os.path.exists(paths.binary)

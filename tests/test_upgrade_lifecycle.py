@@ -166,7 +166,7 @@ def test_killed_while_waiting_then_the_boot_rolls_back_before_it_renders(server_
     done, paths, _ = server_node
     killed, booted = done["killed while waiting"], done["boot recovers"]
     assert version(killed, paths) == NEW, "killed with the new release running"
-    assert json.loads(killed["after"][paths.upgrade_journal])["phase"] == "started"
+    assert json.loads(killed["after"][paths.upgrade_journal])["phase"] == "waiting for readiness"
     assert_boot_ran(booted)
     assert "rolled back by agent.boot" in booted["response"]["log"]
     assert version(booted, paths) == OLD
@@ -178,6 +178,8 @@ def test_killed_while_waiting_then_the_boot_rolls_back_before_it_renders(server_
         (e["type"], e.get("event")) for e in new_events(done, "killed while waiting", "boot recovers", paths)
     ]
     assert kinds[0] == ("rke2_rolled_back", "agent.boot")
+    event = new_events(done, "killed while waiting", "boot recovers", paths)[0]
+    assert event["upgrade"]["why"] == "interrupted while waiting for readiness; rolled back by agent.boot"
 
 
 def test_killed_at_the_snapshot_nothing_changed(server_node):
@@ -224,7 +226,7 @@ def test_sigterm_while_waiting_puts_the_previous_release_back(server_node):
     phase = done["terminated while waiting"]
     assert phase["response"]["status"] == 1
     assert outcome(phase)["outcome"] == "rolled_back"
-    assert "terminated by SIGTERM" in outcome(phase)["message"]
+    assert "terminated by SIGTERM before the upgrade finished" in outcome(phase)["message"]
     assert version(phase, paths) == OLD
     assert phase["units"] == {"rke2-server.service": "active", "healthz": "ok"}
     assert paths.upgrade_journal not in phase["after"]
