@@ -35,7 +35,7 @@ def replace_file(path: str, data: bytes, mode: int, dir_mode: int = 0o755) -> No
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = ""
-        _sync_directory(directory)
+        sync_directory(directory)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
@@ -216,7 +216,7 @@ def _open_regular(path: str, flags: int, mode: int) -> int:
     return fd
 
 
-def _sync_directory(directory: str) -> None:
+def sync_directory(directory: str) -> None:
     # Makes the rename itself durable across a power cut; some filesystems refuse.
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -16,7 +16,7 @@ import re
 import shutil
 import stat
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 from provider_rke2.errors import ProviderError
 
@@ -170,16 +170,9 @@ def _flush(path: str) -> None:
         os.close(fd)
 
 
-def _flush_dirs(base: str, names: Tuple[str, ...] | List[str] = ()) -> None:
+def _flush_dirs(base: str, names: Sequence[str] = ()) -> None:
     """Make the renames durable: the directories that hold them, synced."""
+    from provider_rke2.fsio import sync_directory
+
     for directory in sorted({os.path.dirname(os.path.join(base, name)) for name in names} | {base}):
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        sync_directory(directory)

@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 from harness import ARCH
@@ -133,8 +134,9 @@ def test_a_directory_where_the_release_has_a_file_is_refused_before_any_change(i
     assert Path(prefix, "bin/rke2").read_text() == "old binary"
 
 
-def test_the_lock_names_its_holder_and_is_free_once_it_is_let_go(tmp_path):
-    path = str(tmp_path / "state" / "lock")
+@contextmanager
+def held_by_an_upgrade(path: str) -> Iterator[None]:
+    """The node's lock held by another holder (a thread: flock locks belong to the open file)."""
     held, let_go = threading.Event(), threading.Event()
 
     def holder():
@@ -146,12 +148,18 @@ def test_the_lock_names_its_holder_and_is_free_once_it_is_let_go(tmp_path):
     thread.start()
     held.wait(10)
     try:
-        with pytest.raises(Busy, match=rf"held by pid {os.getpid()} \(upgrade\)"):
-            with node_lock(path, 0.3, "agent.boot"):
-                pass
+        yield
     finally:
         let_go.set()
         thread.join()
+
+
+def test_the_lock_names_its_holder_and_is_free_once_it_is_let_go(tmp_path):
+    path = str(tmp_path / "state" / "lock")
+    with held_by_an_upgrade(path):
+        with pytest.raises(Busy, match=rf"held by pid {os.getpid()} \(upgrade\)"):
+            with node_lock(path, 0.3, "agent.boot"):
+                pass
     with node_lock(path, 0, "agent.boot"):
         assert os.stat(path).st_mode & 0o777 == 0o600
 
@@ -386,21 +394,8 @@ def test_a_boot_never_overlaps_an_upgrade_and_writes_nothing_while_one_runs(tmp_
     config = cloud_config(role="worker", cluster_token="a-cluster-token", control_plane_host="10.0.0.1",
                           cluster_config_path=str(output))  # fmt: skip
     event = json.dumps({"name": "agent.boot", "data": json.dumps({"config": config})})
-    held, let_go = threading.Event(), threading.Event()
-
-    def upgrading():
-        with node_lock(Paths(str(root)).lock_file, 0, "upgrade"):
-            held.set()
-            let_go.wait(10)
-
-    thread = threading.Thread(target=upgrading)
-    thread.start()
-    held.wait(10)
-    try:
+    with held_by_an_upgrade(Paths(str(root)).lock_file):
         response = cli.run_event("agent.boot", event, LocalNode(str(root)))
-    finally:
-        let_go.set()
-        thread.join()
     assert response.state == "error"
     assert f"held by pid {os.getpid()} (upgrade); waited 0 s" in response.error
     assert output.read_text() == "the last good render"

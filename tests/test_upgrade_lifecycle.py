@@ -102,6 +102,12 @@ def test_the_node_runs_the_old_release_first(server_node):
     assert done["first boot"]["units"] == {"rke2-server.service": "active", "healthz": "ok"}
 
 
+def assert_running(phase: Dict[str, Any], paths: Paths, release: str) -> None:
+    """`release` installed, its unit active and answering the readiness checks."""
+    assert version(phase, paths) == release
+    assert phase["units"] == {"rke2-server.service": "active", "healthz": "ok"}
+
+
 def outcome(phase: Dict[str, Any]) -> Dict[str, Any]:
     return json.loads(phase["response"]["stdout"])
 
@@ -152,8 +158,7 @@ def test_killed_at_the_stop_then_status_rolls_back(server_node):
     assert json.loads(killed["after"][paths.upgrade_journal])["phase"] == "swapping"
     assert status["response"]["status"] == 0
     assert "rolled back by status" in status["response"]["stderr"]
-    assert version(status, paths) == OLD
-    assert status["units"] == {"rke2-server.service": "active", "healthz": "ok"}
+    assert_running(status, paths, OLD)
     assert paths.upgrade_journal not in status["after"]
     assert not [p for p in status["after"] if p.startswith(paths.upgrade_dir)]
     [event] = new_events(done, "killed at stop", "status recovers", paths)
@@ -195,8 +200,7 @@ def test_an_unhealthy_release_is_rolled_back(server_node):
     phase = done["sick"]
     assert phase["response"]["status"] == 1
     assert outcome(phase)["outcome"] == "rolled_back"
-    assert version(phase, paths) == OLD
-    assert phase["units"] == {"rke2-server.service": "active", "healthz": "ok"}
+    assert_running(phase, paths, OLD)
     assert [c.split()[1] for c in phase["calls"] if c.startswith("systemctl") and "rke2-server" in c][-4:] == [
         "stop", "start", "stop", "start",
     ]  # fmt: skip
@@ -217,8 +221,7 @@ def test_killed_rolling_back_then_the_next_upgrade_finishes_it_first(server_node
         f"RKE2 {NEW} was interrupted while rolling back; rolled back by upgrade; {OLD} is back"
     ]
     assert result["outcome"] == "refused", "then the upgrade asked for (a skipped minor) is judged"
-    assert version(after, paths) == OLD
-    assert after["units"] == {"rke2-server.service": "active", "healthz": "ok"}
+    assert_running(after, paths, OLD)
 
 
 def test_sigterm_while_waiting_puts_the_previous_release_back(server_node):
@@ -227,8 +230,7 @@ def test_sigterm_while_waiting_puts_the_previous_release_back(server_node):
     assert phase["response"]["status"] == 1
     assert outcome(phase)["outcome"] == "rolled_back"
     assert "terminated by SIGTERM before the upgrade finished" in outcome(phase)["message"]
-    assert version(phase, paths) == OLD
-    assert phase["units"] == {"rke2-server.service": "active", "healthz": "ok"}
+    assert_running(phase, paths, OLD)
     assert paths.upgrade_journal not in phase["after"]
 
 
@@ -254,8 +256,7 @@ def test_a_healthy_upgrade(server_node):
     phase = done["healthy"]
     assert phase["response"]["status"] == 0, phase["response"]
     assert outcome(phase)["outcome"] == "upgraded"
-    assert version(phase, paths) == NEW
-    assert phase["units"] == {"rke2-server.service": "active", "healthz": "ok"}
+    assert_running(phase, paths, NEW)
     assert not [p for p in phase["after"] if p.startswith(paths.upgrade_dir)], "the rollback set is removed"
     order = [
         c.split()[1]
