@@ -382,3 +382,13 @@ def test_a_bug_in_the_bookkeeping_still_answers_the_agent():
     response = cli.run_event("agent.boot", boot_event(cloud_config(role="init")), node)
     assert response.state == "success" and node.writes
     assert response.log.endswith("warning: events or log not written: internal error: KeyError")
+
+
+def test_every_verb_has_its_handler_and_the_launcher_knows_them_all():
+    from provider_rke2 import commands
+
+    assert tuple(commands.VERBS) == cli.COMMANDS
+    for verb in cli.COMMANDS:  # each one parsed (its --help exits 0), so the parser knows it
+        with pytest.raises(SystemExit) as done:
+            commands.build_parser().parse_args([verb, "--help"])
+        assert done.value.code == 0, verb

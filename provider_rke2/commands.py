@@ -1,0 +1,483 @@
+"""The operators' verbs (`render`, `validate`, `paths`, `mode`, `events`, `status`,
+`wait-ready`, `upgrade`, `no-proxy`): their argument parser, and a table verb -> handler.
+
+Each handler gets the parsed options, the node and the streams, and returns the exit
+status; errors it does not handle itself are reported by cli.command_mode. The verbs are
+cli.COMMANDS: the launcher's list is generated from that at build time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TextIO
+
+if TYPE_CHECKING:
+    from provider_rke2.node import LocalNode
+    from provider_rke2.root import Root
+
+ROOT_HELP = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
+ROLES = ("init", "controlplane", "worker")
+
+
+@dataclass(frozen=True)
+class Streams:
+    stdin: TextIO
+    stdout: TextIO
+    stderr: TextIO
+
+
+Handler = Callable[[argparse.Namespace, "LocalNode", Streams], int]
+
+
+# --- the parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from provider_rke2 import __version__
+    from provider_rke2.cli import COMMANDS
+
+    parser = argparse.ArgumentParser(
+        prog="agent-provider-rke2",
+        description="Kairos cluster provider for RKE2. Run with an event name as the only"
+        " argument, it answers the Kairos agent: one JSON event on stdin, one JSON response on stdout.",
+    )
+    parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
+    shown = ",".join(verb for verb in COMMANDS if verb != "no-proxy")  # that one is for the unit only
+    verbs = parser.add_subparsers(dest="command", metavar="{" + shown + "}")
+    for add in (_render_args, _validate_args, _paths_args, _mode_args, _events_args, _status_args):
+        add(verbs)
+    for add in (_wait_ready_args, _upgrade_args, _no_proxy_args):
+        add(verbs)
+    return parser
+
+
+def _with_root(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--stylus-root", metavar="PATH", type=_root_flag, help=ROOT_HELP)
+    return parser
+
+
+def _render_args(verbs: Any) -> None:
+    render = verbs.add_parser(
+        "render",
+        help="print what agent.boot would write for a cloud-config",
+        description="Print, byte for byte, what agent.boot would write for the cloud-config in FILE"
+        " (stdin with '-' or no FILE). Warnings and problems go to stderr. Exit 0 rendered,"
+        " 1 the config has problems, 2 usage or unreadable file.",
+    )
+    render.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    render.add_argument(
+        "--fresh",
+        action="store_true",
+        help="render as for a node with no state yet (no fingerprint key, recorded data dir or drop-ins)",
+    )
+    _with_root(render)
+
+
+def _validate_args(verbs: Any) -> None:
+    validate = verbs.add_parser(
+        "validate",
+        help="report every problem of a cloud-config, at its line",
+        description="Check the cluster section of the cloud-config in FILE (stdin with '-'): the section's"
+        " schema, the RKE2 config against RKE2's options, and the render. Prints the file with each problem"
+        " marked at its line (E1, W1, ...) and listed below, or a JSON report with --format json."
+        " Exit 0 no errors (warnings allowed), 1 errors, 2 usage or unreadable file.",
+    )
+    validate.add_argument("file", metavar="FILE|-")
+    validate.add_argument("--format", choices=("annotate", "json"), default="annotate")
+    _with_root(validate)
+
+
+def _paths_args(verbs: Any) -> None:
+    paths = verbs.add_parser(
+        "paths",
+        help="print every RKE2 path for the resolved root",
+        description="Print every RKE2 path for the resolved root; with --env, the node scripts' paths"
+        " (this node's data dir included) as the rke2-paths.env file that every boot lays beside them.",
+    )
+    paths.add_argument("--env", action="store_true", help="the node scripts' paths, as rke2-paths.env")
+    paths.add_argument("--json", action="store_true", help="a JSON object (README: paths --json)")
+    _with_root(paths)
+
+
+def _mode_args(verbs: Any) -> None:
+    text = "appliance or agent mode, with the evidence"
+    mode = verbs.add_parser("mode", help=text, description=text)
+    mode.add_argument("--json", action="store_true", help="a JSON object (README: mode --json)")
+    _with_root(mode)
+
+
+def _events_args(verbs: Any) -> None:
+    from provider_rke2.eventlog import TYPES
+    from provider_rke2.timespec import INSTANT_FORMS
+
+    events = verbs.add_parser(
+        "events",
+        help="the event log, as a table or JSON lines",
+        description="Print the event log (<root>/var/log/provider-rke2/events.jsonl), oldest first.",
+    )
+    events.add_argument(
+        "--type",
+        dest="kind",
+        choices=TYPES,
+        metavar="TYPE",
+        help=f"only events of this type: {', '.join(TYPES)}",
+    )
+    events.add_argument(
+        "--since", metavar="TIME", type=_since, help=f"only events at or after TIME: {INSTANT_FORMS}"
+    )
+    events.add_argument("--json", action="store_true", help="raw JSON lines instead of a table")
+    events.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
+    _with_root(events)
+
+
+def _status_args(verbs: Any) -> None:
+    status = verbs.add_parser(
+        "status", help="mode, role, data dir, RKE2 units, the last upgrade, the last event of each type"
+    )
+    status.add_argument("--json", action="store_true", help="a JSON object (README: status --json)")
+    _with_root(status)
+
+
+def _wait_ready_args(verbs: Any) -> None:
+    # Run by the readiness watcher's transient unit at every boot; by people to check a node.
+    ready = verbs.add_parser(
+        "wait-ready",
+        help="wait until RKE2 answers on this node; print and record the outcome",
+        description="Wait until RKE2 answers on this node (the kubelet's healthz; on servers the supervisor's"
+        " ping over the cluster's TLS); print the outcome and the last probe's answers, record them in the"
+        " event log. Exit 0 ready, 1 not ready in time, 2 usage.",
+    )
+    ready.add_argument("--role", required=True, choices=ROLES)
+    ready.add_argument(
+        "--timeout", type=_seconds, default=900.0, metavar="DURATION",
+        help="how long to wait in all: seconds, or 90s, 15m, 2h (default 15m)",
+    )  # fmt: skip
+    ready.add_argument(
+        "--after", default="", help="what the boot stage did: started, restarted, unchanged, failed"
+    )
+    ready.add_argument("--data-dir", default=None, help="RKE2's data dir (default: the root's)")
+    ready.add_argument("--kubelet-url", default=None)
+    ready.add_argument("--supervisor-url", default=None)
+    ready.add_argument("--max-interval", type=_seconds, default=15.0, metavar="DURATION")
+    _with_root(ready)
+
+
+def _upgrade_args(verbs: Any) -> None:
+    up = verbs.add_parser(
+        "upgrade",
+        help="replace RKE2 in place (agent mode), rolled back by itself when it is not ready",
+        description="Replace RKE2 on this agent-mode node with the release in DIR (rke2.linux-<arch>.tar.gz"
+        " and sha256sum-<arch>.txt, verified first): on a server an etcd snapshot first, then stop, swap,"
+        " start, and wait until the node is ready (the checks of wait-ready); not ready in time, the"
+        " previous release is put back. Exit 0 upgraded (or nothing to do), 1 not upgraded (refused before"
+        " any change, or rolled back), 2 usage or appliance mode, 3 failed and could NOT be rolled back.",
+    )
+    up.add_argument("--artifacts", required=True, metavar="DIR", type=_absolute)
+    up.add_argument("--role", choices=ROLES, help="default: the last boot's, else the enabled unit's")
+    up.add_argument(
+        "--timeout", type=_seconds, default=900.0, metavar="DURATION",
+        help="how long each release may take to be ready (default 15m)",
+    )  # fmt: skip
+    up.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    up.add_argument(
+        "--force", action="store_true", help="a downgrade, a skipped minor version, a stopped or unready node"
+    )
+    up.add_argument("--json", action="store_true", help="a JSON object (README: upgrade --json)")
+    up.add_argument("--kubelet-url", default="", help=argparse.SUPPRESS)
+    up.add_argument("--supervisor-url", default="", help=argparse.SUPPRESS)
+    _with_root(up)
+
+
+def _no_proxy_args(verbs: Any) -> None:
+    # Run by the unit's ExecStartPre when a proxy is configured, not by people.
+    no_proxy = verbs.add_parser(
+        "no-proxy", description="Write the unit's NO_PROXY with this node's own subnets added."
+    )
+    no_proxy.add_argument("--unit", required=True, choices=("rke2-server", "rke2-agent"))
+    _with_root(no_proxy)
+
+
+# --- argument types: a bad value is a usage error (exit 2) that says what is expected ----
+
+
+def _seconds(text: str) -> float:
+    """A duration (90, 90s, 15m, 2h): finite and not negative (nan and inf would never end a wait)."""
+    from provider_rke2.timespec import duration
+
+    try:
+        return duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _since(text: str) -> Any:
+    from datetime import datetime, timezone
+
+    from provider_rke2.timespec import instant
+
+    try:
+        return instant(text, datetime.now(timezone.utc))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _root_flag(text: str) -> str:
+    from provider_rke2.errors import ConfigError
+    from provider_rke2.root import FROM_FLAG, clean
+
+    try:
+        return clean(text, FROM_FLAG)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.problems[0].message) from None
+
+
+def _absolute(text: str) -> str:
+    import os
+
+    return os.path.abspath(text)
+
+
+# --- the handlers ------------------------------------------------------------------------
+
+
+def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    text = _read_source(options.file, io)
+    if text is None:
+        return 2
+    from provider_rke2.errors import ConfigError
+    from provider_rke2.paths import Paths
+    from provider_rke2.render import (
+        DEFAULT_EXECUTABLE,
+        NO_FACTS,
+        OUTPUT_MODE,
+        cluster_section,
+        render_section,
+        root_for_section,
+    )
+    from provider_rke2.secrets import in_section, scrub
+    from provider_rke2.validation import HEADER
+
+    section = cluster_section(text)  # read once, as agent.boot does
+    if section is None:
+        io.stderr.write("no cluster section: agent.boot would write nothing\n")
+        return 0
+    secrets = in_section(section)
+    root = root_for_section(section, node.stylus_root())
+    paths = Paths(root.path)
+    # The node's own fingerprint key and state when it has them (never made here), so that
+    # the output is byte for byte what agent.boot would write on this node; --fresh: as on
+    # a node that has none yet (the golden renders in stages/).
+    key = b"" if options.fresh else (node.read_state(paths.fingerprint_key) or "").encode()
+    facts = NO_FACTS if options.fresh else node.facts(paths)
+    try:
+        # The path the provider has in an image, whoever runs `render` from wherever.
+        rendered = render_section(section, root, key, DEFAULT_EXECUTABLE, facts)
+    except ConfigError:
+        from provider_rke2 import validation
+
+        for finding in validation.validate(text, root):  # every problem, not the first layer's
+            io.stderr.write(f"{finding.level}: {scrub(str(finding.problem), secrets)}\n")
+        return 1
+    if not text.startswith(HEADER):
+        io.stderr.write(
+            f"warning: file: does not start with {HEADER}: Kairos reads no configuration from it\n"
+        )
+    for warning in rendered.warnings:
+        io.stderr.write(f"warning: {scrub(str(warning), secrets)}\n")
+    io.stderr.write(
+        f"# agent.boot would write this to {rendered.path} (mode {OUTPUT_MODE:04o});"
+        f" root {rendered.root.path} from {rendered.root.source}\n"
+    )
+    io.stdout.write(rendered.text)
+    return 0
+
+
+def validate(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    text = _read_source(options.file, io)
+    if text is None:
+        return 2
+    from provider_rke2 import validation
+
+    findings = validation.validate(text, node.stylus_root())
+    if options.format == "json":
+        io.stdout.write(validation.as_json(options.file, findings))
+    else:
+        io.stdout.write(validation.annotate(text, findings))
+    return 1 if validation.has_errors(findings) else 0
+
+
+def paths(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    from provider_rke2 import mode
+
+    root = node.stylus_root()
+    if options.env:
+        io.stdout.write(_scripts_env(root, node))
+    else:
+        io.stdout.write(mode.paths_json(root) if options.json else mode.path_table(root))
+    return 0
+
+
+def mode(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    from provider_rke2 import mode as modes
+
+    root, seen = node.stylus_root(), modes.gather()
+    io.stdout.write(modes.describe_json(root, seen) if options.json else modes.describe(root, seen))
+    return 0
+
+
+def events(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    from provider_rke2 import report
+
+    root = node.stylus_root()
+    return report.events(
+        root, options.kind, options.since, options.json, options.follow, io.stdout, io.stderr
+    )
+
+
+def status(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    from provider_rke2 import report
+
+    _finish_upgrade(node, io.stderr)
+    return report.status(node.stylus_root(), io.stdout, as_json=options.json)
+
+
+def wait_ready(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    from provider_rke2.watch import wait_ready as watch
+
+    return watch(options, node, io.stderr, io.stdout)
+
+
+def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    import signal
+
+    from provider_rke2 import upgrade as upgrades
+    from provider_rke2.cli import upgrade_terminated
+    from provider_rke2.errors import ProviderError
+    from provider_rke2.paths import Paths
+
+    root = node.stylus_root()
+    if not root.agent_mode:
+        io.stderr.write(
+            "error: upgrade: this node is in appliance mode (root /): RKE2 is part of the immutable OS"
+            " image there and changes with it (kairos-agent upgrade); nothing changed\n"
+        )
+        return 2
+    where = Paths(root.path)
+    request = upgrades.Request(
+        options.artifacts,
+        options.role or "",
+        options.timeout,
+        options.dry_run,
+        options.force,
+        options.kubelet_url,
+        options.supervisor_url,
+    )
+
+    def say(line: str) -> None:
+        io.stderr.write(f"upgrade: {line}\n")
+        io.stderr.flush()
+
+    signal.signal(signal.SIGTERM, upgrade_terminated)  # a stop mid-upgrade puts the previous release back
+    try:
+        with node.lock(where.lock_file, upgrades.LOCK_WAIT, "upgrade"):
+            result = upgrades.upgrade(request, where, node, say)
+    except Exception as err:  # noqa: BLE001 - a bug must still say where the node stands
+        what = str(err) if isinstance(err, ProviderError) else f"internal error: {type(err).__name__}: {err}"
+        if upgrades.pending(where):
+            result = upgrades.Result(
+                upgrades.FAILED,
+                f"{what}; the next upgrade, boot or status rolls back what {where.upgrade_journal} lists",
+            )
+        else:
+            result = upgrades.Result(upgrades.REFUSED, f"not upgraded, nothing changed: {what}")
+    io.stdout.write(result.to_json() if options.json else result.text())
+    return result.exit_status
+
+
+def no_proxy(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    from provider_rke2 import proxy
+    from provider_rke2.fsio import read_regular
+    from provider_rke2.paths import Paths
+
+    where = Paths(node.stylus_root().path)
+    env_file = where.env_file(options.unit)
+    try:
+        # Never through a link, never blocking on a FIFO: RKE2's start waits for this.
+        rendered = read_regular(env_file, 65536).decode("utf-8", errors="replace")
+    except OSError as err:
+        io.stderr.write(f"no-proxy: nothing to do: {env_file}: {err.strerror or err}\n")
+        return 0
+    text = proxy.with_subnets(rendered, proxy.node_subnets(*node.routes()))
+    if text is None:
+        io.stderr.write(f"no-proxy: nothing to do: {env_file} sets no NO_PROXY\n")
+        return 0
+    node.write_private(where.no_proxy_env(options.unit), text)
+    return 0
+
+
+VERBS: Dict[str, Handler] = {
+    "render": render,
+    "validate": validate,
+    "paths": paths,
+    "mode": mode,
+    "events": events,
+    "status": status,
+    "wait-ready": wait_ready,
+    "upgrade": upgrade,
+    "no-proxy": no_proxy,
+}
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _read_source(source: str, io: Streams) -> Optional[str]:
+    from provider_rke2.cli import at_a_terminal
+
+    try:
+        if source == "-":
+            if at_a_terminal(io.stdin):
+                io.stderr.write("reading the cloud-config from stdin (end it with Ctrl-D), or give a FILE\n")
+            return io.stdin.read()
+        with open(source, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as err:
+        io.stderr.write(f"error: cannot read {source}: {getattr(err, 'strerror', None) or err}\n")
+        return None
+
+
+def _finish_upgrade(node: LocalNode, stderr: TextIO) -> None:
+    """`status` first rolls back an upgrade a crash interrupted, unless one is running now."""
+    from provider_rke2 import upgrade as upgrades
+    from provider_rke2.errors import Busy, ProviderError
+    from provider_rke2.paths import Paths
+
+    where = Paths(node.stylus_root().path)
+    if not upgrades.pending(where):
+        return
+    try:
+        with node.lock(where.lock_file, 0, "status"):
+            done = upgrades.recover(where, node, "status", start=True)
+    except Busy as err:
+        done = f"an interrupted upgrade is not rolled back now: {err}"
+    except ProviderError as err:
+        done = f"error: {err}"
+    if done:
+        stderr.write(f"status: {done}\n")
+
+
+def _scripts_env(root: Root, node: LocalNode) -> str:
+    """rke2-paths.env for this node: the one its last boot laid beside the scripts (with the
+    kubelet dir its config names), else made from its recorded data dir or the root's defaults."""
+    from provider_rke2.fsio import read_regular
+    from provider_rke2.paths import Paths
+
+    where = Paths(root.path)
+    try:
+        return read_regular(where.scripts_env, 65536).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    recorded = node.read_state(where.data_dir_state)
+    data_dir = recorded if recorded and recorded.startswith("/") else where.data_dir
+    return where.reset_plan(data_dir, where.kubelet_dir).env_file()
