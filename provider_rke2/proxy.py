@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ConfigError, Problem, has_control
 from provider_rke2.rke2config import (
@@ -80,19 +80,27 @@ def node_subnets(ipv4_routes: str, ipv6_routes: str) -> List[str]:
     """The subnets this node is directly attached to, from /proc/net/route and
     /proc/net/ipv6_route: routes without a gateway, but not the default route, loopback,
     link-local or multicast, nor the cluster's own interfaces."""
-    found = []
-    for line in ipv4_routes.splitlines()[1:]:
+    found = [*_ipv4_links(ipv4_routes), *_ipv6_links(ipv6_routes)]
+    return _unique(
+        str(n) for n in found if n.prefixlen > 0 and not (n.is_loopback or n.is_link_local or n.is_multicast)
+    )
+
+
+def _ipv4_links(routes: str) -> Iterator[ipaddress.IPv4Network]:
+    for line in routes.splitlines()[1:]:  # a header first
         fields = line.split()
         if len(fields) < 8 or _cluster_interface(fields[0]) or fields[2] != "00000000":
-            continue
+            continue  # short, the cluster's, or through a gateway
         try:
-            network = ipaddress.IPv4Network(
+            yield ipaddress.IPv4Network(
                 (_le_ipv4(fields[1]), bin(int(_le_ipv4(fields[7]))).count("1")), strict=False
             )
         except ValueError:
             continue
-        found.append(network)
-    for line in ipv6_routes.splitlines():
+
+
+def _ipv6_links(routes: str) -> Iterator[ipaddress.IPv6Network]:
+    for line in routes.splitlines():
         fields = line.split()
         if len(fields) < 10 or _cluster_interface(fields[9]) or fields[4] != "0" * 32:
             continue
@@ -100,11 +108,8 @@ def node_subnets(ipv4_routes: str, ipv6_routes: str) -> List[str]:
             network = ipaddress.IPv6Network((int(fields[0], 16), int(fields[1], 16)), strict=False)
         except ValueError:
             continue
-        if network.prefixlen < 128:
-            found.append(network)
-    return _unique(
-        str(n) for n in found if n.prefixlen > 0 and not (n.is_loopback or n.is_link_local or n.is_multicast)
-    )
+        if network.prefixlen < 128:  # a host route is an address, not a subnet
+            yield network
 
 
 def _le_ipv4(hex_text: str) -> int:

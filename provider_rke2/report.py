@@ -142,53 +142,62 @@ def _inode(path: str) -> Optional[int]:
 def status(
     root: Root, out: TextIO, unit_state: Optional[Dict[str, str]] = None, as_json: bool = False
 ) -> int:
+    report = status_report(root, unit_state if unit_state is not None else _unit_states())
+    out.write(json.dumps(report, indent=2) + "\n" if as_json else status_text(report))
+    return 0
+
+
+def status_report(root: Root, states: Dict[str, str]) -> Dict[str, Any]:
+    """The node's state as `status --json` prints it (README: status --json)."""
     paths = Paths(root.path)
     records = read_events(paths.events_log)
     roles = [r["role"] for r in records if r.get("role")]
-    states = unit_state if unit_state is not None else _unit_states()
     recorded = _recorded_data_dir(paths)
     last = {r["type"]: r for r in records}
-    upgrade = last_upgrade(records)
-    if as_json:
-        report = {
-            "mode": "agent" if root.agent_mode else "appliance",
-            "root": {"path": root.path, "source": root.source},
-            "role": roles[-1] if roles else None,
-            "data_dir": {"path": recorded or paths.data_dir, "recorded": bool(recorded)},
-            "units": states,
-            "last_events": {kind: last.get(kind) for kind in eventlog.TYPES},
-            "last_upgrade": upgrade,
-        }
-        out.write(json.dumps(report, indent=2) + "\n")
-        return 0
-    role = printable(str(roles[-1])) if roles else "unknown (no event recorded a role)"
+    return {
+        "mode": "agent" if root.agent_mode else "appliance",
+        "root": {"path": root.path, "source": root.source},
+        "role": roles[-1] if roles else None,
+        "data_dir": {"path": recorded or paths.data_dir, "recorded": bool(recorded)},
+        "units": states,
+        "last_events": {kind: last.get(kind) for kind in eventlog.TYPES},
+        "last_upgrade": last_upgrade(records),
+    }
+
+
+def status_text(report: Dict[str, Any]) -> str:
+    """The same for people; whatever came from a record escaped for the terminal."""
+    role = printable(str(report["role"])) if report["role"] else "unknown (no event recorded a role)"
+    data_dir = report["data_dir"]
     shown = (
-        f"{recorded} (recorded at the last boot)"
-        if recorded
-        else f"{paths.data_dir} (the root's default; no boot recorded one)"
+        f"{data_dir['path']} (recorded at the last boot)"
+        if data_dir["recorded"]
+        else f"{data_dir['path']} (the root's default; no boot recorded one)"
     )
+    upgrade = report["last_upgrade"]
     lines = [
-        f"mode: {'agent' if root.agent_mode else 'appliance'}",
-        f"root: {root.path} (from {root.source})",
+        f"mode: {report['mode']}",
+        f"root: {report['root']['path']} (from {report['root']['source']})",
         f"role: {role}",
         f"data dir: {printable(shown)}",
-        *(f"{unit}: {state}" for unit, state in states.items()),
-        printable(
-            f"last upgrade: {upgrade['outcome']} at {upgrade['time']}: {upgrade['message']}"
-            if upgrade
-            else "last upgrade: none recorded"
-        ),
+        *(f"{unit}: {state}" for unit, state in report["units"].items()),
+        _last_upgrade_line(upgrade),
         "last events:",
     ]
-    for kind in eventlog.TYPES:
-        record = last.get(kind)
+    for kind, record in report["last_events"].items():
         lines.append(
             printable(f"  {kind:14}  {record.get('time', '')!s}  {record.get('message', '')!s}")
             if record
             else f"  {kind:14}  never"
         )
-    out.write("\n".join(lines) + "\n")
-    return 0
+    return "\n".join(lines) + "\n"
+
+
+def _last_upgrade_line(upgrade: Optional[Dict[str, Any]]) -> str:
+    if not upgrade:
+        return "last upgrade: none recorded"
+    when, what = upgrade.get("time", ""), upgrade.get("message", "")
+    return printable(f"last upgrade: {upgrade['outcome']} at {when!s}: {what!s}")
 
 
 def last_upgrade(records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:

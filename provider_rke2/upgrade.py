@@ -207,29 +207,14 @@ def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], N
 
 
 def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Plan, SwapSet]:
-    from provider_rke2.imagebuild import ARCHITECTURES, InstallError, verified_archive
-
+    """Everything checked and the release staged; Refused, with nothing installed changed,
+    for anything that stops the upgrade."""
     if not os.path.isfile(paths.binary):
         raise Refused(f"no RKE2 at {paths.binary}: install it first (init.provider.install)")
     role, role_from = _role(req, paths, machine)
     unit = unit_for(role)
-    arch = ARCHITECTURES.get(machine.machine())
-    if arch is None:
-        raise Refused(f"unsupported architecture {machine.machine()!r}: expected amd64 or arm64")
-    try:
-        archive, _ = verified_archive(req.artifacts, arch)
-        swap = stage(archive, paths.install_prefix, top)
-    except (InstallError, SwapError) as err:
-        raise Refused(str(err)) from None
-    new = rke2version.of_output(machine.version_of(os.path.join(swap.new_dir, "bin/rke2")))
-    if new is None:
-        raise Refused(f"the new rke2 in {req.artifacts} does not run here or prints no version")
-    current = rke2version.of_output(machine.version_of(paths.binary))
-    if current is None and not req.force:
-        raise Refused(f"{paths.binary} --version names no version: cannot tell the step (--force to go on)")
-    problem = rke2version.step_problem(current, new) if current else None
-    if problem and not req.force:
-        raise Refused(f"{problem} (--force to do it anyway)")
+    swap = _staged(req, paths, machine, top)
+    current, new = _versions(req, paths, machine, swap)
     was_active = machine.systemctl("is-active", "--quiet", unit)[0] == 0
     if not was_active and not req.force:
         raise Refused(
@@ -238,9 +223,9 @@ def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Pl
         )
     data_dir = _data_dir(paths, machine)
     server = role != "worker"
-    name = "provider-rke2-pre-" + re.sub(r"[^a-z0-9-]", "-", new.text.lower()).strip("-")
     snapshot: Tuple[str, ...] = ()
     if server:
+        name = "provider-rke2-pre-" + re.sub(r"[^a-z0-9-]", "-", new.text.lower()).strip("-")
         snapshot = (paths.binary, "etcd-snapshot", "save", "--config", paths.config_file)
         snapshot += ("--data-dir", data_dir, "--name", name)
     from provider_rke2.readiness import checks
@@ -266,12 +251,42 @@ def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Pl
     return plan, swap
 
 
+def _staged(req: Request, paths: Paths, machine: Machine, top: str) -> SwapSet:
+    """The release for this machine's architecture, verified against its sums, unpacked in `top`."""
+    from provider_rke2.imagebuild import ARCHITECTURES, InstallError, verified_archive
+
+    arch = ARCHITECTURES.get(machine.machine())
+    if arch is None:
+        raise Refused(f"unsupported architecture {machine.machine()!r}: expected amd64 or arm64")
+    try:
+        archive, _ = verified_archive(req.artifacts, arch)
+        return stage(archive, paths.install_prefix, top)
+    except (InstallError, SwapError) as err:
+        raise Refused(str(err)) from None
+
+
+def _versions(
+    req: Request, paths: Paths, machine: Machine, swap: SwapSet
+) -> Tuple[Optional[rke2version.Version], rke2version.Version]:
+    """The installed and the staged release's versions, when Kubernetes supports the step (or --force)."""
+    new = rke2version.of_output(machine.version_of(os.path.join(swap.new_dir, "bin/rke2")))
+    if new is None:
+        raise Refused(f"the new rke2 in {req.artifacts} does not run here or prints no version")
+    current = rke2version.of_output(machine.version_of(paths.binary))
+    if current is None and not req.force:
+        raise Refused(f"{paths.binary} --version names no version: cannot tell the step (--force to go on)")
+    problem = rke2version.step_problem(current, new) if current else None
+    if problem and not req.force:
+        raise Refused(f"{problem} (--force to do it anyway)")
+    return current, new
+
+
 def _role(req: Request, paths: Paths, machine: Machine) -> Tuple[str, str]:
     if req.role:
         return req.role, "--role"
-    recorded = machine.read_state(paths.role_state)
+    recorded = machine.read_state(paths.role_state) or ""
     if recorded in ROLES:
-        return recorded, f"the last boot, {paths.role_state}"  # type: ignore[return-value]
+        return recorded, f"the last boot, {paths.role_state}"
     enabled = [u for u in ("rke2-server.service", "rke2-agent.service") if _enabled(machine, u)]
     if len(enabled) == 1:
         return ("worker" if enabled[0] == "rke2-agent.service" else "server"), f"{enabled[0]} is enabled"

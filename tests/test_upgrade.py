@@ -423,3 +423,18 @@ def test_a_node_without_rke2_is_an_error_that_changes_nothing(agent_node):
     assert (result.outcome, result.exit_status) == ("refused", 1)
     assert f"no RKE2 at {paths.binary}: install it first" in result.message
     assert machine.calls == [] and not os.path.exists(paths.binary)
+
+
+def test_status_shows_a_torn_or_forged_upgrade_record_without_failing(tmp_path):
+    import io
+
+    from provider_rke2.report import status
+    from provider_rke2.root import Root
+
+    paths = Paths(str(tmp_path))
+    os.makedirs(paths.provider_log_dir)
+    forged = {"type": "error", "upgrade": {"outcome": "failed\x1b[2J"}}
+    Path(paths.events_log).write_text(json.dumps(forged) + "\n")
+    out = io.StringIO()
+    assert status(Root(str(tmp_path), "--stylus-root"), out, unit_state={}) == 0
+    assert "last upgrade: failed\\x1b[2J at : " in out.getvalue()
