@@ -85,19 +85,22 @@ def _type_problem(kind: str, value: Any) -> str:
         return f"list items must be single values, got {len(bad)} nested" if bad else ""
     if isinstance(value, list):
         return f"expected a single value, got a list of {len(value)} (RKE2 would keep only one)"
-    if kind == "bool":
-        ok = isinstance(value, bool) or str(value) in _GO_BOOL
-        return "" if ok else f"expected true or false, got '{value}'"
-    if kind == "int":
-        ok = not isinstance(value, bool) and bool(_INTEGER.match(str(value)))
-        return "" if ok else f"expected a whole number, got '{value}'"
-    if kind == "duration":
-        return (
-            ""
-            if _GO_DURATION.match(str(value))
-            else f"expected a duration such as 30s or 5m0s, got '{value}'"
-        )
-    return ""
+    check = _SCALAR_CHECKS.get(kind)
+    return "" if check is None or check[0](value) else check[1].format(value=value)
+
+
+# What a single value of each typed kind must look like to RKE2, and what to say when it does not.
+_SCALAR_CHECKS = {
+    "bool": (lambda v: isinstance(v, bool) or str(v) in _GO_BOOL, "expected true or false, got '{value}'"),
+    "int": (
+        lambda v: not isinstance(v, bool) and bool(_INTEGER.match(str(v))),
+        "expected a whole number, got '{value}'",
+    ),
+    "duration": (
+        lambda v: bool(_GO_DURATION.match(str(v))),
+        "expected a duration such as 30s or 5m0s, got '{value}'",
+    ),
+}
 
 
 def _enum_warnings(path: str, name: str, value: Any, allowed: List[str]) -> List[Problem]:

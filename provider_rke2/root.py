@@ -110,30 +110,19 @@ def _commands(line: str) -> list:
     word, in_word, i = "", False, 0
     while i < len(line):
         char = line[i]
-        if char in " \t":
-            if in_word:
-                commands[-1].append(word)
-                word, in_word = "", False
-        elif char == ";":
-            if in_word:
-                commands[-1].append(word)
-                word, in_word = "", False
-            commands.append([])
-        elif char == "#" and not in_word:
+        if char == "#" and not in_word:
             break
-        elif char == "'":
-            end = line.find("'", i + 1)
+        if char in " \t;":
+            if in_word:
+                commands[-1].append(word)
+                word, in_word = "", False
+            if char == ";":
+                commands.append([])
+        elif char in "'\"":
+            end = line.find(char, i + 1)
             if end < 0:
                 raise ValueError("a quote that does not close on its line")
-            word, in_word, i = word + line[i + 1 : end], True, end
-        elif char == '"':
-            end = line.find('"', i + 1)
-            if end < 0:
-                raise ValueError("a quote that does not close on its line")
-            inner = line[i + 1 : end]
-            if any(c in inner for c in "$`\\"):
-                raise ValueError("a double-quoted value the shell would expand ($, `, \\)")
-            word, in_word, i = word + inner, True, end
+            word, in_word, i = word + _quoted(line[i + 1 : end], char), True, end
         elif char in _PLAIN:
             word, in_word = word + char, True
         else:
@@ -142,6 +131,13 @@ def _commands(line: str) -> list:
     if in_word:
         commands[-1].append(word)
     return [command for command in commands if command]
+
+
+def _quoted(inner: str, quote: str) -> str:
+    """A quoted part of a word as the shell reads it; refused where the shell would expand it."""
+    if quote == '"' and any(c in inner for c in "$`\\"):
+        raise ValueError("a double-quoted value the shell would expand ($, `, \\)")
+    return inner
 
 
 def _assigned(words: list) -> dict:
