@@ -15,7 +15,7 @@ import json
 import os
 import re
 from functools import cache
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from provider_rke2.errors import Problem
 
@@ -90,81 +90,118 @@ def _check(value: Any, rule: Mapping[str, Any], where: str, found: List[Problem]
     if kinds is not None and not any(_TYPES[k](value) for k in _as_list(kinds)):
         found.extend(_messages("type", value, rule, where))
         return
-    failed = []
-    if "enum" in rule and not any(_same(value, option) for option in rule["enum"]):
-        failed.append("enum")
-    if isinstance(value, str):
-        if len(value) < rule.get("minLength", 0):
-            failed.append("minLength")
-        if "pattern" in rule and not re.search(rule["pattern"], value):
-            failed.append("pattern")
-    if _TYPES["number"](value):
-        if "minimum" in rule and value < rule["minimum"]:
-            failed.append("minimum")
-        if "maximum" in rule and value > rule["maximum"]:
-            failed.append("maximum")
-    if isinstance(value, list) and len(value) < rule.get("minItems", 0):
-        failed.append("minItems")
-    if isinstance(value, dict):
-        if len(value) < rule.get("minProperties", 0):
-            failed.append("minProperties")
-        if any(key not in value for key in rule.get("required", ())):
-            failed.append("required")
-        properties = rule.get("properties", {})
-        if rule.get("additionalProperties", True) is False and any(k not in properties for k in value):
-            failed.append("additionalProperties")
-    for keyword in failed:
-        found.extend(_messages(keyword, value, rule, where))
+    for keyword, failed in _TESTS:
+        if keyword in rule and failed(value, rule):
+            found.extend(_messages(keyword, value, rule, where))
     if isinstance(value, list) and "items" in rule:
         for index, item in enumerate(value):
             _check(item, rule["items"], f"{where}[{index}]", found, schema)
     if isinstance(value, dict):
-        properties = rule.get("properties", {})
-        extra = rule.get("additionalProperties", True)
-        for key, item in value.items():
-            if "propertyNames" in rule:
-                _check(key, rule["propertyNames"], where, found, schema)
-            if key in properties:
-                _check(item, properties[key], f"{where}.{key}", found, schema)
-            elif isinstance(extra, dict):
-                _check(item, extra, f"{where}.{key}", found, schema)
+        _check_members(value, rule, where, found, schema)
+
+
+def _check_members(
+    value: dict, rule: Mapping[str, Any], where: str, found: List[Problem], schema: Mapping
+) -> None:
+    properties = rule.get("properties", {})
+    extra = rule.get("additionalProperties", True)
+    for key, item in value.items():
+        if "propertyNames" in rule:
+            _check(key, rule["propertyNames"], where, found, schema)
+        if key in properties:
+            _check(item, properties[key], f"{where}.{key}", found, schema)
+        elif isinstance(extra, dict):
+            _check(item, extra, f"{where}.{key}", found, schema)
+
+
+def _is_number(value: Any) -> bool:
+    return _TYPES["number"](value)
+
+
+# Each value keyword, in the order its problems are reported, and when a value fails it
+# (a keyword applies only to the values of its kind, as in JSON Schema).
+_TESTS: Tuple[Tuple[str, Callable[[Any, Mapping[str, Any]], bool]], ...] = (
+    ("enum", lambda v, r: not any(_same(v, option) for option in r["enum"])),
+    ("minLength", lambda v, r: isinstance(v, str) and len(v) < r["minLength"]),
+    ("pattern", lambda v, r: isinstance(v, str) and not re.search(r["pattern"], v)),
+    ("minimum", lambda v, r: _is_number(v) and v < r["minimum"]),
+    ("maximum", lambda v, r: _is_number(v) and v > r["maximum"]),
+    ("minItems", lambda v, r: isinstance(v, list) and len(v) < r["minItems"]),
+    ("minProperties", lambda v, r: isinstance(v, dict) and len(v) < r["minProperties"]),
+    ("required", lambda v, r: isinstance(v, dict) and any(key not in v for key in r["required"])),
+    (
+        "additionalProperties",
+        lambda v, r: isinstance(v, dict)
+        and r["additionalProperties"] is False
+        and any(key not in r.get("properties", {}) for key in v),
+    ),
+)
 
 
 def _messages(keyword: str, value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
     """The problems one failed keyword stands for, worded the same whoever found it."""
-    if keyword == "type":
-        expected = rule.get("x-expected") or " or ".join(_WORDS[k] for k in _as_list(rule["type"]))
-        yield Problem(where, f"expected {expected}, got {_kind(value)}")
-    elif keyword == "enum" and "x-expected" in rule:
+    words = _WORDING.get(keyword)
+    return words(value, rule, where) if words else [Problem(where, keyword)]
+
+
+def _type_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
+    expected = rule.get("x-expected") or " or ".join(_WORDS[k] for k in _as_list(rule["type"]))
+    yield Problem(where, f"expected {expected}, got {_kind(value)}")
+
+
+def _enum_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
+    if "x-expected" in rule:
         yield Problem(where, f"expected {rule['x-expected']}, got '{value}'")
-    elif keyword == "enum":
-        options = ", ".join(str(o) for o in rule["enum"] if isinstance(o, str))
-        if value is None:
-            yield Problem(where, f"missing; expected one of {options}")
-        else:
-            yield Problem(where, f"'{value}' is not one of {options}")
-    elif keyword == "required":
-        properties = rule.get("properties", {})
-        for key in rule["required"]:
-            if key not in value:
-                child = properties.get(key, {})
-                options = [o for o in child.get("enum", ()) if isinstance(o, str)]
-                hint = f"; expected one of {', '.join(options)}" if options else ""
-                yield Problem(f"{where}.{key}", f"missing{hint}")
-    elif keyword == "pattern":
-        expected = rule.get("x-expected", f"text matching {rule['pattern']}")
-        yield Problem(where, f"expected {expected}, got '{value}'")
-    elif keyword in ("minimum", "maximum"):
-        low, high = rule.get("minimum"), rule.get("maximum")
-        yield Problem(where, f"expected a number from {low} to {high}, got {value}")
-    elif keyword in ("minLength", "minItems", "minProperties"):
-        yield Problem(where, "must not be empty")
-    elif keyword == "additionalProperties":
-        for key in value:
-            if key not in rule.get("properties", {}):
-                yield Problem(f"{where}.{key}", "unknown key")
+        return
+    options = ", ".join(str(o) for o in rule["enum"] if isinstance(o, str))
+    if value is None:
+        yield Problem(where, f"missing; expected one of {options}")
     else:
-        yield Problem(where, keyword)
+        yield Problem(where, f"'{value}' is not one of {options}")
+
+
+def _required_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
+    properties = rule.get("properties", {})
+    for key in rule["required"]:
+        if key not in value:
+            options = [o for o in properties.get(key, {}).get("enum", ()) if isinstance(o, str)]
+            hint = f"; expected one of {', '.join(options)}" if options else ""
+            yield Problem(f"{where}.{key}", f"missing{hint}")
+
+
+def _pattern_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
+    expected = rule.get("x-expected", f"text matching {rule['pattern']}")
+    yield Problem(where, f"expected {expected}, got '{value}'")
+
+
+def _range_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
+    yield Problem(
+        where, f"expected a number from {rule.get('minimum')} to {rule.get('maximum')}, got {value}"
+    )
+
+
+def _empty_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
+    yield Problem(where, "must not be empty")
+
+
+def _unknown_key_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
+    for key in value:
+        if key not in rule.get("properties", {}):
+            yield Problem(f"{where}.{key}", "unknown key")
+
+
+_WORDING: Dict[str, Callable[[Any, Mapping[str, Any], str], Iterable[Problem]]] = {
+    "type": _type_words,
+    "enum": _enum_words,
+    "required": _required_words,
+    "pattern": _pattern_words,
+    "minimum": _range_words,
+    "maximum": _range_words,
+    "minLength": _empty_words,
+    "minItems": _empty_words,
+    "minProperties": _empty_words,
+    "additionalProperties": _unknown_key_words,
+}
 
 
 def _same(value: Any, option: Any) -> bool:
