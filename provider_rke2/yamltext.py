@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import yaml
 
@@ -123,21 +123,37 @@ _SIMPLE_KEY = 1024
 def _flat_config(text: str) -> Any:
     if "\t" in text or "\r" in text or "\ufeff" in text or text.startswith(("---", "%")):
         return None
-    config: dict = {}
-    key, items, indent = None, None, None
-    for line in text.split("\n"):
-        if _SKIP_LINE.match(line):
-            continue
+    reader = _FlatReader()
+    try:
+        for line in text.split("\n"):
+            if not _SKIP_LINE.match(line):
+                reader.read(line)
+    except _Deferred:
+        return None
+    return reader.done() or None
+
+
+class _Deferred(Exception):
+    """Outside the flat grammar: PyYAML decides."""
+
+
+class _FlatReader:
+    """The flat grammar's state: the config so far, and the list the last key opened."""
+
+    def __init__(self) -> None:
+        self.config: dict = {}
+        self.key: Optional[str] = None
+        self.items: Optional[list] = None  # the open key's list; None when the key had a value
+        self.indent: Optional[int] = None  # its items' indentation, once one is read
+
+    def read(self, line: str) -> None:
         item = _ITEM_LINE.match(line)
         if item:
-            if items is None or (indent is not None and len(item.group(1)) != indent):
-                return None
-            indent = len(item.group(1))
-            value = _plain(item.group(2))
-            if value is _UNSURE:
-                return None
-            items.append(value)
-            continue
+            if self.items is None or (self.indent is not None and len(item.group(1)) != self.indent):
+                raise _Deferred
+            self.indent = len(item.group(1))
+            self.items.append(_certain(item.group(2)))
+            return
         pair = _KEY_LINE.match(line)
         if (
             not pair
@@ -145,25 +161,26 @@ def _flat_config(text: str) -> Any:
             or _BOOL.match(pair.group(1))
             or len(pair.group(1)) > _SIMPLE_KEY
         ):
-            return None
-        if items:
-            config[key] = items
-        key, indent = pair.group(1), None
-        if pair.group(2) is None:
-            items = []
-            config[key] = None
-        else:
-            items = None
-            value = _plain(pair.group(2))
-            if value is _UNSURE:
-                return None
-            config[key] = value
-    if items:
-        config[key] = items
-    return config or None
+            raise _Deferred
+        self.done()
+        self.key, self.indent = pair.group(1), None
+        self.items = [] if pair.group(2) is None else None
+        self.config[self.key] = None if pair.group(2) is None else _certain(pair.group(2))
+
+    def done(self) -> dict:
+        if self.items:
+            self.config[self.key] = self.items
+        return self.config
 
 
 _UNSURE = object()
+
+
+def _certain(text: str) -> Any:
+    value = _plain(text)
+    if value is _UNSURE:
+        raise _Deferred
+    return value
 
 
 def _plain(text: str) -> Any:
