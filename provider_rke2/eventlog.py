@@ -1,15 +1,16 @@
 """The machine-readable event log the fleet manager tails, and its copy in the journal.
 
 One JSON object per line in <root>/var/log/provider-rke2/events.jsonl (schema:
-event.schema.json). Records are built here, pure; writing them is the node's
-(append_record: one O_APPEND write each, rotated at LOG_LIMIT).
+event.schema.json): records built (pure), appended whole and rotated (fsio.append_record),
+copied to journald, read back and followed across rotation. The node decides when.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from provider_rke2 import __version__
 
@@ -36,6 +37,7 @@ TYPES = (
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 IDENTIFIER = "provider-rke2"
+LIMIT = 1024 * 1024  # bytes before a log (this one, provider-rke2.log) is rotated to .1
 
 
 def now() -> str:
@@ -88,3 +90,92 @@ def journal_message(entry: Dict[str, Any]) -> bytes:
         else:
             out += key.encode() + b"=" + data + b"\n"
     return out
+
+
+def append(path: str, entry: Dict[str, Any], journal_socket: str = JOURNAL_SOCKET) -> None:
+    """One record onto the log (whole or not at all); a copy to the journal when there is one."""
+    from provider_rke2.fsio import append_record
+
+    append_record(path, line(entry), LIMIT)
+    if os.path.exists(journal_socket):
+        import socket
+
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as journal:
+                journal.sendto(journal_message(entry), journal_socket)
+        except OSError:
+            pass  # the journal's copy is best effort; the event log has the record
+
+
+def read_events(path: str) -> List[Dict[str, Any]]:
+    """Every record of the log and its rotated predecessor, oldest first; unreadable lines skipped."""
+    return read_log(path)[0]
+
+
+def read_log(path: str) -> Tuple[List[Dict[str, Any]], int]:
+    """The records, and how many lines were skipped (torn by a full disk, or not a record)."""
+    records: List[Dict[str, Any]] = []
+    skipped = 0
+    for name in (path + ".1", path):
+        try:
+            with _open(name) as handle:
+                lines = handle.read(64 << 20).decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        parsed = [_parse(line) for line in lines if line.strip()]
+        records += [r for r in parsed if r]
+        skipped += sum(1 for r in parsed if not r)
+    return records, skipped
+
+
+def _parse(line: str) -> Optional[Dict[str, Any]]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "type" in record else None
+
+
+def follow(path: str, interval: float = 0.5) -> Iterator[List[Dict[str, Any]]]:
+    """New records as they are appended, across rotation (the file is renamed to .1)."""
+    position = _size(path)
+    inode = _inode(path)
+    while True:
+        time.sleep(interval)
+        if _inode(path) != inode:  # rotated: finish the old file (now .1), then start the new one
+            yield _read_from(path + ".1", position)
+            inode, position = _inode(path), 0
+        if _size(path) > position:
+            batch = _read_from(path, position)
+            position = _size(path)
+            yield batch
+
+
+def _read_from(path: str, offset: int) -> List[Dict[str, Any]]:
+    try:
+        with _open(path) as handle:
+            handle.seek(offset)
+            text = handle.read(64 << 20).decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [r for r in (_parse(line) for line in text.splitlines()) if r]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _inode(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _open(path: str) -> Any:
+    from provider_rke2.fsio import open_regular
+
+    return open_regular(path)

@@ -8,12 +8,12 @@ from typing import Any, ContextManager, List, Mapping, Optional, Sequence, Tuple
 
 from provider_rke2 import root as roots
 from provider_rke2.errors import ConfigError, OutputError, Problem
+from provider_rke2.eventlog import JOURNAL_SOCKET, LIMIT
 from provider_rke2.events import MAX_EVENT_BYTES
 
 MAX_SCRIPT_OUTPUT = 8192
 VERSION_TIMEOUT = 30.0
 SYSTEMCTL_TIMEOUT = 180.0  # a stop waits for RKE2 to end its containers' shims
-LOG_LIMIT = 1024 * 1024  # bytes before provider-rke2.log is rotated to .1
 MAX_DROP_IN = 1024 * 1024  # bytes read of another tool's config.d drop-in
 
 
@@ -29,7 +29,7 @@ class LocalNode:
         self,
         stylus_root_flag: Optional[str] = None,
         environ: Optional[Mapping[str, str]] = None,
-        journal_socket: str = "/run/systemd/journal/socket",
+        journal_socket: str = JOURNAL_SOCKET,
     ):
         self.stylus_root_flag = stylus_root_flag
         self.environ = os.environ if environ is None else environ
@@ -45,19 +45,9 @@ class LocalNode:
         return argv0 if argv0 and not argv0.endswith(".py") and os.path.isfile(argv0) else DEFAULT_EXECUTABLE
 
     def emit(self, path: str, entry: dict) -> None:
-        """Append a record to the event log; copy it to the journal when there is one."""
         from provider_rke2 import eventlog
-        from provider_rke2.fsio import append_record
 
-        append_record(path, eventlog.line(entry), LOG_LIMIT)
-        if os.path.exists(self.journal_socket):
-            import socket
-
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as journal:
-                    journal.sendto(eventlog.journal_message(entry), self.journal_socket)
-            except OSError:
-                pass  # the journal's copy is best effort; the event log has the record
+        eventlog.append(path, entry, self.journal_socket)
 
     def read_state(self, path: str) -> Optional[str]:
         """A state file's text; None when there is none, or it is not a regular file."""
@@ -143,7 +133,7 @@ class LocalNode:
     def append_log(self, path: str, text: str) -> None:
         from provider_rke2.fsio import append_record
 
-        append_record(path, text.encode("utf-8", errors="backslashreplace"), LOG_LIMIT)
+        append_record(path, text.encode("utf-8", errors="backslashreplace"), LIMIT)
 
     def stylus_root(self) -> roots.Root:
         return roots.resolve(self.stylus_root_flag, self._environment_file(), self.environ)

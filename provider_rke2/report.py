@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Optional, TextIO
 
 from provider_rke2 import eventlog
 from provider_rke2.errors import printable
@@ -14,35 +12,6 @@ from provider_rke2.fsio import open_regular
 from provider_rke2.paths import Paths
 from provider_rke2.root import Root
 from provider_rke2.timespec import record_time
-
-
-def read_events(path: str) -> List[Dict[str, Any]]:
-    """Every record of the log and its rotated predecessor, oldest first; unreadable lines skipped."""
-    return read_log(path)[0]
-
-
-def read_log(path: str) -> Tuple[List[Dict[str, Any]], int]:
-    """The records, and how many lines were skipped (torn by a full disk, or not a record)."""
-    records: List[Dict[str, Any]] = []
-    skipped = 0
-    for name in (path + ".1", path):
-        try:
-            with open_regular(name) as handle:
-                lines = handle.read(64 << 20).decode("utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-        parsed = [_parse(line) for line in lines if line.strip()]
-        records += [r for r in parsed if r]
-        skipped += sum(1 for r in parsed if not r)
-    return records, skipped
-
-
-def _parse(line: str) -> Optional[Dict[str, Any]]:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and "type" in record else None
 
 
 def selected(
@@ -83,7 +52,7 @@ def events(
         out.write("".join(json.dumps(r) + "\n" for r in chosen) if as_json else table(chosen))
         out.flush()
 
-    records, skipped = read_log(path)
+    records, skipped = eventlog.read_log(path)
     if not records and err is not None and not follow:
         err.write(f"events: no events recorded in {path}\n")
     if skipped and err is not None:
@@ -93,50 +62,11 @@ def events(
     show(records)
     if follow:
         try:
-            for batch in _follow(path):
+            for batch in eventlog.follow(path):
                 show(batch)
         except KeyboardInterrupt:
             pass
     return 0
-
-
-def _follow(path: str, interval: float = 0.5) -> Iterator[List[Dict[str, Any]]]:
-    """New records as they are appended, across rotation (the file is renamed to .1)."""
-    position = _size(path)
-    inode = _inode(path)
-    while True:
-        time.sleep(interval)
-        if _inode(path) != inode:  # rotated: finish the old file (now .1), then start the new one
-            yield _read_from(path + ".1", position)
-            inode, position = _inode(path), 0
-        if _size(path) > position:
-            batch = _read_from(path, position)
-            position = _size(path)
-            yield batch
-
-
-def _read_from(path: str, offset: int) -> List[Dict[str, Any]]:
-    try:
-        with open_regular(path) as handle:
-            handle.seek(offset)
-            text = handle.read(64 << 20).decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return [r for r in (_parse(line) for line in text.splitlines()) if r]
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-def _inode(path: str) -> Optional[int]:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
 
 
 def status(
@@ -150,7 +80,7 @@ def status(
 def status_report(root: Root, states: Dict[str, str]) -> Dict[str, Any]:
     """The node's state as `status --json` prints it (README: status --json)."""
     paths = Paths(root.path)
-    records = read_events(paths.events_log)
+    records = eventlog.read_events(paths.events_log)
     roles = [r["role"] for r in records if r.get("role")]
     recorded = _recorded_data_dir(paths)
     last = {r["type"]: r for r in records}

@@ -87,7 +87,7 @@ def test_rotation_bounds_the_log_and_readers_see_both_files(tmp_path):
     for index in range(10):
         append_record(path, eventlog.line(eventlog.record("error", f"e{index}")), 400)
     assert os.path.getsize(path) <= 400 and os.path.getsize(path + ".1") <= 400
-    messages = [r["message"] for r in report.read_events(path)]
+    messages = [r["message"] for r in eventlog.read_events(path)]
     assert messages == sorted(messages, key=lambda m: int(m[1:])) and messages[-1] == "e9"
 
 

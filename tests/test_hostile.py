@@ -249,13 +249,13 @@ class TestRecordsWholeOrAbsent:
         assert log.read_bytes() == b'{"type":"a"}\n{"type":"c"}\n'
 
     def test_a_record_torn_earlier_never_swallows_the_next_one(self, tmp_path):
-        from provider_rke2 import report
+        from provider_rke2 import eventlog
 
         log = tmp_path / "logs" / "events.jsonl"
         log.parent.mkdir(mode=0o700)
         log.write_bytes(b'{"type":"config_updated","message":"whole"}\n{"type":"rke2_sta')  # torn, no newline
         fsio.append_record(str(log), b'{"type":"cluster_ready","message":"after"}\n', 1 << 20)
-        records, skipped = report.read_log(str(log))
+        records, skipped = eventlog.read_log(str(log))
         assert [r["type"] for r in records] == ["config_updated", "cluster_ready"]
         assert skipped == 1
 
