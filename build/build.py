@@ -38,8 +38,20 @@ PACKAGE = HERE / "provider-rke2-image.tar.gz"
 CONTAINERFILE = HERE / "Containerfile"
 CONTEXT = HERE / "context"
 IMAGE_TREE = HERE / "image"
-RUNTIME_ROOT = "/run/provider-rke2"
-IMAGE_ROOT = "/usr/local/lib/provider-rke2"  # keep in step with build/launcher.py
+
+
+def _launcher_constant(name: str) -> str:
+    """A path the launcher decides (build/launcher.py is the one place that says it)."""
+    import ast
+
+    for node in ast.parse((HERE / "launcher.py").read_text()).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise SystemExit(f"build: build/launcher.py has no {name}")
+
+
+RUNTIME_ROOT = _launcher_constant("RUNTIME_ROOT")
+IMAGE_ROOT = _launcher_constant("IMAGE_ROOT")
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 # Sources that cannot be pure unless told so.
 PURE_ENV = {"PYYAML_FORCE_LIBYAML": "0", "PYRSISTENT_SKIP_EXTENSION": "1"}

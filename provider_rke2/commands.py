@@ -478,6 +478,5 @@ def _scripts_env(root: Root, node: LocalNode) -> str:
         return read_regular(where.scripts_env, 65536).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         pass
-    recorded = node.read_state(where.data_dir_state)
-    data_dir = recorded if recorded and recorded.startswith("/") else where.data_dir
+    data_dir = where.effective_data_dir(node.read_state(where.data_dir_state))
     return where.reset_plan(data_dir, where.kubelet_dir).env_file()

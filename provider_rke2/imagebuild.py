@@ -21,7 +21,7 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ProviderError, has_control
 from provider_rke2.fsio import open_regular
-from provider_rke2.paths import Paths
+from provider_rke2.paths import RELEASE_PREFIX, Paths
 from provider_rke2.protocol import Response
 from provider_rke2.rke2version import OUTPUT
 
@@ -215,14 +215,14 @@ def _unpack(archive: str, staging: str) -> List[str]:
 def _point_units_at(staging: str, prefix: str) -> None:
     # The release's units say /usr/local; RKE2's own installer rewrites them for its prefix.
     units = os.path.join(staging, "lib", "systemd", "system")
-    if prefix == "/usr/local" or not os.path.isdir(units):
+    if prefix == RELEASE_PREFIX or not os.path.isdir(units):
         return
     for name in os.listdir(units):
         path = os.path.join(units, name)
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text.replace("/usr/local", prefix))
+            handle.write(text.replace(RELEASE_PREFIX, prefix))
 
 
 def _move_into_place(staging: str, prefix: str, files: List[str]) -> List[str]:

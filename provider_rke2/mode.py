@@ -15,12 +15,12 @@ import subprocess
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from provider_rke2.paths import Paths
+from provider_rke2.paths import SYSTEMD_DIRS, Paths
 from provider_rke2.root import STYLUS_ENVIRONMENT, Root
 
 AGENT_UNITS = "spectro-palette-agent-*"
 APPLIANCE_UNITS = "cos-setup-*"
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+UNIT_DIRS = (*SYSTEMD_DIRS, "/usr/lib/systemd/system", "/lib/systemd/system")
 PATTERNS = (AGENT_UNITS, APPLIANCE_UNITS)
 SYSTEMD_RUNNING = "/run/systemd/system"  # sd_booted(3): systemd is the init here
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from provider_rke2.errors import has_control
 from provider_rke2.root import STYLUS_ENVIRONMENT
@@ -21,6 +21,11 @@ CLUSTER_OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
 DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
 
 UNITS = ("rke2-server.service", "rke2-agent.service")
+# Where RKE2's release installs itself (its units name this prefix) and where RKE2 lives
+# below the root.
+RELEASE_PREFIX = "/usr/local"
+# systemd's directories for the units and links an administrator or a runtime enable makes.
+SYSTEMD_DIRS = ("/etc/systemd/system", "/run/systemd/system")
 WATCHER_UNIT = "provider-rke2-wait-ready.service"
 
 # What RKE2 itself puts at host level in both modes, by name.
@@ -105,6 +110,10 @@ class Paths:
         """The root's default data dir (a node may use another: see provider_rke2.datadir)."""
         return self.under(DEFAULT_DATA_DIR)
 
+    def effective_data_dir(self, recorded: Optional[str]) -> str:
+        """The data dir this node's last boot recorded (see provider_rke2.datadir), else the root's."""
+        return recorded if recorded and recorded.startswith("/") else self.data_dir
+
     @property
     def kubelet_dir(self) -> str:
         """The kubelet's default root dir under the root (`kubelet-arg: root-dir=` moves it)."""
@@ -117,7 +126,7 @@ class Paths:
     @property
     def install_prefix(self) -> str:
         """Where RKE2's release tarball is installed: bin/rke2, lib/systemd/system, share/rke2."""
-        return self.under("/usr/local")
+        return self.under(RELEASE_PREFIX)
 
     @property
     def binary(self) -> str:
@@ -209,7 +218,7 @@ class Paths:
     def unit_drop_in_dir(unit: str) -> str:
         # systemd knows nothing of STYLUS_ROOT: drop-ins sit at systemd's own runtime
         # path, so they are gone at reboot until this boot's stage writes them again.
-        return f"/run/systemd/system/{unit}.d"
+        return f"{SYSTEMD_DIRS[1]}/{unit}.d"
 
     @staticmethod
     def unit_drop_in(unit: str) -> str:
@@ -241,14 +250,9 @@ class Paths:
             owned += (data_dir,)
         if kubelet_dir == self.kubelet_dir:
             owned += (kubelet_dir,)
-        systemd = tuple(f"/etc/systemd/system/{unit}" for unit in UNITS)
+        systemd = tuple(f"{SYSTEMD_DIRS[0]}/{unit}" for unit in UNITS)
         systemd += tuple(self.unit_drop_in_dir(unit) for unit in UNITS)
-        systemd += tuple(
-            f"{base}/*.{kind}/{unit}"
-            for base in ("/etc/systemd/system", "/run/systemd/system")
-            for kind in ("wants", "requires")
-            for unit in UNITS
-        )
+        systemd += tuple(link for base in SYSTEMD_DIRS for link in unit_links(UNITS, base))
         shared = _CNI_DIRS + _POD_LOG_DIRS
         if self.agent_mode:
             owned += tuple(self.under(path) for path in shared)
@@ -344,6 +348,11 @@ def is_clean_absolute(path: str) -> bool:
 
 def unit_name(unit: str) -> str:
     return unit[: -len(".service")] if unit.endswith(".service") else unit
+
+
+def unit_links(units: Tuple[str, ...], base: str = SYSTEMD_DIRS[0]) -> Tuple[str, ...]:
+    """The links that make these units start with another (enable), as shell patterns."""
+    return tuple(f"{base}/*.{kind}/{unit}" for kind in ("wants", "requires") for unit in units)
 
 
 def unit_for(role: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from shlex import quote
 from typing import List, Optional, Tuple
 
-from provider_rke2.paths import WATCHER_UNIT, Paths, unit_name
+from provider_rke2.paths import WATCHER_UNIT, Paths, unit_links, unit_name
 from provider_rke2.proxy import EnvPairs, env_file_text
 from provider_rke2.root import STYLUS_ENVIRONMENT
 from provider_rke2.yip import Directory, File, Step
@@ -225,7 +225,7 @@ def start_service(
         name=f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",
         files=drop_ins,
         commands=(
-            f"rm -f /etc/systemd/system/*.wants/{unit_q} /etc/systemd/system/*.requires/{unit_q}",
+            "rm -f " + " ".join(unit_links((unit_q,))),
             f"systemctl enable --runtime {unit_q}",
             "systemctl daemon-reload",
             decide,

@@ -221,7 +221,7 @@ def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Pl
             f"{unit} is not running: an upgrade could not tell a broken release from a stopped node"
             " (start it first, or --force)"
         )
-    data_dir = _data_dir(paths, machine)
+    data_dir = paths.effective_data_dir(machine.read_state(paths.data_dir_state))
     server = role != "worker"
     snapshot: Tuple[str, ...] = ()
     if server:
@@ -298,11 +298,6 @@ def _role(req: Request, paths: Paths, machine: Machine) -> Tuple[str, str]:
 def _enabled(machine: Machine, unit: str) -> bool:
     code, output = machine.systemctl("is-enabled", unit)
     return code == 0 and output.strip() in ("enabled", "enabled-runtime")
-
-
-def _data_dir(paths: Paths, machine: Machine) -> str:
-    recorded = machine.read_state(paths.data_dir_state)
-    return recorded if recorded and recorded.startswith("/") else paths.data_dir
 
 
 def _ready_before(plan: Plan, req: Request, machine: Machine, say: Callable[[str], None]) -> None:
