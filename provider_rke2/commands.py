@@ -247,15 +247,9 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
         return 2
     from provider_rke2.errors import ConfigError
     from provider_rke2.paths import Paths
-    from provider_rke2.render import (
-        DEFAULT_EXECUTABLE,
-        NO_FACTS,
-        OUTPUT_MODE,
-        cluster_section,
-        render_section,
-        root_for_section,
-    )
+    from provider_rke2.render import DEFAULT_EXECUTABLE, OUTPUT_MODE, render_section
     from provider_rke2.secrets import in_section, scrub
+    from provider_rke2.spec import NO_FACTS, cluster_section, root_for_section
     from provider_rke2.validation import HEADER
 
     section = cluster_section(text)  # read once, as agent.boot does

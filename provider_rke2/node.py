@@ -81,10 +81,10 @@ class LocalNode:
             raise OSError(84, f"not UTF-8 text (byte {err.start})") from None
 
     def facts(self, paths: Any) -> Any:
-        """What a render needs to know of this node (provider_rke2.render.NodeFacts)."""
+        """What a check needs to know of this node (provider_rke2.spec.NodeFacts)."""
         from provider_rke2.fsio import read_regular
-        from provider_rke2.render import NodeFacts
         from provider_rke2.rke2config import PROVIDER_DROP_IN, USER_DROP_IN, DropIn, parse_drop_in
+        from provider_rke2.spec import NodeFacts
 
         recorded = self.read_state(paths.data_dir_state)
         drop_ins = []

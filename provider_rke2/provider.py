@@ -94,7 +94,7 @@ def _cluster_section(event: Event, node: Node, context: Context) -> Any:
             f"{event.name} payload field 'config' must be a string holding the cloud-config,"
             f" got {type(config).__name__}"
         )
-    from provider_rke2.render import cluster_section
+    from provider_rke2.spec import cluster_section
 
     context.root = node.stylus_root()  # every handler below needs it; read once
     # Read once: on large configs, reading YAML is most of a boot's cost.
@@ -110,7 +110,7 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
         return Response(log=NO_CLUSTER)
     # Imported here: the YAML and schema code is for the events that need it.
     from provider_rke2.paths import Paths
-    from provider_rke2.render import root_for_section
+    from provider_rke2.spec import root_for_section
 
     root = root_for_section(section, context.root)
     paths = Paths(root.path)
@@ -177,7 +177,7 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
         return Response(log=NO_CLUSTER_TO_RESET)
     from provider_rke2.cluster import DEFAULT_OUTPUT_PATH
     from provider_rke2.paths import Paths
-    from provider_rke2.render import node_dirs, root_for_section
+    from provider_rke2.spec import reset_dirs, root_for_section
 
     # A reset must work even when the rest of the section no longer validates:
     # only the root, and the directories RKE2 uses, matter here.
@@ -187,7 +187,7 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
     context.role = role if isinstance(role, str) else ""
     paths = Paths(root.path)
     facts = node.facts(paths)
-    plan = paths.reset_plan(*node_dirs(section, paths, facts))
+    plan = paths.reset_plan(*reset_dirs(section, paths, facts))
     with node.lock(paths.lock_file, LOCK_WAIT, RESET):
         result = node.run_script(paths.uninstall_script, root, RESET_TIMEOUT, plan.environment())
     if result.returncode != 0:

@@ -13,7 +13,7 @@ import ipaddress
 import shlex
 from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
 
-from provider_rke2.errors import ConfigError, Problem, has_control
+from provider_rke2.errors import Problem, has_control
 from provider_rke2.rke2config import (
     DEFAULT_CLUSTER_CIDR,
     DEFAULT_CLUSTER_DOMAIN,
@@ -31,8 +31,8 @@ EnvPairs = List[Tuple[str, str]]
 def proxy_environment(
     env: Mapping[str, str], rke2_config: Mapping[str, Any], control_plane_host: str = ""
 ) -> EnvPairs:
-    """Variables for the unit's environment file; empty when no proxy is configured."""
-    _check_values(env)
+    """Variables for the unit's environment file (its values checked: value_problems);
+    empty when no proxy is configured."""
     if not any(env.get(name) for name in PROXY_VARIABLES):
         return []
     pairs = [(name, env[name]) for name in ("HTTP_PROXY", "HTTPS_PROXY") if env.get(name)]
@@ -161,11 +161,10 @@ def env_file_text(pairs: EnvPairs, origin: str = "from cluster.env; replaced on 
     return "\n".join(lines) + "\n"
 
 
-def _check_values(env: Mapping[str, str]) -> None:
-    problems = [
+def value_problems(env: Mapping[str, str]) -> List[Problem]:
+    """A proxy value must be one line: it becomes one line of the unit's environment file."""
+    return [
         Problem(f"cluster.env.{name}", "must be a single line without control characters")
         for name in PROXY_VARIABLES
         if has_control(env.get(name, ""))
     ]
-    if problems:
-        raise ConfigError(problems)

@@ -1,9 +1,9 @@
 """`validate FILE`: every problem of a cloud-config at once, each at its line.
 
-Unlike a boot, which stops at the first layer that fails, this goes on: the
-section's schema (checked by jsonschema itself), the user's RKE2 config, and,
-when those pass, the full render. Problems carry dotted paths; the file's own
-lines are at hand here, so each is also placed on the line it concerns.
+The check a boot makes (provider_rke2.spec: the section, the user's RKE2 config, the
+node's dirs, all in one pass), with jsonschema itself for the section's schema, then the
+render. Problems carry dotted paths; the file's own lines are at hand here, so each is also
+placed on the line it concerns.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from provider_rke2 import rke2check, rke2config, schema
-from provider_rke2.cluster import parse_cluster
+from provider_rke2 import schema, spec
 from provider_rke2.errors import ConfigError, OutputError, Problem
-from provider_rke2.render import render
+from provider_rke2.render import rendered
 from provider_rke2.root import Root
 from provider_rke2.yamltext import YAMLSyntaxError, line_numbers, load_cloud_config
 
@@ -54,26 +53,17 @@ def validate(text: str, root: Root) -> List[Finding]:
     errors: List[Problem] = []
     warnings: List[Problem] = []
     try:
-        _, found = parse_cluster(section, check=schema.jsonschema_problems)
-        warnings += found
-        sound = True
+        # One check, as a boot makes it, but with jsonschema itself for the section's schema.
+        node = spec.check(
+            section, spec.root_for_section(section, root), schema_check=schema.jsonschema_problems
+        )
+        warnings += node.warnings
+        rendered(node)
     except ConfigError as err:
         errors += err.problems
         warnings += err.warnings
-        sound = False
-    if sound:
-        try:
-            rendered = render(text, root)
-            warnings += rendered.warnings if rendered else ()
-        except ConfigError as err:
-            errors += err.problems
-            warnings += err.warnings
-        except OutputError as err:
-            errors.append(Problem("cluster", str(err)))
-    elif isinstance(section, dict) and isinstance(section.get("config"), str):
-        errors_, warnings_ = _config_only(section)
-        errors += errors_
-        warnings += warnings_
+    except OutputError as err:
+        errors.append(Problem("cluster", str(err)))
     lines = line_numbers(text)
     block = _config_block(text)
     findings = header + [Finding("error", *_placed(p, lines, block)) for p in sorted(set(errors))]
@@ -139,16 +129,6 @@ def _where(text: str, line: int) -> str:
         if stripped and not current.startswith((" ", "\t")):
             break
     return "config"
-
-
-def _config_only(section: Dict[str, Any]) -> tuple:
-    """The user's RKE2 config alone, when the rest of the section stopped the render."""
-    try:
-        user = rke2config.parse_user_config(section["config"])
-    except ConfigError as err:
-        return err.problems, []
-    role = section.get("role")
-    return rke2check.check(user, role if isinstance(role, str) else "")
 
 
 def _line(path: str, lines: Dict[str, int]) -> int:

@@ -7,8 +7,9 @@ import dataclasses
 from typing import ContextManager, Dict, List, Optional, Tuple
 
 from provider_rke2.node import ScriptResult
-from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE, NO_FACTS, NodeFacts
+from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE
 from provider_rke2.root import Root
+from provider_rke2.spec import NO_FACTS, NodeFacts
 
 
 class MemoryNode:

@@ -9,8 +9,9 @@ from provider_rke2.cli import run_event
 from provider_rke2.errors import ConfigError
 from provider_rke2.node import has_rke2_state
 from provider_rke2.paths import Paths
-from provider_rke2.render import NodeFacts, render
+from provider_rke2.render import render
 from provider_rke2.root import FROM_ENVIRON, Root
+from provider_rke2.spec import NodeFacts
 
 from conftest import cloud_config
 from nodes import MemoryNode

@@ -8,9 +8,10 @@ import yaml
 from provider_rke2.cli import run_event
 from provider_rke2.node import LocalNode
 from provider_rke2.paths import Paths
-from provider_rke2.render import NodeFacts, render
+from provider_rke2.render import render
 from provider_rke2.rke2config import DropIn, parse_drop_in, with_drop_ins
 from provider_rke2.root import FROM_ENVIRON, Root
+from provider_rke2.spec import NodeFacts
 
 from conftest import cloud_config
 from nodes import MemoryNode

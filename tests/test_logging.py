@@ -14,9 +14,9 @@ from provider_rke2.cli import run_event
 from provider_rke2.errors import OutputError
 from provider_rke2.fsio import append_record
 from provider_rke2.node import LocalNode
-from provider_rke2.render import cluster_section
 from provider_rke2.root import FROM_FLAG, Root
 from provider_rke2.secrets import REDACTED, in_section, scrub
+from provider_rke2.spec import cluster_section
 
 from conftest import cloud_config
 from nodes import MemoryNode

@@ -11,8 +11,9 @@ from provider_rke2.proxy import (
     proxy_environment,
     with_subnets,
 )
+from provider_rke2.render import render
 
-from conftest import dash
+from conftest import cloud_config, dash
 
 CLUSTER_SUFFIXES = [".svc", ".svc.cluster", ".svc.cluster.local"]
 LOOPBACK = ["127.0.0.0/8", "::1", "localhost"]
@@ -84,8 +85,13 @@ def test_only_no_proxy_still_writes_the_cluster_entries():
 
 
 def test_control_characters_in_a_proxy_value_are_an_error():
-    with pytest.raises(ConfigError, match="cluster.env.HTTP_PROXY: must be a single line"):
-        proxy_environment({"HTTP_PROXY": "http://p\nEVIL=1"}, {})
+    config = cloud_config(role="init", env={"HTTP_PROXY": "http://p\nEVIL=1", "NO_PROXY": "a\tb"})
+    with pytest.raises(ConfigError) as raised:
+        render(config)
+    assert [str(p) for p in raised.value.problems] == [
+        "cluster.env.HTTP_PROXY: must be a single line without control characters",
+        "cluster.env.NO_PROXY: must be a single line without control characters",
+    ]
 
 
 def test_other_variables_are_reported_as_ignored():

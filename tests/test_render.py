@@ -240,3 +240,20 @@ def test_the_schema_rejects_what_yip_would_silently_drop(mutate, where):
     mutate(first_file)
     found = schema.problems(document, schema.YIP, "yip")
     assert found and where in " ".join(str(p) for p in found)
+
+
+def test_one_check_reports_every_problem_of_every_layer_in_one_pass():
+    """The section, the user's RKE2 config and the node's dirs: a boot hears of them all at once."""
+    from provider_rke2.errors import ConfigError
+
+    config = "#cloud-config\ncluster:\n  role: worker\n  config: |\n    debug: maybe\n"
+    with pytest.raises(ConfigError) as raised:
+        render(config)
+    assert [p.path for p in raised.value.problems] == ["cluster.config.debug", "cluster.control_plane_host"]
+    dirs = cloud_config(role="init", config="data-dir: /usr\nkubelet-arg: [root-dir=/var/lib]\n")
+    with pytest.raises(ConfigError) as raised:
+        render(dirs)
+    assert [p.path for p in raised.value.problems] == [
+        "cluster.config.data-dir",
+        "cluster.config.kubelet-arg root-dir",
+    ]

@@ -1,0 +1,227 @@
+"""Check, then render: a `cluster:` section, and what the node knows, turned into one
+checked, typed specification of the node, or a ConfigError with every problem found in one
+pass (and the warnings). Every rule about a cloud-config is applied here or below (the
+section's schema and its reader in cluster.py, the user's RKE2 config in rke2config.py and
+rke2check.py, the data dir in datadir.py); `agent.boot`, `cluster.reset`, `render` and
+`validate` all come through this module, and render.py only writes a NodeSpec out. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from provider_rke2 import datadir, proxy, rke2check, rke2config, schema
+from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
+from provider_rke2.errors import ConfigError, Problem, ProviderError
+from provider_rke2.paths import Paths, is_clean_absolute, is_system_dir
+from provider_rke2.rke2config import DropIn
+from provider_rke2.root import Root, with_cluster_root
+from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_cloud_config
+
+SchemaCheck = Callable[[Any, Mapping[str, Any], str], List[Problem]]
+
+
+def _nothing_there(path: str) -> bool:
+    return False
+
+
+def _as_is(path: str) -> str:
+    return path
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a check needs to know of the node it is for, read by the edge (node.py)."""
+
+    recorded_data_dir: Optional[str] = None  # the data dir of this node's last render
+    drop_ins: Tuple[DropIn, ...] = ()  # other tools' config.d/*.yaml
+    rke2_drop_ins: Tuple[str, ...] = ()  # names of the files in RKE2's own config.yaml.d/
+    has_state: Callable[[str], bool] = field(default=_nothing_there)  # RKE2 cluster state in a data dir?
+    resolve: Callable[[str], str] = field(default=_as_is)  # a path with its links followed
+
+
+NO_FACTS = NodeFacts()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything a render writes, decided and checked."""
+
+    cluster: Cluster
+    root: Root
+    merged: Dict[str, Any]  # config.yaml: the user's config, other tools' drop-ins, the provider's
+    provider: Dict[str, Any]  # config.d/99_userdata.yaml: what the provider contributed
+    drop_ins: Tuple[DropIn, ...]  # the other tools' drop-ins merged (named in config.yaml's header)
+    data_dir: datadir.DataDir
+    kubelet_dir: str
+    proxy_env: List[Tuple[str, str]]  # the unit's proxy environment; empty without a proxy
+    warnings: Tuple[Problem, ...]
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.root.path)
+
+
+def cluster_section(cloud_config: str) -> Any:
+    """The `cluster:` section of a cloud-config (None without one), as written."""
+    try:
+        document = load_cloud_config(cloud_config)
+    except YAMLSyntaxError as err:
+        raise ConfigError([Problem("config", f"is not valid YAML: {err}")]) from None
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        raise ConfigError([Problem("config", f"expected a mapping, got {kind_of(document)}")])
+    return document.get("cluster")
+
+
+def root_for_section(section: Any, root: Root) -> Root:
+    """The root a `cluster:` section will render for, read leniently (before any check)."""
+    provider_config = section.get("providerConfig") if isinstance(section, dict) else None
+    value = provider_config.get(CLUSTER_ROOT_PATH) if isinstance(provider_config, dict) else None
+    return with_cluster_root(root, value if isinstance(value, str) else "")
+
+
+def check(
+    section: Any, root: Root, facts: NodeFacts = NO_FACTS, schema_check: SchemaCheck = schema.problems
+) -> NodeSpec:
+    """The node's specification; ConfigError with every problem, and the warnings found."""
+    paths = Paths(root.path)
+    problems: List[Problem] = []
+    warnings: List[Problem] = []
+    cluster: Optional[Cluster] = None
+    try:
+        cluster, found = parse_cluster(section, schema_check)
+        warnings += found
+    except ConfigError as err:
+        problems += err.problems
+        warnings += err.warnings
+    # The user's RKE2 config is checked even when the rest of the section is not sound.
+    text = cluster.config if cluster else _field(section, "config")
+    raw = _collected(problems, warnings, rke2config.parse_raw, text, "cluster.config")
+    if raw is not None:
+        role = cluster.role if cluster else _field(section, "role")
+        found, more = rke2check.check(rke2config.fold(raw), role)
+        problems += found
+        warnings += more
+    if cluster is None or raw is None:
+        raise ConfigError(problems, warnings)
+    combined, more = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
+    warnings += more
+    settings = rke2config.provider_settings(cluster)
+    defaults = rke2config.provider_defaults(paths)
+    merged, more = rke2config.merge(combined, settings, defaults)
+    warnings += more
+    # 99_userdata.yaml records what the provider contributed to config.yaml.
+    provider = {**{k: v for k, v in defaults.items() if k not in combined}, **settings}
+    problems += _joining(cluster, merged, warnings)
+    # Every warning is found before any error stops the check: `validate` shows both.
+    warnings += proxy.ignored_variables(cluster.env)
+    if facts.rke2_drop_ins:
+        warnings.append(
+            Problem(
+                paths.rke2_drop_in_dir,
+                f"RKE2 applies {', '.join(facts.rke2_drop_ins)} after config.yaml, over what the provider"
+                " merged there (token and server included); move them to config.d/ to have them merged",
+            )
+        )
+    problems += proxy.value_problems(cluster.env)
+    wanted = _collected(
+        problems, warnings, own_dir, merged.get("data-dir") or paths.data_dir, DATA_DIR, paths, facts
+    )
+    kubelet = _collected(
+        problems, warnings, own_dir, rke2config.kubelet_dir(merged, paths), KUBELET_DIR, paths, facts
+    )
+    if problems or wanted is None or kubelet is None:
+        raise ConfigError(problems, warnings)
+    data_dir = datadir.choose(wanted, facts.recorded_data_dir, paths, facts.has_state)
+    if data_dir.kept:
+        merged["data-dir"] = provider["data-dir"] = data_dir.path
+        warnings.append(Problem(DATA_DIR, datadir.kept_message(data_dir)))
+    pairs = proxy.proxy_environment(cluster.env, merged, cluster.control_plane_host)
+    merged_drop_ins = tuple(d for d in facts.drop_ins if d.config is not None)
+    return NodeSpec(
+        cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(warnings)
+    )
+
+
+DATA_DIR = "cluster.config.data-dir"
+KUBELET_DIR = "cluster.config.kubelet-arg root-dir"
+
+
+def _joining(cluster: Cluster, merged: Mapping[str, Any], warnings: List[Problem]) -> List[Problem]:
+    """What joining (or starting) a cluster needs: a token to join, no server to start."""
+    if cluster.role == "init" and "server" in merged:
+        warnings.append(
+            Problem(
+                "cluster.config.server",
+                "set on an init node, which then joins that server instead of starting a new cluster",
+            )
+        )
+    if not cluster.token and not ({"token", "token-file"} & merged.keys()) and cluster.role != "init":
+        return [
+            Problem(
+                "cluster.cluster_token",
+                f"missing; a {cluster.role} node needs the cluster token to join"
+                " (or token/token-file in cluster.config)",
+            )
+        ]
+    return []
+
+
+def reset_dirs(section: Any, paths: Paths, facts: NodeFacts) -> Tuple[str, str]:
+    """The data dir and kubelet dir RKE2 uses on this node, for a reset: the recorded data dir
+    when there is one, else as a boot would resolve it. A reset must work even when the
+    section no longer checks: then the root's defaults apply. A recorded data dir that is
+    no longer a directory of RKE2's own (a link now leads to a system directory) is refused."""
+    try:
+        raw = rke2config.parse_raw(_field(section, "config"), "cluster.config")
+        combined, _ = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
+        merged, _ = rke2config.merge(combined, {}, rke2config.provider_defaults(paths))
+        wanted = own_dir(merged.get("data-dir") or paths.data_dir, DATA_DIR, paths, facts)
+        kubelet = own_dir(rke2config.kubelet_dir(merged, paths), KUBELET_DIR, paths, facts)
+    except (ConfigError, RecursionError):
+        wanted, kubelet = paths.data_dir, paths.kubelet_dir
+    if not facts.recorded_data_dir:
+        return datadir.choose(wanted, None, paths, facts.has_state).path, kubelet
+    try:
+        return own_dir(facts.recorded_data_dir, paths.data_dir_state, paths, facts), kubelet
+    except ConfigError as err:
+        raise ProviderError(f"refusing to reset: {err.problems[0]}") from None
+
+
+def own_dir(path: Any, where: str, paths: Paths, facts: NodeFacts) -> str:
+    """A data dir or kubelet dir: a clean absolute path of plain characters (it reaches
+    systemd lines and the reset's shell), and never a system directory, even through a
+    link: a reset removes what RKE2 makes inside it."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError([Problem(where, f"expected an absolute path, got {path!r}")])
+    clean = path.rstrip("/") or "/"
+    if not is_clean_absolute(clean):
+        message = f"expected a clean absolute path (no '..', '.', '//', control characters), got {path!r}"
+        raise ConfigError([Problem(where, message)])
+    real = facts.resolve(clean)
+    if is_system_dir(clean, paths) or is_system_dir(real, paths):
+        via = f" (a link to {real})" if real != clean else ""
+        raise ConfigError(
+            [Problem(where, f"expected a directory of its own, got the system directory {path!r}{via}")]
+        )
+    return clean
+
+
+def _collected(problems: List[Problem], warnings: List[Problem], step: Callable[..., Any], *args: Any) -> Any:
+    """What `step` returns; None when it finds problems (added to the others, and so are the
+    warnings it found on the way), so that one pass reports them all."""
+    try:
+        return step(*args)
+    except ConfigError as err:
+        problems += err.problems
+        warnings += err.warnings
+        return None
+
+
+def _field(section: Any, key: str) -> str:
+    """A text field of a section that may not have checked (for what can still be checked)."""
+    value = section.get(key) if isinstance(section, dict) else None
+    return value if isinstance(value, str) else ""
