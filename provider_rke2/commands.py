@@ -249,15 +249,15 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     from provider_rke2.paths import Paths
     from provider_rke2.render import DEFAULT_EXECUTABLE, OUTPUT_MODE, render_section
     from provider_rke2.secrets import in_section, scrub
-    from provider_rke2.spec import NO_FACTS, cluster_section, root_for_section
+    from provider_rke2.spec import NO_FACTS, read_section, root_for_section
     from provider_rke2.validation import HEADER
 
-    section = cluster_section(text)  # read once, as agent.boot does
+    section = read_section(text)  # read once, as agent.boot does
     if section is None:
         io.stderr.write("no cluster section: agent.boot would write nothing\n")
         return 0
-    secrets = in_section(section)
-    root = root_for_section(section, node.stylus_root())
+    secrets = in_section(section.data, section.config)
+    root = root_for_section(section.data, node.stylus_root())
     paths = Paths(root.path)
     # The node's own fingerprint key and state when it has them (never made here), so that
     # the output is byte for byte what agent.boot would write on this node; --fresh: as on

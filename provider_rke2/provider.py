@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
+from typing import TYPE_CHECKING, Any, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
 
 from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.events import BOOT, INFO, INSTALL, RESET
 from provider_rke2.protocol import Event, Response, payload
 from provider_rke2.root import Root
 from provider_rke2.secrets import in_config, in_section
+
+if TYPE_CHECKING:
+    from provider_rke2.spec import Section
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
@@ -84,7 +87,7 @@ def handle(event: Event, node: Node, context: Optional[Context] = None) -> Respo
     return Response()
 
 
-def _cluster_section(event: Event, node: Node, context: Context) -> Any:
+def _cluster_section(event: Event, node: Node, context: Context) -> Optional[Section]:
     """The payload's `cluster:` section (None without one), its secrets noted before any check."""
     config = payload(event, node.read_text).get("config", "")
     if config is None:
@@ -94,13 +97,14 @@ def _cluster_section(event: Event, node: Node, context: Context) -> Any:
             f"{event.name} payload field 'config' must be a string holding the cloud-config,"
             f" got {type(config).__name__}"
         )
-    from provider_rke2.spec import cluster_section
+    from provider_rke2.spec import read_section
 
     context.root = node.stylus_root()  # every handler below needs it; read once
-    # Read once: on large configs, reading YAML is most of a boot's cost.
-    section = cluster_section(config)
+    # Read once, the user's RKE2 config too: on large configs, reading YAML is most of a boot.
+    section = read_section(config)
     # Before any check: no message, even about a broken config, may carry a secret.
-    context.secrets |= in_section(section)
+    if section is not None:
+        context.secrets |= in_section(section.data, section.config)
     return section
 
 
@@ -112,13 +116,13 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
     from provider_rke2.paths import Paths
     from provider_rke2.spec import root_for_section
 
-    root = root_for_section(section, context.root)
+    root = root_for_section(section.data, context.root)
     paths = Paths(root.path)
     with node.lock(paths.lock_file, LOCK_WAIT, BOOT):
         return _boot_locked(section, root, paths, node, context)
 
 
-def _boot_locked(section: Any, root: Root, paths: Any, node: Node, context: Context) -> Response:
+def _boot_locked(section: Section, root: Root, paths: Any, node: Node, context: Context) -> Response:
     from provider_rke2.eventlog import CONFIG_UPDATED, DATA_DIR_KEPT
     from provider_rke2.render import render_section
 
@@ -181,9 +185,10 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
 
     # A reset must work even when the rest of the section no longer validates:
     # only the root, and the directories RKE2 uses, matter here.
-    root = root_for_section(section, context.root)
+    root = root_for_section(section.data, context.root)
     context.root = root
-    role = section.get("role") if isinstance(section, dict) else None
+    data = section.data
+    role = data.get("role") if isinstance(data, dict) else None
     context.role = role if isinstance(role, str) else ""
     paths = Paths(root.path)
     facts = node.facts(paths)
@@ -196,7 +201,7 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
 
     lines = [f"ran {result.path} (data dir {plan.data_dir})", result.output]
     # The output file would bring RKE2 back at the next boot, with the old token.
-    output = section.get("cluster_config_path") if isinstance(section, dict) else None
+    output = data.get("cluster_config_path") if isinstance(data, dict) else None
     output = output if isinstance(output, str) and output.startswith("/") else DEFAULT_OUTPUT_PATH
     try:
         if node.remove_file(output):

@@ -8,14 +8,14 @@ import hashlib
 import hmac
 import shlex
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from provider_rke2 import datadir, rke2config, schema, stages, yip
 from provider_rke2.errors import OutputError, Problem
 from provider_rke2.paths import images_dir
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import APPLIANCE_ROOT, FROM_DEFAULT, Root
-from provider_rke2.spec import NO_FACTS, NodeFacts, NodeSpec, check, cluster_section, root_for_section
+from provider_rke2.spec import NO_FACTS, NodeFacts, NodeSpec, Section, check, read_section, root_for_section
 
 OUTPUT_MODE = 0o600
 APPLIANCE = Root(APPLIANCE_ROOT, FROM_DEFAULT)
@@ -55,14 +55,14 @@ def render(
     `key` is the node's fingerprint key (see Rendered.fingerprint); `executable` the
     provider's own path, which the readiness watcher runs.
     """
-    section = cluster_section(cloud_config)
+    section = read_section(cloud_config)
     if section is None:
         return None
-    return render_section(section, root_for_section(section, root), key, executable, facts)
+    return render_section(section, root_for_section(section.data, root), key, executable, facts)
 
 
 def render_section(
-    section: Any,
+    section: Section,
     root: Root = APPLIANCE,
     key: bytes = b"",
     executable: str = DEFAULT_EXECUTABLE,

@@ -18,11 +18,10 @@ SECRET_KEYS = frozenset(
 )
 
 
-def in_section(section: Any) -> Set[str]:
+def in_section(section: Any, config: Any = None) -> Set[str]:
     """Best effort, never failing: the token, secret RKE2 options and proxy passwords of a
-    `cluster:` section as read from the cloud-config (any value, checked or not)."""
-    from provider_rke2.yamltext import YAMLSyntaxError, load_rke2_config
-
+    `cluster:` section as read from the cloud-config (any value, checked or not); `config`
+    the section's RKE2 config when the caller has read it already."""
     found: Set[str] = set()
     if not isinstance(section, dict):
         return found
@@ -36,14 +35,15 @@ def in_section(section: Any) -> Set[str]:
                 password = None
             if password:
                 found.add(password)
-    config = section.get("config")
-    if isinstance(config, str):
+    text = section.get("config")
+    if config is None and isinstance(text, str):
+        from provider_rke2.yamltext import YAMLSyntaxError, load_rke2_config
+
         try:
-            user = load_rke2_config(config)
+            config = load_rke2_config(text)
         except (YAMLSyntaxError, RecursionError):
-            user = None
-        found |= in_config(user)
-    return found
+            config = None
+    return found | in_config(config)
 
 
 def in_config(config: Any) -> Set[str]:

@@ -63,6 +63,31 @@ class NodeSpec:
         return Paths(self.root.path)
 
 
+@dataclass(frozen=True)
+class Section:
+    """A cloud-config's `cluster:` section as written, with the user's RKE2 config read once
+    (for its secrets, then its check): `config` None when it cannot be read, and why."""
+
+    data: Any
+    config: Optional[Mapping[Any, Any]]
+    config_problems: Tuple[Problem, ...] = ()
+
+    @classmethod
+    def of(cls, data: Any) -> Section:
+        try:
+            return cls(data, rke2config.parse_raw(_field(data, "config"), "cluster.config"))
+        except ConfigError as err:
+            return cls(data, None, tuple(err.problems))
+        except RecursionError:  # a nest deeper than the reader's bound reached the folding
+            return cls(data, None, (Problem("cluster.config", "is nested too deeply"),))
+
+
+def read_section(cloud_config: str) -> Optional[Section]:
+    """The cloud-config's `cluster:` section, read once; None without one."""
+    data = cluster_section(cloud_config)
+    return None if data is None else Section.of(data)
+
+
 def cluster_section(cloud_config: str) -> Any:
     """The `cluster:` section of a cloud-config (None without one), as written."""
     try:
@@ -84,7 +109,7 @@ def root_for_section(section: Any, root: Root) -> Root:
 
 
 def check(
-    section: Any, root: Root, facts: NodeFacts = NO_FACTS, schema_check: SchemaCheck = schema.problems
+    section: Section, root: Root, facts: NodeFacts = NO_FACTS, schema_check: SchemaCheck = schema.problems
 ) -> NodeSpec:
     """The node's specification; ConfigError with every problem, and the warnings found."""
     paths = Paths(root.path)
@@ -92,16 +117,16 @@ def check(
     warnings: List[Problem] = []
     cluster: Optional[Cluster] = None
     try:
-        cluster, found = parse_cluster(section, schema_check)
+        cluster, found = parse_cluster(section.data, schema_check)
         warnings += found
     except ConfigError as err:
         problems += err.problems
         warnings += err.warnings
     # The user's RKE2 config is checked even when the rest of the section is not sound.
-    text = cluster.config if cluster else _field(section, "config")
-    raw = _collected(problems, warnings, rke2config.parse_raw, text, "cluster.config")
+    raw = section.config
+    problems += section.config_problems
     if raw is not None:
-        role = cluster.role if cluster else _field(section, "role")
+        role = cluster.role if cluster else _field(section.data, "role")
         found, more = rke2check.check(rke2config.fold(raw), role)
         problems += found
         warnings += more
@@ -170,14 +195,13 @@ def _joining(cluster: Cluster, merged: Mapping[str, Any], warnings: List[Problem
     return []
 
 
-def reset_dirs(section: Any, paths: Paths, facts: NodeFacts) -> Tuple[str, str]:
+def reset_dirs(section: Section, paths: Paths, facts: NodeFacts) -> Tuple[str, str]:
     """The data dir and kubelet dir RKE2 uses on this node, for a reset: the recorded data dir
     when there is one, else as a boot would resolve it. A reset must work even when the
     section no longer checks: then the root's defaults apply. A recorded data dir that is
     no longer a directory of RKE2's own (a link now leads to a system directory) is refused."""
     try:
-        raw = rke2config.parse_raw(_field(section, "config"), "cluster.config")
-        combined, _ = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
+        combined, _ = rke2config.with_drop_ins(section.config or {}, facts.drop_ins, paths.drop_in_dir)
         merged, _ = rke2config.merge(combined, {}, rke2config.provider_defaults(paths))
         wanted = own_dir(merged.get("data-dir") or paths.data_dir, DATA_DIR, paths, facts)
         kubelet = own_dir(rke2config.kubelet_dir(merged, paths), KUBELET_DIR, paths, facts)

@@ -54,9 +54,8 @@ def validate(text: str, root: Root) -> List[Finding]:
     warnings: List[Problem] = []
     try:
         # One check, as a boot makes it, but with jsonschema itself for the section's schema.
-        node = spec.check(
-            section, spec.root_for_section(section, root), schema_check=schema.jsonschema_problems
-        )
+        root = spec.root_for_section(section, root)
+        node = spec.check(spec.Section.of(section), root, schema_check=schema.jsonschema_problems)
         warnings += node.warnings
         rendered(node)
     except ConfigError as err:

@@ -257,3 +257,22 @@ def test_one_check_reports_every_problem_of_every_layer_in_one_pass():
         "cluster.config.data-dir",
         "cluster.config.kubelet-arg root-dir",
     ]
+
+
+def test_a_boot_reads_the_users_rke2_config_once(monkeypatch):
+    """For its secrets and for its check alike (reading YAML is most of a boot's cost)."""
+    import json as json_module
+
+    from provider_rke2 import cli, rke2config, yamltext
+
+    from nodes import MemoryNode
+
+    reads = []
+    real = yamltext.load_rke2_config
+    for module in (yamltext, rke2config):  # wherever it is called from
+        monkeypatch.setattr(module, "load_rke2_config", lambda text: reads.append(text) or real(text))
+    config = cloud_config(role="init", config="node-label:\n- a=b\ntoken: from-the-config-1234\n")
+    event = json_module.dumps({"name": "agent.boot", "data": json_module.dumps({"config": config})})
+    response = cli.run_event("agent.boot", event, MemoryNode())
+    assert response.state == "success", response.error
+    assert reads == ["node-label:\n- a=b\ntoken: from-the-config-1234\n"]
