@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 MAX_MESSAGE = 400  # characters of one problem's message: values are quoted in excerpts
 MAX_LISTED = 20  # problems named in an error's text; the rest are counted
@@ -34,6 +34,37 @@ class Problem:
         if len(message) > MAX_MESSAGE:
             message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
         return printable(f"{self.path}: {message}")
+
+
+# How a value's type is named in a message, in the words of the format it was written in.
+YAML_KINDS = {
+    "null": "nothing",
+    "boolean": "a boolean",
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping",
+}
+JSON_KINDS = {**YAML_KINDS, "null": "null", "integer": "a number", "array": "an array", "object": "an object"}
+
+
+def kind_of(value: Any, words: Mapping[str, str] = YAML_KINDS) -> str:
+    """`value`'s type, named in `words` (its JSON Schema type name -> the words)."""
+    if value is None:
+        return words["null"]
+    if isinstance(value, bool):
+        return words["boolean"]
+    for kind, types in (
+        ("integer", int),
+        ("number", float),
+        ("string", str),
+        ("array", list),
+        ("object", dict),
+    ):
+        if isinstance(value, types):
+            return words[kind]
+    return type(value).__name__
 
 
 class ProviderError(Exception):

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict
 
-from provider_rke2.errors import EventError, has_control
+from provider_rke2.errors import JSON_KINDS, EventError, has_control, kind_of
 from provider_rke2.events import MAX_EVENT_BYTES
 
 
@@ -44,14 +44,14 @@ def parse_event(text: str, argv_name: str) -> Event:
     _check_text(text, "event on stdin")
     raw = _json(text, "event on stdin") if text.strip() else {}
     if not isinstance(raw, dict):
-        raise EventError(f"event on stdin must be a JSON object, got {_kind(raw)}")
+        raise EventError(f"event on stdin must be a JSON object, got {kind_of(raw, JSON_KINDS)}")
     fields = {}
     for key in ("name", "data", "file"):
         value = raw.get(key, "")
         if value is None:
             value = ""
         if not isinstance(value, str):
-            raise EventError(f"event field '{key}' must be a string, got {_kind(value)}")
+            raise EventError(f"event field '{key}' must be a string, got {kind_of(value, JSON_KINDS)}")
         _check_text(value, f"event field '{key}'")
         fields[key] = value
     if has_control(fields["file"]):
@@ -76,7 +76,7 @@ def payload(event: Event, read_file: Callable[[str], str]) -> Dict[str, Any]:
     _check_text(text, origin)
     decoded = _json(text, origin)
     if not isinstance(decoded, dict):
-        raise EventError(f"{origin} must be a JSON object, got {_kind(decoded)}")
+        raise EventError(f"{origin} must be a JSON object, got {kind_of(decoded, JSON_KINDS)}")
     return decoded
 
 
@@ -96,15 +96,3 @@ def _check_text(text: str, origin: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
         raise EventError(f"{origin} is not valid UTF-8 text (at character {err.start})") from None
-
-
-def _kind(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)

@@ -21,10 +21,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from provider_rke2 import yamlout
 from provider_rke2.cluster import Cluster
-from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.errors import ConfigError, Problem, kind_of
 from provider_rke2.paths import Paths
 from provider_rke2.secrets import SECRET_KEYS
-from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_rke2_config
+from provider_rke2.yamltext import YAMLSyntaxError, load_rke2_config
 
 RKE2Config = Dict[str, Any]
 

@@ -17,7 +17,7 @@ import re
 from functools import cache
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
-from provider_rke2.errors import Problem
+from provider_rke2.errors import YAML_KINDS, Problem, kind_of
 
 YIP = "yip.schema.json"
 CLUSTER = "cluster.schema.json"
@@ -33,15 +33,8 @@ _TYPES: Dict[str, Callable[[Any], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
 }
-_WORDS = {
-    "object": "a mapping",
-    "array": "a list",
-    "string": "a string",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "true or false",
-    "null": "nothing",
-}
+# What a rule expects, in the messages' words (a boolean option takes true or false).
+_WORDS = {**YAML_KINDS, "boolean": "true or false"}
 KEYWORDS = frozenset(
     {
         "type", "required", "properties", "additionalProperties", "propertyNames", "minProperties",
@@ -146,7 +139,7 @@ def _messages(keyword: str, value: Any, rule: Mapping[str, Any], where: str) -> 
 
 def _type_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
     expected = rule.get("x-expected") or " or ".join(_WORDS[k] for k in _as_list(rule["type"]))
-    yield Problem(where, f"expected {expected}, got {_kind(value)}")
+    yield Problem(where, f"expected {expected}, got {kind_of(value)}")
 
 
 def _enum_words(value: Any, rule: Mapping[str, Any], where: str) -> Iterable[Problem]:
@@ -211,13 +204,6 @@ def _same(value: Any, option: Any) -> bool:
 
 def _as_list(kinds: Any) -> Sequence[str]:
     return [kinds] if isinstance(kinds, str) else kinds
-
-
-def _kind(value: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
-        if _TYPES[name](value):
-            return _WORDS[name]
-    return type(value).__name__
 
 
 def _resolve(ref: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -13,11 +13,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from provider_rke2 import datadir, proxy, rke2check, rke2config, schema
 from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
-from provider_rke2.errors import ConfigError, Problem, ProviderError
+from provider_rke2.errors import ConfigError, Problem, ProviderError, kind_of
 from provider_rke2.paths import Paths, is_clean_absolute, is_system_dir
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import Root, with_cluster_root
-from provider_rke2.yamltext import YAMLSyntaxError, kind_of, load_cloud_config
+from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config
 
 SchemaCheck = Callable[[Any, Mapping[str, Any], str], List[Problem]]
 

@@ -260,19 +260,6 @@ def _check_size(root: yaml.Node) -> None:
                 stack.append((value, depth + 1))
 
 
-def kind_of(value: Any) -> str:
-    """How a decoded YAML value is named in messages."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a string"
-
-
 def line_numbers(text: str, prefix: str = "", first_line: int = 1, rke2: bool = False) -> dict:
     """Dotted path -> 1-based line for every key and list item, for pointing at problems."""
     loader = _RKE2Loader if rke2 else _TextLoader
