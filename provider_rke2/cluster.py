@@ -12,7 +12,7 @@ from provider_rke2 import schema
 from provider_rke2.errors import ConfigError, Problem
 from provider_rke2.paths import CLUSTER_OUTPUT, is_clean_absolute
 from provider_rke2.secrets import MIN_SECRET
-from provider_rke2.yamltext import parse_bool
+from provider_rke2.yamlread import parse_bool
 
 ROLES = ("init", "controlplane", "worker")
 DEFAULT_OUTPUT_PATH = CLUSTER_OUTPUT

@@ -69,7 +69,7 @@ def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest
         return None
     config = payload.get("config") or {}
     if isinstance(config, str):
-        from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config
+        from provider_rke2.yamlread import YAMLSyntaxError, load_cloud_config
 
         try:
             config = load_cloud_config(config) or {}

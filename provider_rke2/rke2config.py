@@ -19,12 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from provider_rke2 import yamlout
+from provider_rke2 import yamlwrite
 from provider_rke2.cluster import Cluster
 from provider_rke2.errors import ConfigError, Problem, kind_of
 from provider_rke2.paths import Paths
 from provider_rke2.secrets import SECRET_KEYS
-from provider_rke2.yamltext import YAMLSyntaxError, load_rke2_config
+from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config
 
 RKE2Config = Dict[str, Any]
 
@@ -254,4 +254,4 @@ def _union(first: Any, second: Any, key: str) -> List[Any]:
 
 def dump(config: Mapping[str, Any]) -> str:
     """YAML that RKE2's YAML 1.1 reader reads back to the same values."""
-    return yamlout.dump(dict(config))
+    return yamlwrite.dump(dict(config))

@@ -37,7 +37,7 @@ def in_section(section: Any, config: Any = None) -> Set[str]:
                 found.add(password)
     text = section.get("config")
     if config is None and isinstance(text, str):
-        from provider_rke2.yamltext import YAMLSyntaxError, load_rke2_config
+        from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config
 
         try:
             config = load_rke2_config(text)

@@ -17,7 +17,7 @@ from provider_rke2.errors import ConfigError, Problem, ProviderError, kind_of
 from provider_rke2.paths import Paths, is_clean_absolute, is_system_dir
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import Root, with_cluster_root
-from provider_rke2.yamltext import YAMLSyntaxError, load_cloud_config
+from provider_rke2.yamlread import YAMLSyntaxError, load_cloud_config
 
 SchemaCheck = Callable[[Any, Mapping[str, Any], str], List[Problem]]
 

@@ -17,7 +17,7 @@ from provider_rke2 import schema, spec
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.render import rendered
 from provider_rke2.root import Root
-from provider_rke2.yamltext import YAMLSyntaxError, line_numbers, load_cloud_config
+from provider_rke2.yamlread import YAMLSyntaxError, line_numbers, load_cloud_config
 
 
 @dataclass(frozen=True)

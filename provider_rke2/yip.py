@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
-from provider_rke2 import yamlout
+from provider_rke2 import yamlwrite
 
 HEADER = "#cloud-config\n"
 
@@ -79,4 +79,4 @@ def _owned(path: str, permissions: int, owner: int, group: int) -> Dict[str, Any
 
 def dump(document: Mapping[str, Any]) -> str:
     """The file Kairos reads: the cloud-config header, then the document."""
-    return HEADER + yamlout.dump(dict(document))
+    return HEADER + yamlwrite.dump(dict(document))

@@ -263,13 +263,13 @@ def test_a_boot_reads_the_users_rke2_config_once(monkeypatch):
     """For its secrets and for its check alike (reading YAML is most of a boot's cost)."""
     import json as json_module
 
-    from provider_rke2 import cli, rke2config, yamltext
+    from provider_rke2 import cli, rke2config, yamlread
 
     from nodes import MemoryNode
 
     reads = []
-    real = yamltext.load_rke2_config
-    for module in (yamltext, rke2config):  # wherever it is called from
+    real = yamlread.load_rke2_config
+    for module in (yamlread, rke2config):  # wherever it is called from
         monkeypatch.setattr(module, "load_rke2_config", lambda text: reads.append(text) or real(text))
     config = cloud_config(role="init", config="node-label:\n- a=b\ntoken: from-the-config-1234\n")
     event = json_module.dumps({"name": "agent.boot", "data": json_module.dumps({"config": config})})

@@ -21,8 +21,12 @@ _PLAIN = re.compile(r"[A-Za-z_/(][\x20-\x7e]*\Z")
 # Dotted numbers with three or more parts (addresses, CIDRs, versions) are strings
 # in every YAML version.
 _DOTTED = re.compile(r"[0-9]+(?:\.[0-9]+){2,}(?:/[0-9]+)?\Z")
-# Words some YAML version resolves to a boolean, null or special value.
-_RESERVED = frozenset("y n yes no on off true false null nan inf".split())
+# YAML 1.1's words for a boolean (each also Capitalised and UPPER), as RKE2's Go yaml and yip
+# read them; yamlread resolves the same ones.
+BOOL_WORDS = ("yes", "no", "true", "false", "on", "off")
+TRUE_WORDS = frozenset({"yes", "true", "on"})
+# Words some YAML version resolves to a boolean, null or special value: never written plain.
+_RESERVED = frozenset(BOOL_WORDS) | {"y", "n", "null", "nan", "inf"}
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]')
 _BLOCK_UNSAFE = re.compile(
@@ -34,7 +38,7 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x
 def dump(value: Any) -> str:
     """The YAML text of a mapping, ending in a newline."""
     if not isinstance(value, dict):
-        raise TypeError("yamlout.dump takes a mapping")
+        raise TypeError("yamlwrite.dump takes a mapping")
     if not value:
         return "{}\n"
     lines: List[str] = []
@@ -53,7 +57,7 @@ def scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         return _string(value)
-    raise TypeError(f"yamlout cannot write {type(value).__name__}")
+    raise TypeError(f"yamlwrite cannot write {type(value).__name__}")
 
 
 def _mapping(value: dict, indent: str, lines: List[str]) -> None:
@@ -97,7 +101,7 @@ def _value(head: str, item: Any, indent: str, lines: List[str]) -> None:
 
 def _key(key: Any) -> str:
     if not isinstance(key, str):
-        raise TypeError("yamlout writes string keys only")
+        raise TypeError("yamlwrite writes string keys only")
     return _string(key)
 
 

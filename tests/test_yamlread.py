@@ -3,7 +3,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from provider_rke2.yamltext import (
+from provider_rke2.yamlread import (
     YAMLSyntaxError,
     _flat_config,
     _RKE2Loader,

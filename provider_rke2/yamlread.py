@@ -17,9 +17,10 @@ from typing import Any, ClassVar, Optional
 
 import yaml
 
+from provider_rke2.yamlwrite import BOOL_WORDS, TRUE_WORDS
+
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
-_BOOL = re.compile(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
-_TRUE_WORDS = frozenset({"yes", "true", "on"})
+_BOOL = re.compile("^(?:" + "|".join(f"{w}|{w.capitalize()}|{w.upper()}" for w in BOOL_WORDS) + ")$")
 
 
 class _TextLoader(yaml.SafeLoader):
@@ -61,7 +62,7 @@ for _loader in (_TextLoader, _RKE2Loader):
 
 
 def _bool_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
-    return node.value.lower() in _TRUE_WORDS
+    return node.value.lower() in TRUE_WORDS
 
 
 _RKE2Loader.add_constructor("tag:yaml.org,2002:bool", _bool_scalar)
@@ -190,14 +191,14 @@ def _plain(text: str) -> Any:
     if _NULL.match(text):
         return None
     if _BOOL.match(text):
-        return text.lower() in _TRUE_WORDS
+        return text.lower() in TRUE_WORDS
     return text
 
 
 def parse_bool(text: str) -> bool | None:
     """A YAML 1.1 boolean word as Go's yaml decodes it into a bool field, else None."""
     if _BOOL.match(text):
-        return text.lower() in _TRUE_WORDS
+        return text.lower() in TRUE_WORDS
     return None
 
 
