@@ -302,21 +302,21 @@ def validate(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
 
 
 def paths(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
-    from provider_rke2 import mode
+    from provider_rke2 import report
 
     root = node.stylus_root()
     if options.env:
         io.stdout.write(_scripts_env(root, node))
     else:
-        io.stdout.write(mode.paths_json(root) if options.json else mode.path_table(root))
+        io.stdout.write(report.paths_json(root) if options.json else report.path_table(root))
     return 0
 
 
 def mode(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
-    from provider_rke2 import mode as modes
+    from provider_rke2 import report
 
-    root, seen = node.stylus_root(), modes.gather()
-    io.stdout.write(modes.describe_json(root, seen) if options.json else modes.describe(root, seen))
+    root, seen = node.stylus_root(), report.gather()
+    io.stdout.write(report.describe_json(root, seen) if options.json else report.describe(root, seen))
     return 0
 
 
@@ -337,7 +337,7 @@ def status(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
 
 
 def wait_ready(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
-    from provider_rke2.watch import wait_ready as watch
+    from provider_rke2.readiness import wait_ready as watch
 
     return watch(options, node, io.stderr, io.stdout)
 

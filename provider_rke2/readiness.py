@@ -1,4 +1,5 @@
-"""`wait-ready`: is RKE2 up on this node, as seen from the node itself?
+"""`wait-ready`: is RKE2 up on this node, as seen from the node itself? The probes, the
+bounded wait, and the watcher that records what the boot stage did and the outcome.
 
 Ready means the kubelet's health endpoint on the loopback answers `ok` (every
 role runs a kubelet) and, on server roles, RKE2's supervisor answers `pong`
@@ -14,7 +15,9 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, TextIO, Tuple
+
+from provider_rke2 import eventlog
 
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 SUPERVISOR_PING = "https://127.0.0.1:9345/ping"
@@ -133,3 +136,46 @@ def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: fl
         return (body == expect), f"{url}: {body!r}"
 
     return probe
+
+
+# --- the watcher: `wait-ready` as the boot stage's transient unit runs it ----------------
+
+# What the boot stage did (--after), and the event it is recorded as.
+_AFTER = {
+    "started": (eventlog.RKE2_STARTED, "the boot stage started {unit}"),
+    "restarted": (eventlog.RKE2_RESTARTED, "the boot stage restarted {unit}: its configuration changed"),
+    "failed": (eventlog.ERROR, "the boot stage could not start {unit} (see `journalctl -u {unit}`)"),
+}
+
+
+def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO] = None) -> int:
+    """0 when RKE2 became ready within the bound, 1 when it did not."""
+    from provider_rke2.errors import ProviderError
+    from provider_rke2.paths import Paths, server_ca, unit_for
+
+    root = node.stylus_root()
+    paths = Paths(root.path)
+    unit = unit_for(options.role)
+
+    def emit(kind: str, message: str) -> None:
+        try:
+            node.emit(paths.events_log, eventlog.record(kind, message, options.role, "wait-ready"))
+        except ProviderError as err:
+            stderr.write(f"wait-ready: event lost: {kind} ({err})\n")
+
+    if options.after in _AFTER:
+        kind, text = _AFTER[options.after]
+        emit(kind, text.format(unit=unit))
+    ca = server_ca(options.data_dir or paths.data_dir)
+    found = checks(options.role != "worker", ca, options.kubelet_url or "", options.supervisor_url or "")
+    outcome = wait(probes(found), options.timeout, options.max_interval)
+    out = stdout or stderr
+    if outcome.ready:
+        message = f"RKE2 is ready on this node after {outcome.waited:.0f} s ({outcome.detail})"
+        emit(eventlog.CLUSTER_READY, message)
+        out.write(f"ready: {message}\n")
+        return 0
+    message = f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}"
+    emit(eventlog.ERROR, message)
+    out.write(f"not ready: {message}\n")
+    return 1

@@ -1,7 +1,7 @@
 import os
 
-from provider_rke2 import mode
-from provider_rke2.mode import Evidence, describe
+from provider_rke2 import report as mode
+from provider_rke2.report import Evidence, describe
 from provider_rke2.root import FROM_DEFAULT, FROM_FILE, Root
 
 AGENT = Root("/persistent/spectro", FROM_FILE)
