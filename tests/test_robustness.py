@@ -11,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import nested
 
 from provider_rke2 import schema
 from provider_rke2.cli import run_event
@@ -43,11 +44,7 @@ scalar = st.one_of(
     st.none(), st.booleans(), st.integers(), st.text(max_size=30),
     st.sampled_from(["init", "worker", "controlplane", "/abs/path", "0755", "yes", "{{ x }}", "; rm -rf /", "$(id)", "`id`", "a\nb", "\x00"]),
 )  # fmt: skip
-value = st.recursive(
-    scalar,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
+value = nested(scalar)
 cluster_keys = st.sampled_from(
     ["role", "cluster_token", "control_plane_host", "config", "providerConfig", "env", "ca_certs",
      "import_local_images", "local_images_path", "cluster_config_path", "junk"]

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import nested
 
 from provider_rke2 import schema
 
@@ -93,11 +94,7 @@ def test_a_schema_keyword_the_interpreter_does_not_know_is_refused():
 # --- the cluster section ------------------------------------------------------------------------
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
-values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6,
-)
+values = nested(scalars, key_size=6, leaves=6)
 KEYS = st.sampled_from(
     ["role", "cluster_token", "control_plane_host", "config", "providerConfig", "env", "ca_certs",
      "import_local_images", "local_images_path", "cluster_config_path", "other"]

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyfakefs.helpers import set_uid
+from strategies import nested
 
 from provider_rke2 import __version__
 from provider_rke2.cli import run_event
@@ -48,11 +49,7 @@ def test_collection_never_fails(section):
     assert in_section(section) == set()
 
 
-values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=10,
-)
+values = nested(key_size=12, leaves=10)
 keys = st.sampled_from(["cluster_token", "env", "config", "role", "x"])
 
 

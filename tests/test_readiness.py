@@ -1,0 +1,202 @@
+"""`wait-ready` against stand-ins on the loopback: a kubelet, and a supervisor serving TLS
+signed by a cluster CA made for the test, as the readiness watcher meets them."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from conftest import ROOT, cloud_config
+
+# --- wait-ready against stand-ins on the loopback ----------------------------------------------------
+
+
+class Kubelet(BaseHTTPRequestHandler):
+    ready_after = 0  # requests answered "not ready" first
+    seen = 0
+
+    def do_GET(self):
+        type(self).seen += 1
+        body = b"ok" if type(self).seen > type(self).ready_after else b"[-]ping failed"
+        self.send_response(200 if body == b"ok" else 500)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kubelet():
+    handler = type("K", (Kubelet,), {"seen": 0, "ready_after": 0})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler, f"http://127.0.0.1:{server.server_port}/healthz"
+    server.shutdown()
+
+
+def wait_ready(tmp_path, url, timeout, *extra, role="worker"):
+    root = tmp_path / "root"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", role, "--stylus-root", str(root),
+         "--timeout", str(timeout), "--kubelet-url", url, "--max-interval", "0.2", *extra],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "HTTP_PROXY": "http://10.255.255.1:9"},
+    )  # fmt: skip
+    log = root / "var/log/provider-rke2/events.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result.returncode, [r["type"] for r in records], records, time.monotonic() - started
+
+
+def test_ready_at_once(tmp_path, kubelet):
+    handler, url = kubelet
+    code, types, records, _ = wait_ready(tmp_path, url, 5, "--after", "started")
+    assert code == 0 and types == ["rke2_started", "cluster_ready"]
+    assert records[1]["role"] == "worker" and "'ok'" in records[1]["message"]
+
+
+def test_ready_after_a_delay(tmp_path, kubelet):
+    handler, url = kubelet
+    handler.ready_after = 3
+    code, types, _, _ = wait_ready(tmp_path, url, 10, "--after", "restarted")
+    assert code == 0 and types == ["rke2_restarted", "cluster_ready"]
+    assert handler.seen == 4
+
+
+def test_never_ready_is_an_error_after_the_bound(tmp_path, kubelet):
+    handler, url = kubelet
+    handler.ready_after = 10**6
+    code, types, records, elapsed = wait_ready(tmp_path, url, 2, "--after", "unchanged")
+    assert code == 1 and types == ["error"]
+    assert records[0]["message"].startswith("RKE2 was not ready after 2 s:")
+    assert 1.5 < elapsed < 20
+
+
+def test_a_server_waits_for_its_cluster_ca(tmp_path, kubelet):
+    code, types, records, _ = wait_ready(
+        tmp_path, kubelet[1], 1, "--supervisor-url", "https://127.0.0.1:1/ping", role="init"
+    )
+    assert code == 1 and types == ["error"]
+    assert "waiting for the cluster CA at" in records[0]["message"]
+
+
+@pytest.fixture
+def supervisor(tmp_path):
+    """An HTTPS stand-in for RKE2's supervisor, its certificate signed by a throwaway cluster CA."""
+    import ssl
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=rke2-server-ca",
+    )
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=rke2"
+    )
+    (certs / "ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nauthorityKeyIdentifier=keyid\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    )
+
+    class Ping(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"pong")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Ping)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs / "srv.crt", certs / "srv.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield certs / "ca.crt", f"https://127.0.0.1:{server.server_port}/ping"
+    server.shutdown()
+
+
+def cluster_ca(tmp_path, pem):
+    tls = tmp_path / "root/var/lib/rancher/rke2/server/tls"
+    tls.mkdir(parents=True)
+    (tls / "server-ca.crt").write_bytes(pem)
+
+
+def test_a_server_is_ready_when_the_supervisor_answers_over_the_cluster_tls(tmp_path, kubelet, supervisor):
+    ca, ping = supervisor
+    cluster_ca(tmp_path, ca.read_bytes())
+    code, types, records, _ = wait_ready(
+        tmp_path, kubelet[1], 10, "--supervisor-url", ping, role="controlplane"
+    )
+    assert code == 0 and types == ["cluster_ready"]
+    assert "'pong'" in records[0]["message"]
+
+
+def test_a_supervisor_with_a_certificate_from_another_ca_is_not_ready(tmp_path, kubelet, supervisor):
+    _, ping = supervisor
+    other = tmp_path / "other-ca.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "o.key"),
+         "-out", str(other), "-days", "1", "-subj", "/CN=another-ca"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    cluster_ca(tmp_path, other.read_bytes())
+    code, types, records, _ = wait_ready(tmp_path, kubelet[1], 1, "--supervisor-url", ping, role="init")
+    assert code == 1 and types == ["error"]
+    assert "CERTIFICATE_VERIFY_FAILED" in records[0]["message"]
+
+
+def test_a_users_data_dir_is_where_the_watcher_finds_the_cluster_ca(tmp_path, kubelet, supervisor):
+    ca, ping = supervisor
+    data_dir = tmp_path / "data" / "rke2"
+    (data_dir / "server/tls").mkdir(parents=True)
+    (data_dir / "server/tls/server-ca.crt").write_bytes(ca.read_bytes())
+    code, types, _, _ = wait_ready(
+        tmp_path, kubelet[1], 10, "--supervisor-url", ping, "--data-dir", str(data_dir), role="init"
+    )
+    assert code == 0 and types == ["cluster_ready"]
+
+
+def test_the_render_passes_the_users_data_dir_to_the_watcher():
+    from provider_rke2.render import render
+
+    text = render(cloud_config(role="init", config="data-dir: /data/rke2\n")).text
+    assert "wait-ready --role init --stylus-root / --data-dir /data/rke2 --timeout 900" in text
