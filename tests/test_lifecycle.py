@@ -39,8 +39,13 @@ def agent_node(tmp_path):
     return tmp_path, str(root), host
 
 
-def test_agent_mode_lifecycle_stays_inside_the_root(agent_node):
-    tmp, root, host = agent_node
+@pytest.fixture(scope="module")
+def agent_lifecycle(tmp_path_factory):
+    """An agent-mode node taken through install, first boot, an identical boot, a changed
+    config and a reset."""
+    tmp = tmp_path_factory.mktemp("agent")
+    root = str(tmp / "root" / STYLUS.lstrip("/"))
+    host = {**NEIGHBOURS, "/etc/spectro/environment": f"export STYLUS_ROOT={root}\n"}
     paths = Paths(root)
     config = "kubelet-arg:\n- root-dir=" + paths.kubelet_dir + "\nnode-label:\n- site=a\n"
     first = cloud_config(
@@ -54,15 +59,19 @@ def test_agent_mode_lifecycle_stays_inside_the_root(agent_node):
         {"name": "reset", "event": "cluster.reset", "payload": {"config": changed}},
     ]
     result = lifecycle(tmp, root, phases, host)
-    before, done = result["before"], by_name(result)
+    return result["before"], by_name(result), paths, tmp
 
-    # install: RKE2 at the path table's place under the root, and the scripts with their paths.
+
+def test_install_puts_rke2_and_the_scripts_at_the_path_tables_place(agent_lifecycle):
+    _, done, paths, _ = agent_lifecycle
     assert done["install"]["response"]["state"] == "success", done["install"]["response"]
     installed = done["install"]["after"]
     assert paths.binary in installed and paths.scripts_env in installed
     assert f"RKE2_DATA_DIR={paths.data_dir}\n" in installed[paths.scripts_env]
 
-    # first boot: RKE2 configured and started under the root.
+
+def test_the_first_boot_configures_and_starts_rke2_under_the_root(agent_lifecycle):
+    _, done, paths, _ = agent_lifecycle
     first_boot = done["first boot"]
     assert_boot_ran(first_boot)
     assert rke2_calls(first_boot, "rke2-server.service") == ["systemctl start --no-block rke2-server.service"]
@@ -72,12 +81,12 @@ def test_agent_mode_lifecycle_stays_inside_the_root(agent_node):
     assert (
         "ExecStartPre=-" in after["/run/systemd/system/rke2-server.service.d/60-provider-rke2-no-proxy.conf"]
     )
-    # Outside the root, only what RKE2 itself owns by name changed, and the output file.
-    changed_outside = {
-        p
-        for p in set(host_part(after, tmp)) ^ set(host_part(before, tmp))
-        if host_part(after, tmp).get(p) != before.get(p)
-    }
+
+
+def test_outside_the_root_only_what_rke2_owns_by_name_changes(agent_lifecycle):
+    before, done, _, tmp = agent_lifecycle
+    after = host_part(done["first boot"]["after"], tmp)
+    changed_outside = {p for p in set(after) ^ set(host_part(before, tmp)) if after.get(p) != before.get(p)}
     allowed_prefixes = (
         "/run/systemd/system/rke2-server.service.d/",
         "/run/systemd/system/multi-user.target.wants/rke2-server.service",
@@ -87,7 +96,9 @@ def test_agent_mode_lifecycle_stays_inside_the_root(agent_node):
     assert [p for p in changed_outside if not p.startswith(allowed_prefixes)] == []
     assert "/etc/fstab" not in (tmp / "listing.txt").read_text(), "an agent-mode host's fstab is its own"
 
-    # identical boot: nothing restarted; changed config: restarted.
+
+def test_an_identical_boot_restarts_nothing_and_a_changed_one_restarts_once(agent_lifecycle):
+    _, done, _, _ = agent_lifecycle
     assert_boot_ran(done["identical boot"])
     assert rke2_calls(done["identical boot"], "rke2-server.service") == []
     assert_boot_ran(done["changed config"])
@@ -95,16 +106,18 @@ def test_agent_mode_lifecycle_stays_inside_the_root(agent_node):
         "systemctl restart --no-block rke2-server.service"
     ]
 
-    # reset: the host is as it was before install, byte for byte.
+
+def test_after_a_reset_the_host_is_as_before_the_install(agent_lifecycle):
+    before, done, paths, tmp = agent_lifecycle
     reset = done["reset"]
     assert reset["response"]["state"] == "success", reset["response"]
     assert host_part(reset["after"], tmp) == host_part(before, tmp)
     # Under the root, everything the render put there is gone, the scripts and logs stay.
     kept = {paths.scripts_dir, paths.provider_log_dir}
-    left = [p for p in reset["after"] if p.startswith(root) and not p.startswith(tuple(kept))]
+    left = [p for p in reset["after"] if p.startswith(paths.root) and not p.startswith(tuple(kept))]
     assert left == []
-    for path in rendered_paths(after[OUTPUT]):
-        if path.startswith(root) and not path.startswith(paths.scripts_dir):
+    for path in rendered_paths(done["first boot"]["after"][OUTPUT]):
+        if path.startswith(paths.root) and not path.startswith(paths.scripts_dir):
             assert not any(p == path or p.startswith(path + "/") for p in reset["after"]), path
     events = [
         json.loads(line)["type"] for line in reset["after"][paths.events_log].splitlines() if line.strip()

@@ -172,35 +172,45 @@ def agent_node(tmp: Path) -> Path:
     return root
 
 
-def test_uninstall_in_agent_mode_stays_inside_its_root(tmp_path):
-    root = agent_node(tmp_path)
-    data_mount = str(root / "var/lib/rancher/rke2/agent/containerd/mnt")
-    pod_mount = str(root / "var/lib/kubelet/pods/p/volumes/kubernetes.io~secret/token")
-    host_pod_mount = "/var/lib/kubelet/pods/another/volumes/v"
+HOST_POD_MOUNT = "/var/lib/kubelet/pods/another/volumes/v"
+
+
+@pytest.fixture(scope="module")
+def agent_uninstall(tmp_path_factory):
+    """The uninstall script run once on an agent-mode node, with RKE2's and another's mounts."""
+    tmp = tmp_path_factory.mktemp("uninstall")
+    root = agent_node(tmp)
+    mounts = {
+        "data": str(root / "var/lib/rancher/rke2/agent/containerd/mnt"),
+        "pod": str(root / "var/lib/kubelet/pods/p/volumes/kubernetes.io~secret/token"),
+        "runtime": "/run/k3s/containerd/io.containerd/abc/rootfs",
+    }
     script = root / "opt/rke2/scripts/rke2-uninstall.sh"
     status, output, listing, calls = run_in_sandbox(
-        tmp_path,
-        ["sh", str(script)],
-        plan_env(root),
-        extra_mounts=[data_mount, pod_mount, host_pod_mount, "/run/k3s/containerd/io.containerd/abc/rootfs"],
+        tmp, ["sh", str(script)], plan_env(root), extra_mounts=[*mounts.values(), HOST_POD_MOUNT]
     )
+    return root, script, mounts, status, output, listing, calls, tmp
+
+
+def test_uninstall_in_agent_mode_stays_inside_its_root(agent_uninstall):
+    root, script, _, status, output, listing, _, _ = agent_uninstall
     assert "Read-only file system" not in output, output  # nothing outside the allowed paths was touched
     assert status == 0, output
     assert f"rke2-uninstall: RKE2 removed from {root}" in output
-    for rel in ROOT_FILES_REMOVED:
-        assert str(root / rel) not in listing, rel
-    for rel in ROOT_FILES_KEPT:
-        assert str(root / rel) in listing, rel
+    assert [rel for rel in ROOT_FILES_REMOVED if str(root / rel) in listing] == []
+    assert [rel for rel in ROOT_FILES_KEPT if str(root / rel) not in listing] == []
     assert str(script) in listing, "the scripts directory is kept, so a reset can run again"
-    for path in HOST_FILES_REMOVED:
-        assert path not in listing, path
-    for path in HOST_FILES_KEPT:
-        assert path in listing, path
-    assert f"{host_pod_mount}/mounted" in listing, "another kubelet's mounts are not RKE2's"
+    assert [path for path in HOST_FILES_REMOVED if path in listing] == []
+    assert [path for path in HOST_FILES_KEPT if path not in listing] == []
+    assert f"{HOST_POD_MOUNT}/mounted" in listing, "another kubelet's mounts are not RKE2's"
     assert not [p for p in listing if p.endswith("wants/rke2-server.service")]
     assert not [p for p in listing if p.startswith("deleted:")], (
         "no file of the machine's own /etc was removed"
     )
+
+
+def test_uninstall_in_agent_mode_stops_only_this_nodes_rke2(agent_uninstall):
+    _, _, mounts, _, _, _, calls, tmp = agent_uninstall
     assert calls[:3] == [
         "systemctl stop rke2-server.service",
         "systemctl stop rke2-agent.service",
@@ -212,11 +222,7 @@ def test_uninstall_in_agent_mode_stays_inside_its_root(tmp_path):
         "kill -s KILL 100",
     ], "only the shim started from this node's data dir, with its tree"
     assert sorted(c for c in calls if c.startswith("umount")) == sorted(
-        [
-            f"umount {data_mount}",
-            f"umount {pod_mount}",
-            "umount /run/k3s/containerd/io.containerd/abc/rootfs",
-        ]
+        f"umount {m}" for m in mounts.values()
     )
     assert "ip netns delete cni-1234" in calls
     assert [c for c in calls if c.startswith("ip link delete")] == [
@@ -224,9 +230,7 @@ def test_uninstall_in_agent_mode_stays_inside_its_root(tmp_path):
         "ip link delete flannel.1",
         "ip link delete cali12",
     ]
-    assert (
-        tmp_path / "stubs" / "iptables-restore.in"
-    ).read_text() == "*filter\n-A FORWARD -j ACCEPT\nCOMMIT\n"
+    assert (tmp / "stubs" / "iptables-restore.in").read_text() == "*filter\n-A FORWARD -j ACCEPT\nCOMMIT\n"
     assert "semodule -r rke2" in calls
     assert "systemctl disable rke2-server.service" in calls
     assert (
