@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -392,3 +393,13 @@ def test_every_verb_has_its_handler_and_the_launcher_knows_them_all():
         with pytest.raises(SystemExit) as done:
             commands.build_parser().parse_args([verb, "--help"])
         assert done.value.code == 0, verb
+
+
+def test_the_readmes_architecture_table_names_every_module_and_no_other():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Architecture") : readme.index("## The executable")]
+    named = set(re.findall(r"^\| `([a-z0-9_]+\.py)`", table, re.M))
+    named |= set(re.findall(r"^\| `[a-z0-9_]+\.py` / `([a-z0-9_]+\.py)`", table, re.M))
+    named |= set(re.findall(r"^\| `([a-z0-9_]+\.py)` / `[a-z0-9_]+\.py`", table, re.M))
+    modules = {p.name for p in (ROOT / "provider_rke2").glob("*.py") if not p.name.startswith("__")}
+    assert named == modules
