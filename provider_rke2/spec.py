@@ -115,21 +115,8 @@ def check(
     paths = Paths(root.path)
     problems: List[Problem] = []
     warnings: List[Problem] = []
-    cluster: Optional[Cluster] = None
-    try:
-        cluster, found = parse_cluster(section.data, schema_check)
-        warnings += found
-    except ConfigError as err:
-        problems += err.problems
-        warnings += err.warnings
-    # The user's RKE2 config is checked even when the rest of the section is not sound.
+    cluster = _cluster(section, schema_check, problems, warnings)
     raw = section.config
-    problems += section.config_problems
-    if raw is not None:
-        role = cluster.role if cluster else _field(section.data, "role")
-        found, more = rke2check.check(rke2config.fold(raw), role)
-        problems += found
-        warnings += more
     if cluster is None or raw is None:
         raise ConfigError(problems, warnings)
     combined, more = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
@@ -169,6 +156,27 @@ def check(
     return NodeSpec(
         cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(warnings)
     )
+
+
+def _cluster(
+    section: Section, schema_check: SchemaCheck, problems: List[Problem], warnings: List[Problem]
+) -> Optional[Cluster]:
+    """The section decoded (None when it does not check) and the user's RKE2 config checked,
+    even when the rest of the section is not sound."""
+    cluster: Optional[Cluster] = None
+    try:
+        cluster, found = parse_cluster(section.data, schema_check)
+        warnings += found
+    except ConfigError as err:
+        problems += err.problems
+        warnings += err.warnings
+    problems += section.config_problems
+    if section.config is not None:
+        role = cluster.role if cluster else _field(section.data, "role")
+        found, more = rke2check.check(rke2config.fold(section.config), role)
+        problems += found
+        warnings += more
+    return cluster
 
 
 DATA_DIR = "cluster.config.data-dir"
