@@ -1,9 +1,11 @@
-"""`make bench`: the built executable against the floor of its own packaging.
+"""`make bench`: the built executable as the Kairos agent runs it, against two floors.
 
-The floor is a shiv built with the same shiv version whose entry point imports
-nothing: what any shiv-packaged provider costs before doing anything. Every case
-runs both programs interleaved (provider, floor, provider, ...), each warm unless
-the case says otherwise, and reports medians and the ratio provider / floor.
+Every program runs as the agent runs a provider: the file itself, through its
+`#!/usr/bin/env python3` line, with the machine's python3 first on PATH (the interpreter the
+build's virtualenv was made from, never the virtualenv: its start-up hooks would slow every
+run, floors included; BENCH_PYTHON names another). The floors: bare `python3 -I -c pass`,
+and a shiv of the same shiv version whose entry point imports nothing. Cases run
+interleaved (floor, provider, floor, ...), warm unless the case says otherwise; medians.
 """
 
 from __future__ import annotations
@@ -21,9 +23,17 @@ from typing import Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-EXECUTABLE = HERE / "agent-provider-rke2"
+EXECUTABLE = Path(os.environ.get("BENCH_EXECUTABLE") or HERE / "agent-provider-rke2")
 RUNS = int(os.environ.get("BENCH_RUNS", "21"))
-TARGETS = {"unhandled event": 1.15, "typical boot (worker, proxy)": 2.0, "boot, 5000 labels via file": 4.0}
+# Targets, as multiples of bare `python3 -I -c pass` (issue 15).
+TARGETS = {"unhandled event": 1.5, "typical boot (worker, proxy)": 6.0, "boot, 5000 labels via file": 12.0}
+FIRST_RUN_TARGET = 2.0  # a first boot after install against a warm one
+
+
+def machine_python() -> str:
+    """The interpreter `env python3` finds on a node: this machine's, not a virtualenv's."""
+    chosen = os.environ.get("BENCH_PYTHON") or getattr(sys, "_base_executable", "") or sys.executable
+    return os.path.realpath(chosen)
 
 
 def floor_executable(work: Path) -> Path:
@@ -111,66 +121,71 @@ def main() -> int:
 
 
 def run(work: Path) -> int:
+    python = machine_python()
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(python)
+    path = f"{bin_dir}:{os.environ['PATH']}"
     floor = floor_executable(work)
     # Its own root: the provider writes its log, events and state under it.
-    env = {"PATH": os.environ["PATH"], "SHIV_ROOT": str(work / "warm"), "STYLUS_ROOT": str(work / "root")}
-    python = sys.executable
-    provider = [python, str(EXECUTABLE)]
-    floor_cmd = [python, str(floor)]
+    env = {"PATH": path, "SHIV_ROOT": str(work / "warm"), "STYLUS_ROOT": str(work / "root")}
+    bare = [str(bin_dir / "python3"), "-I", "-c", "pass"]
+    provider, floor_cmd = [str(EXECUTABLE)], [str(floor)]
     unhandled = json.dumps({"name": "agent.install.challenge", "data": "{}", "file": ""}).encode()
-    # Warm both extractions (and their byte-code) first.
+    typical = boot_event(work, 0, False)
+    # Warm the extractions first: the first run unpacks.
     for _ in range(2):
-        measure([*provider, "agent.install.challenge"], unhandled, env)
-        measure([*provider, "agent.boot"], boot_event(work, 0, False), env)
+        measure([*provider, "agent.boot"], typical, env)
         measure(floor_cmd, unhandled, env)
     sizes = (1000, 2000, 5000)
     events = {n: boot_event(work, n, True) for n in sizes}
-    typical = boot_event(work, 0, False)
     results = interleaved(
         [
-            ("floor", floor_cmd, unhandled, env),
+            ("bare python3 -I -c pass", bare, b"", env),
+            ("empty shiv", floor_cmd, unhandled, env),
             ("unhandled event", [*provider, "agent.install.challenge"], unhandled, env),
             ("typical boot (worker, proxy)", [*provider, "agent.boot"], typical, env),
             *[(f"boot, {n} labels via file", [*provider, "agent.boot"], events[n], env) for n in sizes],
         ]
     )
-    first = first_runs(work, provider, floor_cmd, unhandled)
+    first = first_boots(work, provider, typical, path)
     scaling = list_scaling(work, provider, env)
-    floor_ms, floor_cpu, floor_rss = results["floor"]
-    print(f"runs per case: {RUNS}, interleaved; python {sys.version.split()[0]}; medians")
+    print(f"runs per case: {RUNS}, interleaved; {python} {sys.version.split()[0]}; medians; each program run")
+    print("as the agent runs it (the file, through its #! line, python3 from PATH)")
+    return report(results, first, scaling, sizes)
+
+
+def report(results, first, scaling, sizes) -> int:  # type: ignore[no-untyped-def]
+    bare_ms = results["bare python3 -I -c pass"][0]
+    shiv_ms = results["empty shiv"][0]
     print(
-        f"{'case':30} {'wall ms':>8} {'x floor':>8} {'cpu ms':>8} {'x floor':>8}"
-        f" {'target':>7} {'peak RSS':>10}"
+        f"{'case':30} {'wall ms':>8} {'x bare':>7} {'x shiv':>7} {'cpu ms':>7} {'target':>7} {'peak RSS':>10}"
     )
     failed = False
     for name, (ms, used, peak) in results.items():
-        ratio, cpu_ratio = ms / floor_ms, used / floor_cpu
         target = TARGETS.get(name)
-        verdict = "" if target is None else ("ok" if ratio <= target else "MISS")
+        verdict = "" if target is None else ("ok" if ms / bare_ms <= target else "MISS")
         failed |= verdict == "MISS"
         shown = f"<={target}" if target else ""
         print(
-            f"{name:30} {ms:8.1f} {ratio:8.2f} {used:8.1f} {cpu_ratio:8.2f} {shown:>7}"
+            f"{name:30} {ms:8.1f} {ms / bare_ms:7.2f} {ms / shiv_ms:7.2f} {used:7.1f} {shown:>7}"
             f" {peak / 1024:6.1f} MiB {verdict}"
         )
     # Linear growth: the extra time per 1000 labels between sizes stays about the same.
     wall = {n: results[f"boot, {n} labels via file"][0] for n in sizes}
-    pairs = list(zip(sizes, sizes[1:]))
-    slopes = [f"{a}->{b}: {(wall[b] - wall[a]) / (b - a) * 1000:.1f} ms" for a, b in pairs]
+    slopes = [f"{a}->{b}: {(wall[b] - wall[a]) / (b - a) * 1000:.1f} ms" for a, b in zip(sizes, sizes[1:])]
     print("marginal cost per 1000 labels: " + ", ".join(slopes))
     print(
         "list merges (tls-san and NO_PROXY, each N entries): "
         + ", ".join(f"{n}: {ms:.0f} ms, {ms / n * 1000:.1f} us/entry" for n, ms in scaling.items())
     )
-    first_ratio = first["provider first run"] / results["unhandled event"][0]  # wall / wall
-    failed |= first_ratio > 3
+    warm = results["typical boot (worker, proxy)"][0]
+    ratio = first / warm
+    failed |= ratio > FIRST_RUN_TARGET
     print(
-        f"first run (empty extraction root): provider {first['provider first run']:.1f} ms,"
-        f" floor {first['floor first run']:.1f} ms; provider first / warm = {first_ratio:.2f} (target <=3)"
-        f" {'ok' if first_ratio <= 3 else 'MISS'}"
+        f"first boot after install (empty extraction root): {first:.1f} ms, {ratio:.2f}x a warm boot"
+        f" (target <={FIRST_RUN_TARGET}) {'ok' if ratio <= FIRST_RUN_TARGET else 'MISS'}"
     )
-    print(f"peak RSS: provider typical boot {results['typical boot (worker, proxy)'][2] / 1024:.1f} MiB,"
-          f" floor {floor_rss / 1024:.1f} MiB")  # fmt: skip
     return 1 if failed else 0
 
 
@@ -187,20 +202,13 @@ def list_scaling(work: Path, provider: List[str], env: Dict[str, str]) -> Dict[i
     return {n: statistics.median(values) for n, values in samples.items()}
 
 
-def first_runs(work: Path, provider: List[str], floor_cmd: List[str], stdin: bytes) -> Dict[str, float]:
-    samples: Dict[str, List[float]] = {"provider first run": [], "floor first run": []}
+def first_boots(work: Path, provider: List[str], event: bytes, path: str) -> float:
+    """Median wall ms of a boot with an empty extraction root: the first run after install."""
+    samples = []
     for i in range(max(5, RUNS // 3)):
-        for name, argv in (
-            ("provider first run", [*provider, "agent.install.challenge"]),
-            ("floor first run", floor_cmd),
-        ):
-            env = {
-                "PATH": os.environ["PATH"],
-                "SHIV_ROOT": str(work / f"cold-{name[:5]}-{i}"),
-                "STYLUS_ROOT": str(work / "root"),
-            }
-            samples[name].append(measure(argv, stdin, env)[0])
-    return {name: statistics.median(values) for name, values in samples.items()}
+        env = {"PATH": path, "SHIV_ROOT": str(work / f"cold-{i}"), "STYLUS_ROOT": str(work / "root")}
+        samples.append(measure([*provider, "agent.boot"], event, env)[0])
+    return statistics.median(samples)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -181,6 +183,7 @@ def with_launcher(shiv_zip: Path, out: Path) -> None:
     """The shiv zip with its __main__ replaced by build/launcher.py, entry order and times kept."""
     data = shiv_zip.read_bytes()
     with zipfile.ZipFile(shiv_zip) as source:
+        build_id = json.loads(source.read("environment.json"))["build_id"]
         prefix = data[: source.infolist()[0].header_offset]  # the #! line
         buffer = io.BytesIO()
         buffer.write(prefix)
@@ -188,7 +191,9 @@ def with_launcher(shiv_zip: Path, out: Path) -> None:
             for info in source.infolist():
                 body = source.read(info)
                 if info.filename == "__main__.py":
-                    body = launcher()
+                    body = launcher(build_id)
+                target.writestr(info, body)
+            for info, body in bytecode(source):
                 target.writestr(info, body)
     tmp = out.with_suffix(".tmp")
     tmp.write_bytes(buffer.getvalue())
@@ -196,16 +201,48 @@ def with_launcher(shiv_zip: Path, out: Path) -> None:
     tmp.replace(out)
 
 
-def launcher() -> bytes:
-    """build/launcher.py with the CLI's own verbs (the launcher must not import the package)."""
+def bytecode(source: zipfile.ZipFile) -> List[Tuple[zipfile.ZipInfo, bytes]]:
+    """Byte code for the build's Python beside every module (shiv leaves it out), so that no
+    run compiles: unchecked-hash .pyc (no times, so the bytes are reproducible; never checked
+    against the source, which nothing changes in an unpacked tree), their file names as the
+    tree holds them. Another Python version ignores them and compiles for itself."""
+    from importlib._bootstrap_external import _code_to_hash_pyc  # type: ignore[attr-defined]
+    from importlib.util import cache_from_source, source_hash
+
+    compiled = []
+    for info in source.infolist():
+        if not (info.filename.startswith("site-packages/") and info.filename.endswith(".py")):
+            continue
+        text = source.read(info)
+        code = compile(text, info.filename, "exec", dont_inherit=True)
+        pyc = zipfile.ZipInfo(cache_from_source(info.filename), date_time=info.date_time)
+        pyc.external_attr, pyc.compress_type = info.external_attr, zipfile.ZIP_DEFLATED
+        compiled.append((pyc, bytes(_code_to_hash_pyc(code, source_hash(text), checked=False))))
+    return compiled
+
+
+def launcher(build_id: str) -> bytes:
+    """build/launcher.py with what it must know without importing the package: the CLI's
+    verbs, the events answered, the empty answer, the event size bound, and the build id
+    that names this build's unpacked tree."""
     sys.path.insert(0, str(PROJECT))
     from provider_rke2.cli import COMMANDS
+    from provider_rke2.events import EMPTY_RESPONSE, HANDLED, MAX_EVENT_BYTES
 
     text = (HERE / "launcher.py").read_text()
-    marker = "COMMANDS = ()  # filled in at build time from provider_rke2.cli.COMMANDS"
-    if marker not in text:
-        raise SystemExit("build: build/launcher.py lost its COMMANDS line")
-    return text.replace(marker, f"COMMANDS = {tuple(COMMANDS)!r}").encode()
+    values = {
+        "COMMANDS": tuple(COMMANDS),
+        "HANDLED": tuple(sorted(HANDLED)),
+        "EMPTY_RESPONSE": EMPTY_RESPONSE,
+        "MAX_EVENT_BYTES": MAX_EVENT_BYTES,
+        "BUILD_ID": build_id,
+    }
+    for name, value in values.items():
+        line = re.compile(rf"^{name} = [^#\n]*", re.M)
+        if len(line.findall(text)) != 1:
+            raise SystemExit(f"build: build/launcher.py must assign {name} once, at the top")
+        text = line.sub(f"{name} = {value!r}  ", text, count=1)
+    return text.encode()
 
 
 def package() -> None:

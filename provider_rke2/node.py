@@ -181,10 +181,10 @@ class LocalNode:
     def finish_upgrade(self, paths: Any, by: str) -> Optional[str]:
         """Roll back an upgrade a crash interrupted (see provider_rke2.upgrade), leaving the
         unit stopped for the boot stage to start; what was done, or None."""
+        if not os.path.lexists(paths.upgrade_journal):  # nearly every boot: nothing to import
+            return None
         from provider_rke2 import upgrade
 
-        if not upgrade.pending(paths):
-            return None
         return upgrade.recover(paths, self, by, start=False)
 
     def run_script(

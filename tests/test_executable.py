@@ -297,7 +297,7 @@ def launcher():
 
 
 def test_launcher_order(launcher, monkeypatch, tmp_path):
-    monkeypatch.setattr(launcher, "_build_dir_name", lambda: "agent-provider-rke2_abc")
+    monkeypatch.setattr(launcher, "_tree_name", lambda: "agent-provider-rke2_abc")
     monkeypatch.setattr(launcher, "IMAGE_ROOT", str(tmp_path / "image"))
     for name in ("SHIV_ROOT", "XDG_RUNTIME_DIR", "HOME"):
         monkeypatch.delenv(name, raising=False)
@@ -334,10 +334,15 @@ def test_the_executable_is_pure_python_and_names_no_build_path(binary):
         built = importlib.util.spec_from_file_location("builder", BUILD / "build.py")
         builder = importlib.util.module_from_spec(built)
         built.loader.exec_module(builder)
-        assert bundle.read("__main__.py") == builder.launcher()
-        assert b"COMMANDS = ('render', 'validate'," in builder.launcher(), (
+        build_id = json.loads(bundle.read("environment.json"))["build_id"]
+        assert bundle.read("__main__.py") == builder.launcher(build_id)
+        assert b"COMMANDS = ('render', 'validate'," in builder.launcher(build_id), (
             "the CLI's own verbs, at build time"
         )
+        assert (
+            b"HANDLED = ('agent.boot', 'cluster.reset', 'init.provider.info', 'init.provider.install')"
+            in (builder.launcher(build_id))
+        ), "the events answered, at build time"
         for name in names:
             assert str(ROOT).encode() not in bundle.read(name), name
     assert binary.read_bytes().startswith(b"#!/usr/bin/env python3\n")
@@ -485,3 +490,65 @@ def test_the_executable_upgrades_a_node_and_refuses_an_appliance(binary, tmp_pat
     )
     assert appliance.returncode == 2 and "appliance mode" in appliance.stderr
     assert "Traceback" not in planned.stderr + done.stderr + again.stderr + appliance.stderr
+
+
+# --- how fast it answers: what each path loads (timings are build/bench.py's) ---------------
+
+
+def imports_of(binary, event_name, stdin, env):
+    """The modules a run imported (python -X importtime), and its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(binary), event_name],
+        input=stdin, capture_output=True, text=True, env=env, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return names, result.stdout
+
+
+def test_an_unhandled_event_is_answered_by_the_launcher_alone(binary, tmp_path):
+    env = agent_env(tmp_path)
+    names, out = imports_of(
+        binary, "agent.install.challenge", '{"name": "x", "data": "' + "a" * 200000 + '"}', env
+    )
+    assert out == '{"state": "", "data": "", "error": "", "log": ""}\n'
+    assert not (tmp_path / "shiv").exists(), "nothing unpacked"
+    assert not {"json", "zipfile", "provider_rke2", "_bootstrap"} & names, "nothing but Python's own start-up"
+
+
+def test_a_warm_run_imports_from_this_builds_tree_without_shivs_bootstrap(binary, tmp_path):
+    env = agent_env(tmp_path)
+    event = json.dumps({"name": "agent.boot", "data": json.dumps({"config": "#cloud-config\n"})})
+    first, _ = imports_of(binary, "agent.boot", event, env)
+    assert "_bootstrap" in first, "the first run unpacks through shiv"
+    warm, out = imports_of(binary, "agent.boot", event, env)
+    assert json.loads(out)["state"] == ""
+    assert "provider_rke2.cli" in warm and not {"_bootstrap", "zipfile", "compileall"} & warm
+    with zipfile.ZipFile(binary) as bundle:
+        build_id = json.loads(bundle.read("environment.json"))["build_id"]
+        assert f"BUILD_ID = {build_id!r}" in bundle.read("__main__.py").decode()
+    trees = list((tmp_path / "shiv").iterdir())
+    assert [t.name for t in trees if not t.name.startswith(".")] == [f"{binary.name}_{build_id}"]
+
+
+def test_every_module_carries_reproducible_byte_code_that_no_run_rewrites(binary, tmp_path):
+    import importlib.util
+
+    with zipfile.ZipFile(binary) as bundle:
+        sources = [n for n in bundle.namelist() if n.startswith("site-packages/") and n.endswith(".py")]
+        compiled = {n for n in bundle.namelist() if n.endswith(".pyc")}
+        assert sources and {importlib.util.cache_from_source(n) for n in sources} == compiled
+        header = bundle.read(importlib.util.cache_from_source("site-packages/provider_rke2/cli.py"))[:8]
+    assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01, (
+        "hash-based and unchecked: no time in the bytes, nothing compared at import"
+    )
+    env = agent_env(tmp_path)
+    call(binary, "agent.boot", {"name": "agent.boot", "data": json.dumps({"config": "#cloud-config\n"})}, env)
+    tree = next(p for p in (tmp_path / "shiv").iterdir() if not p.name.startswith("."))
+    before = {p: p.stat().st_mtime_ns for p in tree.rglob("*.pyc")}
+    call(binary, "agent.boot", {"name": "agent.boot", "data": json.dumps({"config": "#cloud-config\n"})}, env)
+    assert before and {p: p.stat().st_mtime_ns for p in tree.rglob("*.pyc")} == before
