@@ -134,8 +134,10 @@ def stage(work: Path) -> Path:
     run(*pip, "wheel", *pip_from, "--no-deps", "-w", str(wheels), str(source), **env)
     run(*pip, "install", "--no-deps", "--no-index", "--no-compile", "--target", str(site),
         *sorted(str(w) for w in wheels.glob("*.whl")), **env)  # fmt: skip
-    # Nothing that names the build machine or only pip needs: scripts, install records.
-    shutil.rmtree(site / "bin", ignore_errors=True)
+    # Nothing that names the build machine or only pip needs: scripts, install records; nor
+    # jsonschema's own test suite and benchmarks (files a first run would unpack for nothing).
+    for unused in ("bin", "jsonschema/tests", "jsonschema/benchmarks"):
+        shutil.rmtree(site / unused, ignore_errors=True)
     gone = [*site.rglob("direct_url.json"), *site.rglob("INSTALLER"), *site.rglob("REQUESTED")]
     for leftover in gone:
         leftover.unlink()
