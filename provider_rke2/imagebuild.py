@@ -28,6 +28,8 @@ from provider_rke2.rke2version import OUTPUT
 PROVIDER = "rke2"
 # Images built before RKE2 went under the path table's prefix carry it here.
 IMAGE_PREFIX = "/usr"
+MAX_MEMBERS = 1000
+MAX_RELEASE_BYTES = 1 << 30
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 # Runs `binary --version`; returns its output, or None when it cannot run.
@@ -185,16 +187,27 @@ def _sha256(path: str) -> str:
 
 
 def _unpack(archive: str, staging: str) -> List[str]:
-    """Regular files and directories only, each inside the staging directory."""
-    files = []
+    """Regular files and directories only, each inside the staging directory, each once; read
+    member by member, and at most MAX_MEMBERS of them and MAX_RELEASE_BYTES in all (RKE2's
+    release holds about ten files and 200 MB), so that no archive fills the disk or memory."""
+    files: List[str] = []
+    seen = set()
+    total = 0
     try:
-        with open_regular(archive, follow=True) as raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
-            for member in tar.getmembers():
+        with open_regular(archive, follow=True) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            for member in tar:
                 name = posixpath.normpath(member.name)
                 if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
                     raise InstallError(
                         f"{archive}: refusing member {member.name!r} (absolute, outside, or a link)"
                     )
+                total += member.size
+                if len(seen) >= MAX_MEMBERS or total > MAX_RELEASE_BYTES or name in seen:
+                    raise InstallError(
+                        f"{archive}: not an RKE2 release (more than {MAX_MEMBERS} files, more than"
+                        f" {MAX_RELEASE_BYTES >> 20} MiB, or {member.name!r} twice)"
+                    )
+                seen.add(name)
                 target = os.path.join(staging, name)
                 if member.isdir():
                     os.makedirs(target, exist_ok=True)

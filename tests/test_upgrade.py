@@ -438,3 +438,33 @@ def test_status_shows_a_torn_or_forged_upgrade_record_without_failing(tmp_path):
     out = io.StringIO()
     assert status(Root(str(tmp_path), "--stylus-root"), out, unit_state={}) == 0
     assert "last upgrade: failed\\x1b[2J at : " in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "members, why",
+    [
+        ({f"share/rke2/f{i}": b"" for i in range(1001)}, "more than 1000 files"),
+        ({"bin/rke2": b"x", "bin/./rke2": b"y"}, "'bin/./rke2' twice"),
+    ],
+)
+def test_an_archive_no_release_looks_like_is_refused_while_read(installed, members, why):
+    from provider_rke2.imagebuild import InstallError
+
+    tmp, prefix = installed
+    archive = tmp / "odd.tar.gz"
+    archive.write_bytes(make_tarball(members))
+    with pytest.raises(InstallError, match="not an RKE2 release"):
+        stage(str(archive), prefix, prefix + "/.u")
+    assert Path(prefix, "bin/rke2").read_text() == "old binary"
+
+
+def test_an_archive_larger_than_any_release_is_refused_before_it_fills_the_disk(installed, monkeypatch):
+    from provider_rke2 import imagebuild
+
+    tmp, prefix = installed
+    monkeypatch.setattr(imagebuild, "MAX_RELEASE_BYTES", 1000)
+    archive = tmp / "big.tar.gz"
+    archive.write_bytes(make_tarball({"bin/rke2": b"#!/bin/sh\n", "share/rke2/big": b"\0" * 2000}))
+    with pytest.raises(imagebuild.InstallError, match="more than 0 MiB"):
+        stage(str(archive), prefix, prefix + "/.u")
+    assert not Path(prefix, ".u/new/share/rke2/big").exists()
