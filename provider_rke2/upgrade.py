@@ -529,7 +529,8 @@ def _emit(
     kind = {UPGRADED: eventlog.RKE2_UPGRADED, ROLLED_BACK: eventlog.RKE2_ROLLED_BACK}.get(
         outcome, eventlog.ERROR
     )
-    entry = eventlog.record(kind, message, role, by, upgrade={"outcome": outcome, **details})
+    known = {key: value for key, value in details.items() if value != ""}  # nothing said, nothing sent
+    entry = eventlog.record(kind, message, role, by, upgrade={"outcome": outcome, **known})
     try:
         machine.emit(paths.events_log, entry)
     except ProviderError:

@@ -338,3 +338,10 @@ def test_upgrades_change_nothing_outside_the_root(server_node):
     changed = {p for p in set(first) | set(last) if p.startswith(paths.root) and first.get(p) != last.get(p)}
     allowed = (paths.install_prefix + "/", paths.state_dir + "/", paths.provider_log_dir + "/")
     assert [p for p in changed if not p.startswith(allowed)] == []
+
+
+def test_an_upgrade_record_carries_only_what_it_knows(server_node):
+    done, paths, _ = server_node
+    [event] = new_events(done, "next upgrade recovers", "terminated while waiting", paths)
+    assert "probe" not in event["upgrade"], "no probe answered before SIGTERM"
+    assert event["upgrade"]["why"] == "terminated by SIGTERM before the upgrade finished"
