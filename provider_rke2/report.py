@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 from provider_rke2 import eventlog
 from provider_rke2.errors import printable
 from provider_rke2.fsio import open_regular
-from provider_rke2.paths import SYSTEMD_DIRS, Paths
+from provider_rke2.paths import SYSTEMD_DIRS, UNITS, Paths
 from provider_rke2.root import STYLUS_ENVIRONMENT, Root
 from provider_rke2.timespec import record_time
 
@@ -161,7 +161,7 @@ def _recorded_data_dir(paths: Paths) -> str:
 
 def _unit_states() -> Dict[str, str]:
     states = {}
-    for unit in ("rke2-server.service", "rke2-agent.service"):
+    for unit in UNITS:
         try:
             # systemctl from PATH: its location differs between distributions.
             argv = ["systemctl", "is-active", unit]

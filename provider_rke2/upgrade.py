@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequ
 
 from provider_rke2 import eventlog, rke2version
 from provider_rke2.errors import ProviderError, Terminated
-from provider_rke2.paths import Paths, server_ca, snapshot_dir, unit_for
+from provider_rke2.paths import UNITS, Paths, server_ca, snapshot_dir, unit_for
 from provider_rke2.swap import (
     SwapError,
     SwapSet,
@@ -287,9 +287,9 @@ def _role(req: Request, paths: Paths, machine: Machine) -> Tuple[str, str]:
     recorded = machine.read_state(paths.role_state) or ""
     if recorded in ROLES:
         return recorded, f"the last boot, {paths.role_state}"
-    enabled = [u for u in ("rke2-server.service", "rke2-agent.service") if _enabled(machine, u)]
+    enabled = [unit for unit in UNITS if _enabled(machine, unit)]
     if len(enabled) == 1:
-        return ("worker" if enabled[0] == "rke2-agent.service" else "server"), f"{enabled[0]} is enabled"
+        return ("worker" if enabled[0] == unit_for("worker") else "server"), f"{enabled[0]} is enabled"
     raise Refused(
         "cannot tell this node's role (no boot recorded one, and not one RKE2 unit is enabled): --role"
     )
@@ -348,7 +348,7 @@ def _swap_and_verify(
 ) -> Result:
     began = time.monotonic()
     snapshot = journal["snapshot"]
-    details = {"from": plan.current, "to": plan.new, **({"snapshot": snapshot} if snapshot else {})}
+    details = {"from": plan.current, "to": plan.new, "snapshot": snapshot}
     try:
         say(f"stopping {plan.unit}; swapping {len(swap.files)} files")
         with _shielded():
@@ -395,13 +395,17 @@ def _rollback(
     timeout: float,
 ) -> Result:
     say(f"rolling back to {plan.current}: {why}")
-    details = {"from": plan.current, "to": plan.new, "why": why, "probe": probe}
-    if journal.get("snapshot"):
-        details["snapshot"] = journal["snapshot"]
+    details = {
+        "from": plan.current,
+        "to": plan.new,
+        "why": why,
+        "probe": probe,
+        "snapshot": journal["snapshot"],
+    }
     try:
         with _shielded():
             _put_back(journal, swap, paths, machine, start=plan.was_active)
-    except (SwapError, ProviderError) as err:
+    except ProviderError as err:
         message = (
             f"could not roll back: {err}. The previous files are in {swap.old_dir}, the new ones partly"
             f" in {plan.binary}'s directory; the journal {paths.upgrade_journal} makes the next upgrade, boot"
@@ -461,7 +465,7 @@ def recover(paths: Paths, machine: Machine, by: str, start: bool) -> Optional[st
     try:
         with _shielded():
             _put_back(journal, swap, paths, machine, start=start and journal["was_active"] is True)
-    except (SwapError, ProviderError) as err:
+    except ProviderError as err:
         message = (
             f"an interrupted upgrade {journal['from']} -> {journal['to']} could not be rolled back: {err}"
         )
@@ -495,7 +499,7 @@ def _read_journal(paths: Paths) -> Optional[Dict[str, Any]]:
         and set(journal["added"]) <= set(names)
         and journal.get("phase") in _PHASES
         and all(isinstance(journal.get(k), str) for k in ("from", "to", "unit", "role"))
-        and journal["unit"] in ("rke2-server.service", "rke2-agent.service")
+        and journal["unit"] in UNITS
     ):
         raise SwapError(f"the upgrade journal {paths.upgrade_journal} is not one this provider wrote")
     journal["files"], journal["added"] = tuple(names), tuple(journal["added"])
