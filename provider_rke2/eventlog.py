@@ -13,6 +13,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from provider_rke2 import __version__
+from provider_rke2.fsio import append_record, open_regular
 
 CONFIG_UPDATED = "config_updated"
 RKE2_STARTED = "rke2_started"
@@ -94,8 +95,6 @@ def journal_message(entry: Dict[str, Any]) -> bytes:
 
 def append(path: str, entry: Dict[str, Any], journal_socket: str = JOURNAL_SOCKET) -> None:
     """One record onto the log (whole or not at all); a copy to the journal when there is one."""
-    from provider_rke2.fsio import append_record
-
     append_record(path, line(entry), LIMIT)
     if os.path.exists(journal_socket):
         import socket
@@ -118,7 +117,7 @@ def read_log(path: str) -> Tuple[List[Dict[str, Any]], int]:
     skipped = 0
     for name in (path + ".1", path):
         try:
-            with _open(name) as handle:
+            with open_regular(name) as handle:
                 lines = handle.read(64 << 20).decode("utf-8", errors="replace").splitlines()
         except OSError:
             continue
@@ -153,7 +152,7 @@ def follow(path: str, interval: float = 0.5) -> Iterator[List[Dict[str, Any]]]:
 
 def _read_from(path: str, offset: int) -> List[Dict[str, Any]]:
     try:
-        with _open(path) as handle:
+        with open_regular(path) as handle:
             handle.seek(offset)
             text = handle.read(64 << 20).decode("utf-8", errors="replace")
     except OSError:
@@ -173,9 +172,3 @@ def _inode(path: str) -> Optional[int]:
         return os.stat(path).st_ino
     except OSError:
         return None
-
-
-def _open(path: str) -> Any:
-    from provider_rke2.fsio import open_regular
-
-    return open_regular(path)
