@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/worker-behind-proxy.yaml
 
-.PHONY: test example stages lint tools clean build package image-tree reproducible bench wheels
+.PHONY: test example stages lint tools clean build package image-tree reproducible bench wheels realstack
 
 # Everything the executable is made from: a change to any of it rebuilds it (and what
 # contains it), so no artefact is ever stale.
@@ -22,8 +22,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 # cleanup against the real thing (in a network namespace of its own), systemd-analyze reads
 # the unit drop-ins as systemd will; installed from the
 # distribution when missing and we may (CI runs as root on Debian), saying so first.
+# rsync seeds the Kairos box's persistent paths as immucore does, strace holds yip's writes
+# for the spy, jq is what the Go provider's documents run.
 TOOLS := shellcheck:shellcheck dash:dash openssl:openssl unshare:util-linux setpriv:util-linux \
-	mountpoint:util-linux iptables-restore:iptables systemd-analyze:systemd
+	mountpoint:util-linux iptables-restore:iptables systemd-analyze:systemd rsync:rsync strace:strace jq:jq
 tools:
 	@missing=; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
@@ -36,8 +38,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check provider_rke2 tests build
 	$(BIN)/ruff format --check provider_rke2 tests build
 
-test: $(STAMP) tools lint reproducible package image-tree
+test: $(STAMP) tools lint reproducible package image-tree realstack
 	tests/isolated.sh $(BIN)/python -m pytest
+
+# The real Kairos programs the tests run (yip, kairos-agent, the sdk bus, the Go provider),
+# built from tests/realstack's pinned modules: needs Go 1.26.6 or newer and the Go module
+# proxy (the module cache is reused between runs).
+REALSTACK := build/realstack/.built
+realstack: $(REALSTACK)
+$(REALSTACK): $(shell find tests/realstack -type f)
+	tests/realstack/build.sh $(CURDIR)/build/realstack
+	@touch $@
 
 # The one-file executable (shiv, pure Python): build/agent-provider-rke2. Needs PyPI, or
 # WHEELS=DIR holding every wheel and source it takes (`make wheels` fills build/wheels).
@@ -68,7 +79,7 @@ package: build/agent-provider-rke2
 image-tree: build/agent-provider-rke2
 	@$(BIN)/python build/build.py image-tree
 
-bench: build
+bench: build realstack
 	$(BIN)/python build/bench.py
 
 # Build the executable, then render a bundled example through it, as agent.boot would,
@@ -83,4 +94,4 @@ stages: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build/agent-provider-rke2 build/agent-provider-rke2.inputs build/image build/context \
-	  build/work build/*.tar.gz build/Containerfile .pytest_cache .ruff_cache
+	  build/work build/*.tar.gz build/Containerfile build/realstack .pytest_cache .ruff_cache

@@ -30,10 +30,16 @@ TARGETS = {"unhandled event": 1.5, "typical boot (worker, proxy)": 6.0, "boot, 5
 FIRST_RUN_TARGET = 2.0  # a first boot after install against a warm one
 
 
+GO_PROVIDER = HERE / "realstack" / "go-provider"  # the reference Go provider (make realstack)
+
+
 def machine_python() -> str:
-    """The interpreter `env python3` finds on a node: this machine's, not a virtualenv's."""
-    chosen = os.environ.get("BENCH_PYTHON") or getattr(sys, "_base_executable", "") or sys.executable
-    return os.path.realpath(chosen)
+    """The interpreter `env python3` finds on a node: the distribution's /usr/bin/python3,
+    never a virtualenv's nor a pyenv build's (their start-up hooks cost 13-40 ms no node has)."""
+    chosen = os.environ.get("BENCH_PYTHON") or (
+        "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else getattr(sys, "_base_executable", "")
+    )
+    return os.path.realpath(chosen or sys.executable)
 
 
 def floor_executable(work: Path) -> Path:
@@ -67,6 +73,8 @@ def measure(argv: List[str], stdin: bytes, env: Dict[str, str]) -> Tuple[float, 
 
 def boot_event(work: Path, labels: int, via_file: bool) -> bytes:
     example = (PROJECT / "examples" / "worker-behind-proxy.yaml").read_text()
+    # Both CIDRs: without them the Go provider panics (the same event for both providers).
+    example += "    cluster-cidr: 10.42.0.0/16\n    service-cidr: 10.43.0.0/16\n"
     config = example + f"  cluster_config_path: {work}/out/cluster-{labels}.yaml\n"
     if labels:
         extra = "".join(f"      - bench-{i}=value-{i}\n" for i in range(labels))
@@ -113,6 +121,25 @@ def interleaved(
 def main() -> int:
     if not EXECUTABLE.exists():
         raise SystemExit("bench: build/agent-provider-rke2 is missing (make build)")
+    if not GO_PROVIDER.exists():
+        raise SystemExit("bench: build/realstack/go-provider is missing (make realstack)")
+    if os.geteuid() == 0 and not os.environ.get("BENCH_PRIVATE_LOG"):
+        # The Go provider writes /var/log/provider-rke2.log (and panics when it cannot): a
+        # private mount namespace gives it an empty /var/log, so the machine's is untouched.
+        script = 'mount -t tmpfs tmpfs /var/log && exec "$@"'
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            *sys.argv,
+        ]
+        os.execvpe("unshare", argv, {**os.environ, "BENCH_PRIVATE_LOG": "1"})  # noqa: S606 (fixed argv)
     work = Path(tempfile.mkdtemp(prefix="bench-", dir=HERE))
     try:
         return run(work)
@@ -146,6 +173,9 @@ def run(work: Path) -> int:
             ("unhandled event", [*provider, "agent.install.challenge"], unhandled, env),
             ("typical boot (worker, proxy)", [*provider, "agent.boot"], typical, env),
             *[(f"boot, {n} labels via file", [*provider, "agent.boot"], events[n], env) for n in sizes],
+            ("go: unhandled event", [str(GO_PROVIDER), "agent.install.challenge"], unhandled, env),
+            ("go: typical boot", [str(GO_PROVIDER), "agent.boot"], typical, env),
+            ("go: boot, 5000 labels via file", [str(GO_PROVIDER), "agent.boot"], events[5000], env),
         ]
     )
     first = first_boots(work, provider, typical, path)
@@ -171,6 +201,12 @@ def report(results, first, scaling, sizes) -> int:  # type: ignore[no-untyped-de
             f"{name:30} {ms:8.1f} {ms / bare_ms:7.2f} {ms / shiv_ms:7.2f} {used:7.1f} {shown:>7}"
             f" {peak / 1024:6.1f} MiB {verdict}"
         )
+    pairs = [("unhandled event", "go: unhandled event"), ("typical boot (worker, proxy)", "go: typical boot"),
+             ("boot, 5000 labels via file", "go: boot, 5000 labels via file")]  # fmt: skip
+    print(
+        "against the Go provider (same events, same runs): "
+        + ", ".join(f"{ours} {results[ours][0] / results[go][0]:.2f}x" for ours, go in pairs)
+    )
     # Linear growth: the extra time per 1000 labels between sizes stays about the same.
     wall = {n: results[f"boot, {n} labels via file"][0] for n in sizes}
     slopes = [f"{a}->{b}: {(wall[b] - wall[a]) / (b - a) * 1000:.1f} ms" for a, b in zip(sizes, sizes[1:])]

@@ -118,18 +118,20 @@ def build_document(
         )
     )  # fmt: skip
     plan = paths.reset_plan(spec.data_dir.path, spec.kubelet_dir)
-    steps = stages.present(
-        stages.swap_off(edit_fstab=not paths.agent_mode),
-        stages.rke2_config(
-            paths,
-            _USER_HEADER + _with_newline(cluster.config),
-            _PROVIDER_HEADER + rke2config.dump(spec.provider),
-            merged_text,
-        ),
-        stages.script_paths(paths, plan.env_file()),
-        proxy_step,
-        *_image_steps(spec),
-        stages.start_service(cluster.unit, paths, fingerprint, watcher, drop_ins),
+    steps = stages.private_first(
+        stages.present(
+            stages.swap_off(edit_fstab=not paths.agent_mode),
+            stages.rke2_config(
+                paths,
+                _USER_HEADER + _with_newline(cluster.config),
+                _PROVIDER_HEADER + rke2config.dump(spec.provider),
+                merged_text,
+            ),
+            stages.script_paths(paths, plan.env_file()),
+            proxy_step,
+            *_image_steps(spec),
+            stages.start_service(cluster.unit, paths, fingerprint, watcher, drop_ins),
+        )
     )
     document = yip.Document(f"provider-rke2: {cluster.role} node", {stages.STAGE: steps})
     return document.to_dict(), fingerprint

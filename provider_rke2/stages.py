@@ -6,8 +6,10 @@ safe when any step before it failed, and to be run again on every boot.
 
 from __future__ import annotations
 
+import dataclasses
+import posixpath
 from shlex import quote
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from provider_rke2.paths import WATCHER_UNIT, Paths, unit_links, unit_name
 from provider_rke2.proxy import EnvPairs, env_file_text
@@ -215,8 +217,9 @@ def start_service(
         f"  [ -d {stamp} ] || (umask 077 && mkdir -p {state_dir} && tmp=$(mktemp {state_dir}/.started.XXXXXX)"
         f' && printf \'%s\\n\' {want} > "$tmp" && mv -f "$tmp" {stamp})\n'
         "fi\n"
-        # Its own transient unit: boot.before runs in a oneshot service whose leftover
-        # processes are killed when it ends; one watcher at a time, by its fixed name.
+        # Its own transient unit: yip waits for every process holding a command's output
+        # (CombinedOutput), so a background watcher would hold the boot service; one
+        # watcher at a time, by its fixed name.
         f"systemctl is-active --quiet {WATCHER_UNIT} ||"
         f" systemd-run --no-block --collect --unit {WATCHER_UNIT}"
         f" --description 'provider-rke2: wait for RKE2 to be ready' {watcher} --after \"$action\""
@@ -235,3 +238,52 @@ def start_service(
 
 def present(*steps: Optional[Step]) -> List[Step]:
     return [step for step in steps if step is not None]
+
+
+def private_first(steps: Sequence[Step]) -> List[Step]:
+    """Steps where no private file (one that holds a secret) is readable by another user at
+    any moment, under the way yip writes a file: it creates a new file with mode 0666 minus
+    the umask (readable by all), writes the content, and only then sets `permissions`;
+    a process that opens the file in between keeps reading it.
+
+    Before the first step that writes one, a step replaces each private file outside a
+    private directory with a fresh file only root can open, holding the old content (mktemp,
+    renamed over the path: never through a link, and a new inode, so no descriptor anyone
+    held on the old file reads the new content); yip then truncates and fills that file. The steps that
+    write them run only if every one of them is such a file, so that a failed replacement
+    leaves the old files rather than exposing the new ones.
+    """
+    declared: Dict[str, int] = {d.path: d.permissions for s in steps for d in s.directories}
+
+    def exposed(entry: File) -> bool:
+        parent = declared.get(posixpath.dirname(entry.path), PUBLIC_DIR)
+        return not entry.permissions & 0o077 and bool(parent & 0o077)
+
+    guarded = [f.path for s in steps for f in s.files if exposed(f)]
+    if not guarded:
+        return list(steps)
+    paths = " ".join(quote(p) for p in guarded)
+    parents = " ".join(quote(p) for p in sorted({posixpath.dirname(p) for p in guarded}))
+    guard = Step(
+        name="Lay fresh private files where secrets go (yip creates a file readable by all, then chmods it)",
+        commands=(
+            # The old content is kept (a new inode holding it), should the write be skipped.
+            f"umask 022; mkdir -p {parents} || exit 1; umask 077; for f in {paths}; do"
+            ' t=$(mktemp "${f%/*}/.provider-rke2.XXXXXX") || exit 1;'
+            ' { [ ! -f "$f" ] || [ -L "$f" ] || cat "$f" > "$t"; } && mv -f "$t" "$f" && continue;'
+            ' rm -f "$t"; exit 1; done',
+        ),
+    )
+    # find prints each path that is not a regular file only root can read (and complains
+    # about a missing one): any output at all means a file is not safe to fill.
+    safe = f'[ -z "$(find {paths} -prune \\( ! -type f -o ! -user 0 -o -perm /077 \\) -print 2>&1)" ]'
+    first = next(i for i, s in enumerate(steps) if any(exposed(f) for f in s.files))
+    guarded_steps = [
+        dataclasses.replace(s, only_if=_both(s.only_if, safe)) if any(exposed(f) for f in s.files) else s
+        for s in steps
+    ]
+    return [*guarded_steps[:first], guard, *guarded_steps[first:]]
+
+
+def _both(first: str, second: str) -> str:
+    return f"{first} && {second}" if first else second

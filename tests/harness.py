@@ -64,6 +64,7 @@ esac
 # drop-in's --config, else /etc/rancher/rke2/config.yaml.
 PLAY_RKE2 = r"""
 unit=$1
+case "$unit" in *.service) ;; *) unit=$unit.service ;; esac
 config=/etc/rancher/rke2/config.yaml
 dropin=/run/systemd/system/$unit.d/50-stylus-root.conf
 [ -f "$dropin" ] && config=$(sed -n 's/^ExecStart=.* --config //p' "$dropin")
@@ -87,8 +88,10 @@ echo '{}' > /etc/cni/net.d/10-canal.conflist
 echo kubeconfig > /etc/cni/net.d/calico-kubeconfig
 for plugin in calico calico-ipam flannel; do echo "$plugin" > "/opt/cni/bin/$plugin"; done
 echo "$unit" > /var/lib/cni/networks/k8s-pod-network/10.42.0.5
-binary=/usr/local/bin/rke2
-[ -f "$dropin" ] && binary=$(sed -n 's/^ExecStart=\([^ ]*\) .*/\1/p' "$dropin")
+binary=/usr/local/bin/rke2  # as the unit says, in systemd's order (the drop-in last)
+for unit_file in "/usr/lib/systemd/system/$unit" "/usr/local/lib/systemd/system/$unit" "/etc/systemd/system/$unit" "$dropin"; do
+	[ -f "$unit_file" ] && binary=$(sed -n 's/^ExecStart=\([^ ]\{1,\}\) .*/\1/p' "$unit_file" | tail -n 1)
+done
 "$binary" serve
 """
 

@@ -24,8 +24,9 @@ def every_path(document):
     for step in steps(document):
         for entry in step.get("files", []) + step.get("directories", []):
             yield entry["path"]
-        if "if" in step:
-            yield step["if"].split()[2]
+        if "if" in step:  # the paths it tests (the word after -perm is a mode)
+            words = [w.strip("'\"") for w in step["if"].split()]
+            yield from (w for i, w in enumerate(words) if w.startswith("/") and words[i - 1] != "-perm")
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))

@@ -22,7 +22,7 @@ DIR = "/etc/rancher/rke2/config.d"
 
 def merged_config(text):
     document = yaml.safe_load(text)
-    step = document["stages"]["boot.before"][1]
+    step = next(s for s in document["stages"]["boot.before"] if s["name"] == "Write the RKE2 configuration")
     return yaml.safe_load(next(f["content"] for f in step["files"] if f["path"].endswith("/config.yaml")))
 
 

@@ -13,6 +13,10 @@ import json
 import os
 
 import pytest
+
+from provider_rke2.paths import Paths
+
+from conftest import ROOT, cloud_config
 from harness import (
     NEIGHBOURS,
     OUTPUT,
@@ -26,10 +30,6 @@ from harness import (
     rendered_paths,
     rke2_calls,
 )
-
-from provider_rke2.paths import Paths
-
-from conftest import ROOT, cloud_config
 
 
 @pytest.fixture

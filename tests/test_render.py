@@ -46,6 +46,7 @@ def test_each_role(role, host, unit, expected):
     assert merged_config(document) == expected
     assert [s["name"] for s in steps(document)] == [
         "Turn swap off (the kubelet refuses to start with swap on)",
+        "Lay fresh private files where secrets go (yip creates a file readable by all, then chmods it)",
         "Write the RKE2 configuration",
         "Record the paths the node scripts act on (this node's data dir included)",
         f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",

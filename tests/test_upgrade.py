@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
-from harness import ARCH
 
 from provider_rke2 import rke2version, upgrade
 from provider_rke2.errors import Busy
@@ -24,6 +23,7 @@ from provider_rke2.report import last_upgrade
 from provider_rke2.swap import SwapError, keep_previous, restore, stage, swap_in
 
 from conftest import make_tarball
+from harness import ARCH
 
 
 def v(text: str) -> rke2version.Version:

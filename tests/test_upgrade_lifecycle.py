@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from harness import NEIGHBOURS, STYLUS, TOKEN, assert_boot_ran, boot, by_name, host_part, lifecycle
 
 from provider_rke2.paths import Paths
 
 from conftest import cloud_config
+from harness import NEIGHBOURS, STYLUS, TOKEN, assert_boot_ran, boot, by_name, host_part, lifecycle
 
 OLD, NEW, SKIP = "v1.30.5+rke2r1", "v1.31.2+rke2r1", "v1.32.0+rke2r1"
 

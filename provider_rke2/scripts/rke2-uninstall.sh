@@ -9,11 +9,18 @@ set -u
 
 failed=0
 
-# Something still mounted at or below a path is never removed: rm would go through
-# the mount into whatever it shows (a pod's hostPath volume is the host's own files).
+# Something still mounted below a path is never removed: rm would go through the mount
+# into whatever it shows (a pod's hostPath volume is the host's own files).
 mounted_below() {
-	P=$1 awk 'BEGIN { p = ENVIRON["P"] } $2 == p || index($2, p "/") == 1 { found = 1 } END { exit !found }' \
+	P=$1 awk 'BEGIN { p = ENVIRON["P"] } index($2, p "/") == 1 { found = 1 } END { exit !found }' \
 		/proc/self/mounts
+}
+
+# A path that is itself a mount point (on an installed Kairos node /var/lib/kubelet,
+# /etc/cni and /var/lib/cni are bind mounts from the persistent partition) cannot go:
+# what it holds does, the mount point stays.
+mount_point() {
+	P=$1 awk 'BEGIN { p = ENVIRON["P"] } $2 == p { found = 1 } END { exit !found }' /proc/self/mounts
 }
 
 remove() {
@@ -22,9 +29,11 @@ remove() {
 		if mounted_below "$path"; then
 			echo "rke2-uninstall: kept $path: something is still mounted there" >&2
 			failed=1
-			continue
+		elif [ -d "$path" ] && [ ! -L "$path" ] && mount_point "$path"; then
+			find "$path" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} + || failed=1
+		else
+			rm -rf -- "$path" || failed=1
 		fi
-		rm -rf -- "$path" || failed=1
 	done
 }
 
@@ -56,7 +65,9 @@ removed_inside() {
 	for entry in "$@"; do
 		remove "$dir/$entry"
 	done
-	rmdir -- "$dir" 2>/dev/null || echo "rke2-uninstall: kept $dir: it holds files RKE2 did not create"
+	[ -d "$dir" ] || return 0
+	rmdir -- "$dir" 2>/dev/null || mount_point "$dir" ||
+		echo "rke2-uninstall: kept $dir: it holds files RKE2 did not create"
 }
 if [ -L "$RKE2_DATA_DIR/bin" ]; then
 	remove "$RKE2_DATA_DIR/bin"
