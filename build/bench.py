@@ -180,7 +180,10 @@ def run(work: Path) -> int:
     )
     first = first_boots(work, provider, typical, path)
     scaling = list_scaling(work, provider, env)
-    print(f"runs per case: {RUNS}, interleaved; {python} {sys.version.split()[0]}; medians; each program run")
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True
+    )
+    print(f"runs per case: {RUNS}, interleaved; {python} {version.stdout.strip()}; medians; each program run")
     print("as the agent runs it (the file, through its #! line, python3 from PATH)")
     return report(results, first, scaling, sizes)
 
