@@ -249,9 +249,9 @@ def private_first(steps: Sequence[Step]) -> List[Step]:
     Before the first step that writes one, a step replaces each private file outside a
     private directory with a fresh file only root can open, holding the old content (mktemp,
     renamed over the path: never through a link, and a new inode, so no descriptor anyone
-    held on the old file reads the new content); yip then truncates and fills that file. The steps that
-    write them run only if every one of them is such a file, so that a failed replacement
-    leaves the old files rather than exposing the new ones.
+    held on the old file reads the new content); yip then truncates and fills that file.
+    The steps that write them run only if every one of them is such a file, so that a failed
+    replacement leaves the old files rather than exposing the new ones.
     """
     declared: Dict[str, int] = {d.path: d.permissions for s in steps for d in s.directories}
 
@@ -260,6 +260,7 @@ def private_first(steps: Sequence[Step]) -> List[Step]:
         return not entry.permissions & 0o077 and bool(parent & 0o077)
 
     guarded = [f.path for s in steps for f in s.files if exposed(f)]
+    writes = [any(exposed(f) for f in s.files) for s in steps]
     if not guarded:
         return list(steps)
     paths = " ".join(quote(p) for p in guarded)
@@ -268,7 +269,7 @@ def private_first(steps: Sequence[Step]) -> List[Step]:
         name="Lay fresh private files where secrets go (yip creates a file readable by all, then chmods it)",
         commands=(
             # The old content is kept (a new inode holding it), should the write be skipped.
-            f"umask 022; mkdir -p {parents} || exit 1; umask 077; for f in {paths}; do"
+            f"umask 022; mkdir -p {parents} || exit 1; umask 077; set -- {paths}; for f; do"
             ' t=$(mktemp "${f%/*}/.provider-rke2.XXXXXX") || exit 1;'
             ' { [ ! -f "$f" ] || [ -L "$f" ] || cat "$f" > "$t"; } && mv -f "$t" "$f" && continue;'
             ' rm -f "$t"; exit 1; done',
@@ -277,10 +278,9 @@ def private_first(steps: Sequence[Step]) -> List[Step]:
     # find prints each path that is not a regular file only root can read (and complains
     # about a missing one): any output at all means a file is not safe to fill.
     safe = f'[ -z "$(find {paths} -prune \\( ! -type f -o ! -user 0 -o -perm /077 \\) -print 2>&1)" ]'
-    first = next(i for i, s in enumerate(steps) if any(exposed(f) for f in s.files))
+    first = writes.index(True)
     guarded_steps = [
-        dataclasses.replace(s, only_if=_both(s.only_if, safe)) if any(exposed(f) for f in s.files) else s
-        for s in steps
+        dataclasses.replace(s, only_if=_both(s.only_if, safe)) if w else s for s, w in zip(steps, writes)
     ]
     return [*guarded_steps[:first], guard, *guarded_steps[first:]]
 

@@ -37,6 +37,8 @@ import sys
 import time
 from typing import Any, Dict, List
 
+import yaml
+
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's default
 RW_PATHS = ("/etc", "/var", "/srv")
 # kairos-init's 00_rootfs.yaml, those a Debian image can hold (immucore skips a path the
@@ -139,11 +141,10 @@ class Node:
             handle.write(environment)
 
     # -- programs in the node ----------------------------------------------------------
-    def run(self, command: List[str], stdin: str = "", user: str = "") -> Dict[str, Any]:
-        chroot = ["chroot", *([f"--userspec={user}"] if user else []), self.sysroot]
+    def run(self, command: List[str], stdin: str = "") -> Dict[str, Any]:
         started = time.monotonic()
         result = subprocess.run(
-            ["env", "-i", *(f"{k}={v}" for k, v in self.env.items()), *chroot, *command],
+            ["env", "-i", *(f"{k}={v}" for k, v in self.env.items()), "chroot", self.sysroot, *command],
             input=stdin, capture_output=True, text=True, timeout=600, check=False, cwd="/",
         )  # fmt: skip
         return {
@@ -172,14 +173,16 @@ class Node:
         for name in ("yip", "kairos-agent", "busclient"):
             shutil.copy(os.path.join(self.spec["programs"], name), self.at(f"/usr/bin/{name}"))
         for name, text in self.spec["stubs"].items():
-            for directory in ("/usr/bin", "/usr/sbin"):
-                if os.path.lexists(self.at(f"{directory}/{name}")) or directory == "/usr/bin":
-                    os.unlink(self.at(f"{directory}/{name}")) if os.path.lexists(
-                        self.at(f"{directory}/{name}")
-                    ) else None
-                    with open(self.at(f"{directory}/{name}"), "w", encoding="utf-8") as handle:
-                        handle.write(text)
-                    os.chmod(self.at(f"{directory}/{name}"), 0o755)
+            # In /usr/bin, and over the image's own program where it is in /usr/sbin.
+            for directory in ("/usr/bin", "/usr/sbin")[
+                : 2 if os.path.lexists(self.at(f"/usr/sbin/{name}")) else 1
+            ]:
+                path = self.at(f"{directory}/{name}")
+                if os.path.lexists(path):
+                    os.unlink(path)
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                os.chmod(path, 0o755)
 
     # -- what a phase leaves ------------------------------------------------------------
     def snapshot(self) -> Dict[str, Dict[str, Any]]:
@@ -271,19 +274,15 @@ class Node:
         return ran
 
     def document_files(self) -> List[str]:
-        """Every file the cloud-configs to be run name, and every file their commands may
-        write (the spy watches them all)."""
-        found = set(self.spec.get("also_watch", []))
+        """Every file the cloud-configs to be run write with `files` (strace holds their writes)."""
+        found = set()
         for directory in CLOUD_CONFIG_DIRS:
             base = self.at(directory)
-            if not os.path.isdir(base):
-                continue
-            for name in sorted(os.listdir(base)):
-                with open(os.path.join(base, name), encoding="utf-8", errors="replace") as handle:
-                    for line in handle:
-                        stripped = line.strip()
-                        if stripped.startswith("- path: ") or stripped.startswith("path: "):
-                            found.add(stripped.split("path: ", 1)[1].strip("'\""))
+            for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+                with open(os.path.join(base, name), encoding="utf-8") as handle:
+                    document = yaml.safe_load(handle) or {}
+                for steps in (document.get("stages") or {}).values():
+                    found.update(f["path"] for step in steps for f in step.get("files") or [])
         return sorted(found)
 
     def run_stage(self, watched_files: List[str]) -> Dict[str, Any]:

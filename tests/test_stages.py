@@ -9,6 +9,7 @@ import pytest
 
 from provider_rke2 import stages
 from provider_rke2.paths import Paths
+from provider_rke2.yip import Directory, File, Step
 
 from conftest import dash
 
@@ -25,6 +26,9 @@ def run_step(step, *, env=None, cwd=None):
 def all_commands():
     yield from stages.swap_off().commands
     yield from stages.wait_for_images("/opt/content/images", 5).commands
+    guard, guarded = stages.private_first([Step(name="w", files=(File(NASTY + "/secret", "s", 0o400),))])
+    yield from guard.commands
+    yield guarded.only_if
     images = stages.import_images(NASTY, NASTY + "/out")
     yield images.only_if
     yield from images.commands
@@ -344,3 +348,40 @@ def test_the_unit_drop_ins_pass_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0, result.stderr
     problems = [line for line in result.stderr.splitlines() if "rke2-agent" in line]
     assert problems == [], problems
+
+
+def test_private_files_are_laid_fresh_and_root_only_before_yip_fills_them(tmp_path):
+    public, private = tmp_path / "etc q'x", tmp_path / "etc q'x" / "config.d"
+    secret, linked, inner = public / "config.yaml", public / "env", private / "99.yaml"
+    writes = Step(
+        name="write",
+        directories=(Directory(str(public), 0o755), Directory(str(private), 0o700)),
+        files=(
+            File(str(secret), "token: t\n", 0o400),
+            File(str(linked), "P=p\n", 0o400),
+            File(str(inner), "x", 0o400),
+        ),
+    )
+    guard, guarded = stages.private_first([writes])
+    # Only the files another user could reach are guarded, and the write waits on them.
+    assert str(inner) not in guard.commands[0] and guarded.only_if
+    public.mkdir()
+    secret.write_text("old\n")
+    secret.chmod(0o644)
+    victim = tmp_path / "victim"
+    victim.write_text("not ours\n")
+    linked.symlink_to(victim)
+    assert dash(guarded.only_if).returncode != 0  # 0644, a link: not safe to fill
+    before = secret.stat().st_ino
+    assert [r.returncode for r in run_step(guard)] == [0]
+    assert secret.read_text() == "old\n" and secret.stat().st_ino != before  # kept, a new inode
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and stat.S_IMODE(linked.lstat().st_mode) == 0o600
+    assert not linked.is_symlink() and victim.read_text() == "not ours\n"
+    assert dash(guarded.only_if).returncode == 0
+    secret.unlink()  # a file missing when the write comes: not safe either
+    assert dash(guarded.only_if).returncode != 0
+
+
+def test_a_document_with_no_reachable_private_file_is_left_as_it_is():
+    steps = [Step(name="a", files=(File("/etc/x.conf", "x", 0o644),)), Step(name="b", commands=("true",))]
+    assert stages.private_first(steps) == steps
