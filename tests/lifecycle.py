@@ -15,11 +15,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any, Dict, List
 
 import yaml
 
 TEMPLATE_OPEN = '{{ "{{" }}'  # what the provider writes for a literal "{{" (yip's Go template)
+
+# A phase is seconds of work; its limit, far above that, ends a hang with the phase named.
+PHASE_TIMEOUT = 120
 
 
 def run_yip(path: str) -> List[Dict[str, Any]]:
@@ -80,7 +84,7 @@ def send(event: str, payload: Dict[str, Any], repo: str, env: Dict[str, str]) ->
         text=True,
         cwd=repo,
         env={**os.environ, **env},
-        timeout=900,
+        timeout=PHASE_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -94,7 +98,7 @@ def command(args: List[str], repo: str, env: Dict[str, str]) -> Dict[str, Any]:
         text=True,
         cwd=repo,
         env={**os.environ, **env},
-        timeout=900,
+        timeout=PHASE_TIMEOUT,
     )
     return {"status": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
 
@@ -116,6 +120,8 @@ def main(spec_path: str, result_path: str) -> None:
     calls = spec["calls_log"]
     results: Dict[str, Any] = {"before": snapshot(spec["watched"]), "phases": []}
     for phase in spec["phases"]:
+        # Where a run that never ends stood (the sandbox shows this file when it times out).
+        print(f"{time.monotonic():.1f} phase {phase['name']}", file=sys.stderr, flush=True)
         open(calls, "w").close()
         if "command" in phase:
             response = command(phase["command"], spec["repo"], phase.get("env", {}))

@@ -55,13 +55,18 @@ def run(
     unshare = ["unshare", "--mount", "--propagation", "private", *(["--net"] if network else [])]
     if os.geteuid() != 0:
         unshare.append("--map-root-user")
-    result = subprocess.run(
-        [*unshare, "sh", "-c", "\n".join(lines)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    try:
+        result = subprocess.run(
+            [*unshare, "sh", "-c", "\n".join(lines)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        output = tmp / "output.txt"
+        said = output.read_text(errors="replace")[-4000:] if output.exists() else "(nothing)"
+        raise AssertionError(f"the sandboxed command did not finish in 600 s; it printed:\n{said}") from None
     assert result.returncode == 0, f"sandbox setup failed: {result.stderr}"
     return result
 
