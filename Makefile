@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/worker-behind-proxy.yaml
 
-.PHONY: test example stages lint tools clean build package image-tree reproducible bench wheels realstack
+.PHONY: test example stages lint tools clean build package image-tree image reproducible bench wheels realstack
 
 # Everything the executable is made from: a change to any of it rebuilds it (and what
 # contains it), so no artefact is ever stale.
 INPUTS := $(shell find provider_rke2 -type f ! -path '*/__pycache__/*' ! -name '*.pyc') \
-	pyproject.toml requirements.txt README.md build/build.py build/launcher.py build/constraints.txt
+	pyproject.toml requirements.txt README.md LICENSE build/build.py build/launcher.py build/constraints.txt
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -m venv $(VENV) >&2
@@ -23,9 +23,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 # the unit drop-ins as systemd will; installed from the
 # distribution when missing and we may (CI runs as root on Debian), saying so first.
 # rsync seeds the Kairos box's persistent paths as immucore does, strace holds yip's writes
-# for the spy, jq is what the Go provider's documents run.
+# for the spy, jq is what the Go provider's documents run; buildah builds the OCI image,
+# skopeo and umoci take it apart as an image builder's tools would.
 TOOLS := shellcheck:shellcheck dash:dash openssl:openssl unshare:util-linux setpriv:util-linux \
-	mountpoint:util-linux iptables-restore:iptables systemd-analyze:systemd rsync:rsync strace:strace jq:jq
+	mountpoint:util-linux iptables-restore:iptables systemd-analyze:systemd rsync:rsync strace:strace jq:jq \
+	buildah:buildah umoci:umoci skopeo:skopeo
 tools:
 	@missing=; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
@@ -38,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check provider_rke2 tests build
 	$(BIN)/ruff format --check provider_rke2 tests build
 
-test: $(STAMP) tools lint reproducible package image-tree realstack
+test: $(STAMP) tools lint reproducible package image realstack
 	tests/isolated.sh $(BIN)/python -m pytest
 
 # The real Kairos programs the tests run (yip, kairos-agent, the sdk bus, the Go provider),
@@ -71,13 +73,21 @@ reproducible: build
 	cmp build/.first-build build/agent-provider-rke2
 	rm -f build/.first-build
 
-# What an image needs (system/providers/, opt/rke2/scripts/) as a tarball, plus a FROM scratch Containerfile.
-package: build/agent-provider-rke2
-	@$(BIN)/python build/build.py package
-
-# The package as a root tree with the executable pre-extracted, so that a boot writes nothing.
+# What an image needs as a root tree (build/image): the executable in the providers
+# directory (PROVIDERS_DIR=/usr/local/system/providers for the systemd-sysext layout), the
+# node scripts, and the executable pre-extracted under /usr/lib/provider-rke2 and
+# byte-compiled for every Python >= 3.9 here (PYTHONS=...), so that a boot writes nothing.
 image-tree: build/agent-provider-rke2
 	@$(BIN)/python build/build.py image-tree
+
+# build/image as an OCI image: build/oci, an OCI layout holding one index for amd64 and
+# arm64, reproducible (the same digest twice), with the standard labels. Needs buildah (root).
+image: image-tree tools
+	@$(BIN)/python build/build.py image
+
+# build/image as one reproducible tarball (ADD build/provider-rke2-image.tar.gz /).
+package: image-tree
+	@$(BIN)/python build/build.py package
 
 bench: build realstack
 	$(BIN)/python build/bench.py
@@ -85,13 +95,14 @@ bench: build realstack
 # Build the executable, then render a bundled example through it, as agent.boot would,
 # and print the YIP document.
 # stdout is exactly the YIP: byte for byte stages/<example>.yaml (--fresh: no node state).
+# It unpacks into build/run: nothing outside the checkout.
 example: build/agent-provider-rke2
-	@$(BIN)/python build/agent-provider-rke2 render --fresh $(EXAMPLE)
+	@SHIV_ROOT=$(CURDIR)/build/run $(BIN)/python build/agent-provider-rke2 render --fresh $(EXAMPLE)
 
 # Regenerate the golden renders of every example (reviewed in git diffs).
 stages: $(STAMP)
 	$(BIN)/python tests/golden.py --write
 
 clean:
-	rm -rf $(VENV) build/agent-provider-rke2 build/agent-provider-rke2.inputs build/image build/context \
-	  build/work build/*.tar.gz build/Containerfile build/realstack .pytest_cache .ruff_cache
+	rm -rf $(VENV) build/agent-provider-rke2 build/agent-provider-rke2.inputs build/image build/oci build/run \
+	  build/buildah build/work build/*.tar.gz build/Containerfile build/realstack .pytest_cache .ruff_cache

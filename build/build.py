@@ -1,11 +1,11 @@
 """Builds the one-file executable, and the trees image builders need.
 
     python build/build.py executable   build/agent-provider-rke2
-    python build/build.py package      build/provider-rke2-image.tar.gz, and build/context/ with
-                                       build/Containerfile (its build context: build/context)
-    python build/build.py image-tree   build/image/: the package, pre-extracted
+    python build/build.py image-tree   build/image/: what an image needs, the executable pre-extracted
+    python build/build.py image        build/oci/: build/image as an OCI image (amd64 and arm64)
+    python build/build.py package      build/provider-rke2-image.tar.gz: build/image as a tarball
 
-package and image-tree rebuild the executable first whenever any of its inputs (sources,
+image-tree rebuilds the executable first whenever any of its inputs (sources,
 scripts, schemas, launcher, constraints, requirements) changed since it was built: an
 artefact is never stale. The build fetches PyYAML's and pyrsistent's sources and the pinned
 dependencies from PyPI; with WHEELS=DIR it takes them from that directory only (offline;
@@ -28,9 +28,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -38,8 +40,12 @@ EXECUTABLE = HERE / "agent-provider-rke2"
 INPUTS_RECORD = HERE / "agent-provider-rke2.inputs"
 PACKAGE = HERE / "provider-rke2-image.tar.gz"
 CONTAINERFILE = HERE / "Containerfile"
-CONTEXT = HERE / "context"
 IMAGE_TREE = HERE / "image"
+OCI_LAYOUT = HERE / "oci"
+IMAGE_ARCHITECTURES = ("amd64", "arm64")
+# Where the Kairos agent finds providers (kairos-agent's bus; the second is the layout of
+# providers shipped as systemd-sysext images).
+PROVIDERS_DIRS = ("/system/providers", "/usr/local/system/providers")
 
 
 def _launcher_constant(name: str) -> str:
@@ -82,8 +88,8 @@ def inputs() -> List[Path]:
     package = [
         p for p in (PROJECT / "provider_rke2").rglob("*") if p.is_file() and "__pycache__" not in p.parts
     ]
-    others = ["pyproject.toml", "requirements.txt", "README.md", "build/build.py", "build/launcher.py",
-              "build/constraints.txt"]  # fmt: skip
+    others = ["pyproject.toml", "requirements.txt", "README.md", "LICENSE", "build/build.py",
+              "build/launcher.py", "build/constraints.txt"]  # fmt: skip
     return sorted(package) + [PROJECT / name for name in others]
 
 
@@ -126,7 +132,7 @@ def stage(work: Path) -> Path:
     # From a clean copy: setuptools would otherwise write its own build/lib into this folder.
     source = work / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(PROJECT / name, source / name)
     shutil.copytree(
         PROJECT / "provider_rke2", source / "provider_rke2", ignore=shutil.ignore_patterns("__pycache__")
@@ -149,8 +155,28 @@ def stage(work: Path) -> Path:
         record.write_text("".join(line for line in lines if line.split(",", 1)[0] not in names))
     for cache in site.rglob("__pycache__"):
         shutil.rmtree(cache)
+    quicker_yaml_reader(site / "yaml" / "reader.py")
     check_staged(site, work)
     return site
+
+
+# PyYAML's reader compiles, when it is imported, a character class spanning all of Unicode:
+# about 5 ms of every boot. The same class written as its complement matches exactly the
+# same code points (tests/test_executable.py checks every one) and compiles in a tenth.
+YAML_NON_PRINTABLE = (
+    r"NON_PRINTABLE = re.compile('[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD"
+    r"\U00010000-\U0010ffff]')",
+    r"NON_PRINTABLE = re.compile('[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F\uD800-\uDFFF"
+    r"\uFFFE\uFFFF]')",
+)
+
+
+def quicker_yaml_reader(reader: Path) -> None:
+    old, new = YAML_NON_PRINTABLE
+    text = reader.read_text()
+    if text.count(old) != 1:
+        raise SystemExit(f"build: {reader} no longer holds PyYAML 6's NON_PRINTABLE line: review the patch")
+    reader.write_text(text.replace(old, new))
 
 
 def check_staged(site: Path, work: Path) -> None:
@@ -182,7 +208,9 @@ def executable(out: Path = EXECUTABLE, root: str = RUNTIME_ROOT) -> Path:
 
 
 def with_launcher(shiv_zip: Path, out: Path) -> None:
-    """The shiv zip with its __main__ replaced by build/launcher.py, entry order and times kept."""
+    """The shiv zip with its __main__ replaced by build/launcher.py, entry order and times
+    kept, and the launcher's byte code beside it (__main__.pyc, which zipimport takes before
+    the source: no run compiles the launcher; another Python version ignores it)."""
     data = shiv_zip.read_bytes()
     with zipfile.ZipFile(shiv_zip) as source:
         build_id = json.loads(source.read("environment.json"))["build_id"]
@@ -194,7 +222,11 @@ def with_launcher(shiv_zip: Path, out: Path) -> None:
                 body = source.read(info)
                 if info.filename == "__main__.py":
                     body = launcher(build_id)
+                    compiled = zipfile.ZipInfo("__main__.pyc", date_time=info.date_time)
+                    compiled.external_attr, compiled.compress_type = info.external_attr, zipfile.ZIP_DEFLATED
+                    main_pyc = (compiled, _unchecked_pyc(body, "__main__.py"))
                 target.writestr(info, body)
+            target.writestr(*main_pyc)
             for info, body in bytecode(source):
                 target.writestr(info, body)
     tmp = out.with_suffix(".tmp")
@@ -208,19 +240,24 @@ def bytecode(source: zipfile.ZipFile) -> List[Tuple[zipfile.ZipInfo, bytes]]:
     run compiles: unchecked-hash .pyc (no times, so the bytes are reproducible; never checked
     against the source, which nothing changes in an unpacked tree), their file names as the
     tree holds them. Another Python version ignores them and compiles for itself."""
-    from importlib._bootstrap_external import _code_to_hash_pyc  # type: ignore[attr-defined]
-    from importlib.util import cache_from_source, source_hash
+    from importlib.util import cache_from_source
 
     compiled = []
     for info in source.infolist():
         if not (info.filename.startswith("site-packages/") and info.filename.endswith(".py")):
             continue
-        text = source.read(info)
-        code = compile(text, info.filename, "exec", dont_inherit=True)
         pyc = zipfile.ZipInfo(cache_from_source(info.filename), date_time=info.date_time)
         pyc.external_attr, pyc.compress_type = info.external_attr, zipfile.ZIP_DEFLATED
-        compiled.append((pyc, bytes(_code_to_hash_pyc(code, source_hash(text), checked=False))))
+        compiled.append((pyc, _unchecked_pyc(source.read(info), info.filename)))
     return compiled
+
+
+def _unchecked_pyc(text: bytes, filename: str) -> bytes:
+    from importlib._bootstrap_external import _code_to_hash_pyc  # type: ignore[attr-defined]
+    from importlib.util import source_hash
+
+    code = compile(text, filename, "exec", dont_inherit=True)
+    return bytes(_code_to_hash_pyc(code, source_hash(text), checked=False))
 
 
 def launcher(build_id: str) -> bytes:
@@ -247,30 +284,93 @@ def launcher(build_id: str) -> bytes:
     return text.encode()
 
 
-def package() -> None:
-    """What an image needs, as a tarball, plus a FROM scratch container file for OCI builds."""
-    binary = current_executable()
-    entries = [("system/providers/agent-provider-rke2", binary.read_bytes(), 0o755)]
-    scripts = PROJECT / "provider_rke2" / "scripts"
-    entries += [(f"opt/rke2/scripts/{p.name}", p.read_bytes(), 0o755) for p in sorted(scripts.glob("*.sh"))]
-    write_tarball(PACKAGE, entries)
-    # The Containerfile's build context: the same files, as a tree.
-    shutil.rmtree(CONTEXT, ignore_errors=True)
-    for name, body, mode in entries:
-        path = CONTEXT / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
-        path.chmod(mode)
-    CONTAINERFILE.write_text(
-        "# Image layer for Kairos image builds: COPY --from=<this image> / /\n"
-        "# Build context: build/context (made with this file by `make package`), e.g.\n"
-        "#   docker build -f build/Containerfile build/context\n"
-        "FROM scratch\n"
-        "COPY system/ /system/\n"
-        "COPY opt/ /opt/\n"
+def image_tree() -> None:
+    """What an image needs, laid out as a root tree (build/image): the executable in the
+    providers directory (PROVIDERS_DIR: /system/providers, or /usr/local/system/providers
+    for the systemd-sysext layout), the node scripts, and the executable already unpacked
+    under IMAGE_ROOT (under /usr: an installed Kairos node sees it, where it would not see
+    /usr/local), byte-compiled for every Python from 3.9 this machine has, so that no boot
+    unpacks or compiles anything."""
+    providers = os.environ.get("PROVIDERS_DIR") or PROVIDERS_DIRS[0]
+    if providers not in PROVIDERS_DIRS:
+        raise SystemExit(f"build: PROVIDERS_DIR must be one of {', '.join(PROVIDERS_DIRS)}, got {providers}")
+    os.umask(0o022)  # a tree only root may write, as the launcher asks of one it runs as root
+    shutil.rmtree(IMAGE_TREE, ignore_errors=True)
+    binary = IMAGE_TREE / providers.lstrip("/") / "agent-provider-rke2"
+    binary.parent.mkdir(parents=True)
+    shutil.copy2(current_executable(), binary)
+    scripts = IMAGE_TREE / "opt" / "rke2" / "scripts"
+    scripts.mkdir(parents=True)
+    for script in sorted((PROJECT / "provider_rke2" / "scripts").glob("*.sh")):
+        shutil.copy2(script, scripts / script.name)
+        (scripts / script.name).chmod(0o755)
+    extract_root = IMAGE_TREE / IMAGE_ROOT.lstrip("/")
+    subprocess.run(
+        [sys.executable, str(binary), "--version"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "SHIV_ROOT": str(extract_root)},
     )
+    for lock in extract_root.glob(".*_lock"):
+        lock.unlink()
+    compiled = []
+    for python, version in pythons():
+        # Unchecked hashes: no times in the bytes, never checked against a source that
+        # nothing changes; their file names as the node sees them; one hash seed, so that
+        # a set's constants are marshalled in one order.
+        subprocess.run(
+            [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+             "-s", str(IMAGE_TREE), "-p", "/", str(extract_root)],
+            check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        )  # fmt: skip
+        compiled.append(version)
+    # The commit's time and plain modes, whatever the umask and clock of this build: the
+    # same tree from every build, and one that a root launcher trusts (no group writes).
+    epoch = int(source_date_epoch())
+    for path in [*IMAGE_TREE.rglob("*"), IMAGE_TREE]:
+        executable = path.is_dir() or path.stat().st_mode & 0o100
+        path.chmod(0o755 if executable else 0o644)
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+    say(
+        f"built {IMAGE_TREE.relative_to(PROJECT)}/ (the provider in {providers};"
+        f" byte code for Python {', '.join(compiled)})"
+    )
+
+
+def pythons() -> List[Tuple[str, str]]:
+    """(interpreter, "3.N") for each CPython from 3.9 this machine runs, once per version:
+    PYTHONS (space-separated) when set, else python3.9 ... python3.14 on the PATH and the
+    versions pyenv installed."""
+    names = os.environ.get("PYTHONS", "").split()
+    if not names:
+        names = [f"python3.{minor}" for minor in range(9, 15)]
+        pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+        names += sorted(str(p) for p in pyenv.glob("3.*/bin/python3"))
+    found: Dict[str, str] = {}
+    for name in [sys.executable, *names]:
+        try:
+            version = subprocess.run(
+                [name, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True, text=True, check=True, timeout=30,
+            ).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            continue  # not here (or a pyenv shim for a version not selected)
+        if version not in found and tuple(map(int, version.split("."))) >= (3, 9):
+            found[version] = name
+    return sorted(((python, version) for version, python in found.items()), key=lambda p: int(p[1][2:]))
+
+
+def package() -> None:
+    """build/image as one reproducible tarball, for image builds that take a tar (ADD ... /)."""
+    if not (IMAGE_TREE / IMAGE_ROOT.lstrip("/")).is_dir():
+        raise SystemExit("build: build/image is missing: run `make image-tree` first (make package does)")
+    entries = [
+        (str(path.relative_to(IMAGE_TREE)), path.read_bytes(), path.stat().st_mode & 0o777)
+        for path in sorted(IMAGE_TREE.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    ]
+    write_tarball(PACKAGE, entries)
     say(f"built {PACKAGE.relative_to(PROJECT)}  sha256 {sha256(PACKAGE)}")
-    say(f"built {CONTAINERFILE.relative_to(PROJECT)} with its context {CONTEXT.relative_to(PROJECT)}/")
 
 
 def write_tarball(path: Path, entries: List[tuple]) -> None:
@@ -301,26 +401,82 @@ def tar_info(name: str, mode: int, mtime: int, kind: bytes) -> tarfile.TarInfo:
     return info
 
 
-def image_tree() -> None:
-    """The package laid out as a root filesystem, with the executable pre-extracted under
-    /usr/local/lib/provider-rke2, so that a boot writes nothing."""
-    shutil.rmtree(IMAGE_TREE, ignore_errors=True)
-    binary = IMAGE_TREE / "system" / "providers" / "agent-provider-rke2"
-    binary.parent.mkdir(parents=True)
-    shutil.copy2(current_executable(), binary)
-    scripts = IMAGE_TREE / "opt" / "rke2" / "scripts"
-    shutil.copytree(PROJECT / "provider_rke2" / "scripts", scripts)
-    extract_root = IMAGE_TREE / IMAGE_ROOT.lstrip("/")
-    subprocess.run(
-        [sys.executable, str(binary), "--version"],
-        check=True,
-        env={**os.environ, "SHIV_ROOT": str(extract_root)},
+def image(layout: Path = OCI_LAYOUT) -> None:
+    """build/image as an OCI image (build/oci, an OCI layout): one FROM scratch layer, the
+    same bytes for amd64 and arm64 (pure Python), under one index; built by buildah (vfs
+    storage of its own, chroot isolation: root, no daemon), with the standard labels and
+    every time the commit's, so that two builds of a commit give one digest."""
+    if not (IMAGE_TREE / IMAGE_ROOT.lstrip("/")).is_dir():
+        raise SystemExit("build: build/image is missing: run `make image-tree` first (make image does)")
+    labels = image_labels()
+    tag = labels["org.opencontainers.image.version"]
+    storage = Path(tempfile.mkdtemp(prefix=".buildah-", dir=HERE))
+    shutil.rmtree(layout, ignore_errors=True)
+    buildah = ["buildah", "--storage-driver", "vfs", "--root", str(storage / "root"),
+               "--runroot", str(storage / "run")]  # fmt: skip
+    CONTAINERFILE.write_text(
+        "# provider-rke2 for Kairos images: COPY --from=<this image> / /\n"
+        "# Built by `make image` from build/image (made by `make image-tree`).\n"
+        "FROM scratch\n"
+        "COPY . /\n"
     )
-    for lock in extract_root.glob(".*_lock"):
-        lock.unlink()
-    # Byte-compile for the Python that ran this target; others compile in memory.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(extract_root)], check=True)
-    say(f"built {IMAGE_TREE.relative_to(PROJECT)}/ (copy it onto the image's /)")
+    name = f"localhost/provider-rke2:{tag}"
+    try:
+        quiet(*buildah, "manifest", "create", name)
+        for arch in IMAGE_ARCHITECTURES:
+            quiet(*buildah, "build", "--quiet", "--isolation", "chroot", "--timestamp", source_date_epoch(),
+                  "--platform", f"linux/{arch}", *(f"--label={k}={v}" for k, v in labels.items()),
+                  "--manifest", name, "-f", str(CONTAINERFILE), str(IMAGE_TREE))  # fmt: skip
+        push = ["manifest", "push", "--quiet", "--all", "--format", "oci", name, f"oci:{layout}:{tag}"]
+        quiet(*buildah, *push)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+    digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    say(f"built {layout}/ (an OCI layout): provider-rke2:{tag}  {digest}")
+
+
+def quiet(*args: str) -> None:
+    """A build tool's command: its chatter shown only when it fails."""
+    try:
+        done = subprocess.run(args, cwd=PROJECT, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise SystemExit(f"build: {args[0]} is missing (Debian: apt-get install {args[0]})") from None
+    if done.returncode != 0:
+        raise SystemExit(f"build: {' '.join(args[:4])} ... failed:\n{done.stdout}{done.stderr}")
+
+
+def image_labels() -> Dict[str, str]:
+    """The standard OCI labels, from git and the project: all the commit's, none the build's."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    revision = git("rev-parse", "HEAD")
+    tag = git("describe", "--tags", "--exact-match", "--match", "v*")
+    version = tag[1:] if tag else package_version() + (f"-g{revision[:12]}" if revision else "")
+    if revision and git("status", "--porcelain", "--untracked-files=no"):
+        version += "-dirty"
+    created = datetime.fromtimestamp(int(source_date_epoch()), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels = {
+        "org.opencontainers.image.title": "provider-rke2",
+        "org.opencontainers.image.description": "Kairos cluster provider for RKE2 (agent-provider-rke2)",
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.revision": revision or "unknown",
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.licenses": "Apache-2.0",
+    }
+    source = os.environ.get("IMAGE_SOURCE") or git("remote", "get-url", "origin")
+    if source:
+        labels["org.opencontainers.image.source"] = source
+    else:
+        say("build: no git remote 'origin': the image names no source (set IMAGE_SOURCE)")
+    return labels
+
+
+def package_version() -> str:
+    text = (PROJECT / "provider_rke2" / "__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)  # type: ignore[union-attr]
 
 
 def sha256(path: Path) -> str:
@@ -328,7 +484,7 @@ def sha256(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    targets = {"executable": executable, "package": package, "image-tree": image_tree}
+    targets = {"executable": executable, "package": package, "image-tree": image_tree, "image": image}
     if len(sys.argv) != 2 or sys.argv[1] not in targets:
         raise SystemExit(f"usage: build.py {{{','.join(targets)}}}")
     targets[sys.argv[1]]()

@@ -1,23 +1,31 @@
 # The executable's __main__. Standard library only, and small: it runs on every call,
-# before anything is unpacked, and most calls end here.
+# before anything is unpacked, and most calls end here. It must parse on any python3 a
+# node may have (no f-strings, no annotations): on one older than the package needs, it
+# is what says so.
 #
 # 1. An event this provider does not handle (the agent sends every event to every
-#    provider) is answered at once, with nothing imported that Python had not loaded.
-# 2. Anything else runs the package straight from the unpacked tree of this very build
+#    provider) is answered at once, with nothing imported that Python had not loaded,
+#    whatever the Python.
+# 2. On a Python older than MIN_PYTHON anything else gets one clear error: an event a JSON
+#    answer, a verb a line on stderr.
+# 3. Anything else runs the package straight from the unpacked tree of this very build
 #    when it is there (one stat: the tree's name carries the build id, baked in below),
 #    without shiv's bootstrap; the first run unpacks it through shiv's bootstrap.
 #
 # Where the tree is, in order: $SHIV_ROOT when set; the image's pre-extracted tree when it
-# holds this very build (`make image-tree`), so a boot writes nothing; /run/provider-rke2
-# for root (tmpfs, root-only, present from the initramfs on, writable on a read-only /;
-# never /tmp, where another user could plant a tree to be run as root); for other users
-# $XDG_RUNTIME_DIR or ~/.shiv. If unpacking fails, an event still gets a JSON answer
-# instead of a traceback.
+# holds this very build (`make image-tree`; under /usr, which an installed Kairos node sees,
+# unlike /usr/local), so a boot writes nothing; /run/provider-rke2 for root (tmpfs,
+# root-only, present from the initramfs on, writable on a read-only /; never a directory
+# another user can write, where a tree could be planted to be run as root); for other
+# users $XDG_RUNTIME_DIR or ~/.shiv. Root runs a tree only when it, what it holds at its
+# top and every directory above it belong to root and no other user can write there. If
+# unpacking fails, an event still gets a JSON answer instead of a traceback.
 import os
 import sys
 
-IMAGE_ROOT = "/usr/local/lib/provider-rke2"
+IMAGE_ROOT = "/usr/lib/provider-rke2"
 RUNTIME_ROOT = "/run/provider-rke2"
+MIN_PYTHON = (3, 9)
 # Filled in at build time (build/build.py), from the package and from shiv's build:
 COMMANDS = ()  # provider_rke2.cli.COMMANDS
 HANDLED = ()  # provider_rke2.events.HANDLED
@@ -48,14 +56,59 @@ def _answer_unhandled():
     os._exit(0)
 
 
+def _too_old():
+    found = ".".join(str(part) for part in sys.version_info[:3])
+    wanted = ".".join(str(part) for part in MIN_PYTHON)
+    where = sys.executable or "python3"
+    return "agent-provider-rke2 needs python3 >= %s, found %s at %s" % (wanted, found, where)
+
+
 def _tree_name(archive=None):
     return os.path.basename(os.path.realpath(archive or sys.argv[0])) + "_" + BUILD_ID
+
+
+def _untrusted(path, inside=False):
+    """Why root may not run from `path` (None when it may): a link or directory on the way,
+    or (`inside`) an entry directly in it, that belongs to another user or that another user
+    can write (a root-owned sticky directory excepted on the way). Another user runs
+    what is theirs."""
+    if os.geteuid() != 0:
+        return None
+    import stat
+
+    current = ""
+    names = [part for part in path.split("/") if part]
+    for index, part in enumerate(names):
+        current += "/" + part
+        try:
+            link = os.lstat(current)
+            found = os.stat(current) if stat.S_ISLNK(link.st_mode) else link
+        except OSError:
+            return None  # not there yet: root makes the rest when it unpacks
+        owner = link.st_uid or found.st_uid
+        if owner:
+            return "%s belongs to uid %d" % (current, owner)
+        sticky = found.st_mode & stat.S_ISVTX and index < len(names) - 1
+        if found.st_mode & 0o022 and not sticky:
+            return "%s is writable by other users" % current
+    for name in os.listdir(path) if inside else ():
+        entry = os.lstat(os.path.join(path, name))
+        if entry.st_uid:
+            return "%s/%s belongs to uid %d" % (path, name, entry.st_uid)
+        if entry.st_mode & 0o022 and not stat.S_ISLNK(entry.st_mode):  # a link's own mode says nothing
+            return "%s/%s is writable by other users" % (path, name)
+    return None
+
+
+def _image_tree():
+    site = os.path.join(IMAGE_ROOT, _tree_name(), "site-packages")
+    return os.path.isdir(site) and _untrusted(site, inside=True) is None
 
 
 def _root():
     if os.environ.get("SHIV_ROOT"):
         return os.environ["SHIV_ROOT"]
-    if os.path.isdir(os.path.join(IMAGE_ROOT, _tree_name(), "site-packages")):
+    if _image_tree():
         return IMAGE_ROOT
     if os.geteuid() == 0:
         return RUNTIME_ROOT
@@ -66,14 +119,20 @@ def _root():
     raise OSError("no place to unpack: set SHIV_ROOT to a directory only this user can write")
 
 
+class _Refused(Exception):
+    """A reason not to run at all (too old a Python, a tree another user controls)."""
+
+
 def _fail(err):
     import json
 
-    if "provider_rke2.cli" in sys.modules:
+    if isinstance(err, _Refused):
+        message = str(err)
+    elif "provider_rke2.cli" in sys.modules:
         # Unpacked and started: the provider's own bug, not an unpacking failure.
-        message = f"internal error: {type(err).__name__}: {err}"
+        message = "internal error: %s: %s" % (type(err).__name__, err)
     else:
-        message = f"cannot unpack agent-provider-rke2 (set SHIV_ROOT to a writable directory): {err}"
+        message = "cannot unpack agent-provider-rke2 (set SHIV_ROOT to a writable directory): %s" % (err,)
     args = sys.argv[1:]
     if len(args) == 1 and not args[0].startswith("-") and args[0] not in COMMANDS:
         answer = json.dumps({"state": "error", "data": "", "error": message, "log": ""}) + "\n"
@@ -82,7 +141,8 @@ def _fail(err):
         except OSError:
             pass
         sys.exit(0)
-    sys.stderr.write("agent-provider-rke2: " + message + "\n")
+    named = message.startswith("agent-provider-rke2 ")
+    sys.stderr.write(("" if named else "agent-provider-rke2: ") + message + "\n")
     sys.exit(1)
 
 
@@ -92,7 +152,16 @@ def _run_unpacked(site):
     sys.path.insert(0, site)
     from provider_rke2.cli import main as provider_main
 
-    sys.exit(provider_main())
+    code = provider_main()
+    code = code if isinstance(code, int) else 1
+    # Done: the answer and every file are written and closed. What the interpreter would
+    # still do (tear down a hundred modules) changes nothing and costs milliseconds.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # not all of it reached its reader (a closed pipe, a full disk)
+    os._exit(code)
 
 
 def main():
@@ -105,14 +174,23 @@ def main():
         _ANSWER_FD = os.dup(1)
     except OSError:
         _ANSWER_FD = 1
+    if sys.version_info < MIN_PYTHON:
+        _fail(_Refused(_too_old()))
     try:
         root = os.environ["SHIV_ROOT"] = _root()
         site = os.path.join(root, _tree_name(), "site-packages")
-        if not os.path.isdir(site):
+        unpacked = os.path.isdir(site)
+        why = _untrusted(site, inside=True) if unpacked else _untrusted(root)
+        if why:
+            raise _Refused(
+                "refusing to run the tree under %s: %s (remove it, or set SHIV_ROOT to a directory"
+                " only this user can write)" % (root, why)
+            )
+        if not unpacked:
             import _bootstrap
     except Exception as err:  # noqa: BLE001 - any failure here must still answer
         _fail(err)
-    if os.path.isdir(site):
+    if unpacked:
         try:
             _run_unpacked(site)
         except Exception as err:  # noqa: BLE001 - the provider catches its own errors

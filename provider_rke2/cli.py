@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, List, Optional, Set, TextIO
-
-if TYPE_CHECKING:
-    from provider_rke2.protocol import Response
-    from provider_rke2.provider import Context, Node
 
 from provider_rke2.events import MAX_EVENT_BYTES
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Set, TextIO
+
+    from provider_rke2.protocol import Response
+    from provider_rke2.provider import Context, Node
 
 # Only os, sys and the event names at the top: most events are not ours, and
 # their answer must cost no more than starting Python. Everything else is
@@ -46,13 +48,13 @@ def event_mode(name: str) -> int:
         sys.stdout.write(EMPTY_RESPONSE + "\n")
         sys.stdout.flush()
         return 0
-    import signal
+    import _signal  # `signal` without the enum classes it builds on import (0.5 ms a boot)
 
     from provider_rke2.node import LocalNode
 
     # Terminated mid-write, the cleanup in `finally` blocks must still run: no
     # temporary file is left behind, and the earlier output stays as it was.
-    signal.signal(signal.SIGTERM, _terminated)
+    _signal.signal(_signal.SIGTERM, _terminated)
     if at_a_terminal(sys.stdin):  # a person, not the agent: say what is awaited
         sys.stderr.write(
             f"agent-provider-rke2 {name}: reading one JSON event from stdin (end it with Ctrl-D);"

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from provider_rke2 import schema
 from provider_rke2.errors import ConfigError, Problem
-from provider_rke2.paths import CLUSTER_OUTPUT, is_clean_absolute
+from provider_rke2.paths import CLOUD_CONFIG_DIRS, CLUSTER_OUTPUT, is_clean_absolute, runs_at_boot
+from provider_rke2.record import Factory, record
 from provider_rke2.secrets import MIN_SECRET
 from provider_rke2.yamlread import parse_bool
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 ROLES = ("init", "controlplane", "worker")
 DEFAULT_OUTPUT_PATH = CLUSTER_OUTPUT
@@ -43,14 +45,16 @@ _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
 _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-@dataclass(frozen=True)
+@record
 class Cluster:
+    """The `cluster:` section, decoded as the Go SDK decodes it."""
+
     role: str
     token: str = ""
     control_plane_host: str = ""
     config: str = ""
-    provider_config: Mapping[str, str] = field(default_factory=dict)
-    env: Mapping[str, str] = field(default_factory=dict)
+    provider_config: Mapping[str, str] = Factory(dict)
+    env: Mapping[str, str] = Factory(dict)
     ca_certs: Tuple[str, ...] = ()
     import_local_images: bool = False
     local_images_path: str = ""  # empty: the default under the root
@@ -112,6 +116,8 @@ class _Reader:
     def cluster(self) -> Cluster:
         for key in self.section:
             if str(key) not in KNOWN_KEYS:
+                import difflib  # only for a key no one knows
+
                 close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 self.warnings.append(Problem(f"cluster.{key}", f"unknown setting, ignored{hint}"))
@@ -136,7 +142,7 @@ class _Reader:
             ca_certs=tuple(str(c) for c in self.section.get("ca_certs") or () if _is_scalar(c)),
             import_local_images=bool(parse_bool(self.text("import_local_images"))),
             local_images_path=self.clean_path("local_images_path"),
-            output_path=self.clean_path("cluster_config_path") or DEFAULT_OUTPUT_PATH,
+            output_path=self.output_path(),
             wait_for_images_seconds=self.seconds(provider_config, WAIT_FOR_IMAGES, 0, 0, MAX_WAIT_FOR_IMAGES),
             ready_timeout_seconds=self.seconds(
                 provider_config, READY_TIMEOUT, DEFAULT_READY_TIMEOUT, 10, MAX_READY_TIMEOUT
@@ -165,6 +171,18 @@ class _Reader:
             )
             return ""
         return path
+
+    def output_path(self) -> str:
+        path = self.clean_path("cluster_config_path")
+        if path and not runs_at_boot(path):
+            self.warnings.append(
+                Problem(
+                    "cluster.cluster_config_path",
+                    f"Kairos never runs {path}: its boot stages run the *.yaml and *.yml files under"
+                    f" {', '.join(CLOUD_CONFIG_DIRS)}; RKE2 would not be set up at boot",
+                )
+            )
+        return path or DEFAULT_OUTPUT_PATH
 
     def host(self, role: str) -> str:
         host = self.text("control_plane_host")

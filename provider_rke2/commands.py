@@ -9,8 +9,9 @@ cli.COMMANDS: the launcher's list is generated from that at build time.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TextIO
+
+from provider_rke2.record import record
 
 if TYPE_CHECKING:
     from provider_rke2.node import LocalNode
@@ -20,8 +21,10 @@ ROOT_HELP = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS
 ROLES = ("init", "controlplane", "worker")
 
 
-@dataclass(frozen=True)
+@record
 class Streams:
+    """A verb's standard streams."""
+
     stdin: TextIO
     stdout: TextIO
     stderr: TextIO
@@ -245,8 +248,10 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     text = _read_source(options.file, io)
     if text is None:
         return 2
+    import os
+
     from provider_rke2.errors import ConfigError
-    from provider_rke2.paths import Paths
+    from provider_rke2.paths import PROVIDER_DIRS
     from provider_rke2.render import DEFAULT_EXECUTABLE, OUTPUT_MODE, render_section
     from provider_rke2.secrets import in_section, scrub
     from provider_rke2.spec import NO_FACTS, read_section, root_for_section
@@ -258,15 +263,19 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
         return 0
     secrets = in_section(section.data, section.config)
     root = root_for_section(section.data, node.stylus_root())
-    paths = Paths(root.path)
+    paths = node.paths(root.path)
     # The node's own fingerprint key and state when it has them (never made here), so that
     # the output is byte for byte what agent.boot would write on this node; --fresh: as on
     # a node that has none yet (the golden renders in stages/).
     key = b"" if options.fresh else (node.read_state(paths.fingerprint_key) or "").encode()
     facts = NO_FACTS if options.fresh else node.facts(paths)
+    # The path a node runs the provider from: this one's own when it is in a providers
+    # directory, else where an image has it, whoever runs `render` from wherever.
+    executable = node.executable()
+    if os.path.dirname(executable) not in PROVIDER_DIRS:
+        executable = DEFAULT_EXECUTABLE
     try:
-        # The path the provider has in an image, whoever runs `render` from wherever.
-        rendered = render_section(section, root, key, DEFAULT_EXECUTABLE, facts)
+        rendered = render_section(section, root, key, executable, facts)
     except ConfigError:
         from provider_rke2 import validation
 
@@ -281,7 +290,7 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
         io.stderr.write(f"warning: {scrub(str(warning), secrets)}\n")
     io.stderr.write(
         f"# agent.boot would write this to {rendered.path} (mode {OUTPUT_MODE:04o});"
-        f" root {rendered.root.path} from {rendered.root.source}\n"
+        f" root {rendered.root.path} from {rendered.root.source}; the provider runs from {executable}\n"
     )
     io.stdout.write(rendered.text)
     return 0
@@ -348,7 +357,6 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     from provider_rke2 import upgrade as upgrades
     from provider_rke2.cli import upgrade_terminated
     from provider_rke2.errors import ProviderError
-    from provider_rke2.paths import Paths
 
     root = node.stylus_root()
     if not root.agent_mode:
@@ -357,7 +365,7 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
             " image there and changes with it (kairos-agent upgrade); nothing changed\n"
         )
         return 2
-    where = Paths(root.path)
+    where = node.paths(root.path)
     request = upgrades.Request(
         options.artifacts,
         options.role or "",
@@ -445,9 +453,8 @@ def _finish_upgrade(node: LocalNode, stderr: TextIO) -> None:
     """`status` first rolls back an upgrade a crash interrupted, unless one is running now."""
     from provider_rke2 import upgrade as upgrades
     from provider_rke2.errors import Busy, ProviderError
-    from provider_rke2.paths import Paths
 
-    where = Paths(node.stylus_root().path)
+    where = node.paths(node.stylus_root().path)
     if not upgrades.pending(where):
         return
     try:
@@ -465,9 +472,8 @@ def _scripts_env(root: Root, node: LocalNode) -> str:
     """rke2-paths.env for this node: the one its last boot laid beside the scripts (with the
     kubelet dir its config names), else made from its recorded data dir or the root's defaults."""
     from provider_rke2.fsio import read_regular
-    from provider_rke2.paths import Paths
 
-    where = Paths(root.path)
+    where = node.paths(root.path)
     try:
         return read_regular(where.scripts_env, 65536).decode("utf-8")
     except (OSError, UnicodeDecodeError):

@@ -12,10 +12,12 @@ ran keep their state (it never put the data dir under the root, even with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
-
 from provider_rke2.paths import DEFAULT_DATA_DIR, Paths
+from provider_rke2.record import record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Callable, Optional
 
 # What RKE2 creates in its data dir once it has run: etcd and the server's
 # certificates on servers, the agent's containerd config on every role. The
@@ -23,8 +25,10 @@ from provider_rke2.paths import DEFAULT_DATA_DIR, Paths
 STATE_MARKERS = ("server/db", "server/tls", "agent/etc")
 
 
-@dataclass(frozen=True)
+@record
 class DataDir:
+    """The data dir a node's RKE2 uses, and the one its config asked for."""
+
     path: str  # what RKE2 is told
     wanted: str  # what the config (or the root's default) asks for
 

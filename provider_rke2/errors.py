@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from provider_rke2.record import record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Sequence
 
 MAX_MESSAGE = 400  # characters of one problem's message: values are quoted in excerpts
 MAX_LISTED = 20  # problems named in an error's text; the rest are counted
@@ -22,7 +25,7 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-@dataclass(frozen=True, order=True)
+@record(order=True)
 class Problem:
     """One thing wrong with the input, located by its dotted path (`cluster.role`)."""
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from provider_rke2 import __version__
 from provider_rke2.fsio import append_record, open_regular
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 CONFIG_UPDATED = "config_updated"
 RKE2_STARTED = "rke2_started"

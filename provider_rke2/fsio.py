@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import time
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterator
 
 from provider_rke2.errors import Busy, OutputError, printable
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable, Iterator, Tuple
 
 PRIVATE_DIR = 0o700
 
@@ -25,9 +27,9 @@ def replace_file(path: str, data: bytes, mode: int, dir_mode: int = 0o755) -> No
     try:
         trusted_directory(directory, dir_mode)
         _replaceable(path)
-        # mkstemp creates the file 0600 (O_EXCL, so never through a link) in the same
-        # directory: the rename is atomic and a secret is never readable by others.
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        # A new file 0600 (O_EXCL, so never through a link) in the same directory: the
+        # rename is atomic and a secret is never readable by others.
+        fd, tmp = _new_private(directory, os.path.basename(path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -44,6 +46,19 @@ def replace_file(path: str, data: bytes, mode: int, dir_mode: int = 0o755) -> No
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _new_private(directory: str, name: str) -> Tuple[int, str]:
+    """A file of a name nobody can guess, made 0600 beside `name`: what tempfile.mkstemp does,
+    without the import (shutil, random, bz2, lzma: milliseconds of every boot)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(17, f"no free temporary name beside {name} in {directory}")
 
 
 def append_record(path: str, record: bytes, limit: int, mode: int = 0o600) -> None:

@@ -15,22 +15,22 @@ import re
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ProviderError, has_control
 from provider_rke2.fsio import open_regular
-from provider_rke2.paths import RELEASE_PREFIX, Paths
+from provider_rke2.paths import PREFIXES, RELEASE_PREFIX, Paths
 from provider_rke2.protocol import Response
+from provider_rke2.record import record
 from provider_rke2.rke2version import OUTPUT
 
 PROVIDER = "rke2"
-# Images built before RKE2 went under the path table's prefix carry it here.
-IMAGE_PREFIX = "/usr"
 MAX_MEMBERS = 1000
 MAX_RELEASE_BYTES = 1 << 30
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+# The version RKE2's build stamps into its binary (k3s' version.Version).
+_STAMPED = re.compile(rb"v\d{1,4}\.\d{1,4}\.\d{1,4}(?:-rc\d{1,4})?\+rke2r\d{1,4}")
 
 # Runs `binary --version`; returns its output, or None when it cannot run.
 VersionProbe = Callable[[str], Optional[str]]
@@ -40,8 +40,10 @@ class InstallError(ProviderError):
     """The RKE2 artefacts cannot be installed; nothing was changed."""
 
 
-@dataclass(frozen=True)
+@record
 class InstallRequest:
+    """What init.provider.install was asked: the artefacts, the prefix, the root, the architecture."""
+
     artifacts: str
     prefix: str
     root: str
@@ -60,9 +62,9 @@ def info(probe: VersionProbe, candidates: List[str]) -> Response:
 
 
 def binaries(root: str) -> List[str]:
-    """Where an image may hold RKE2: the root's own binary (the path table's), then /usr/bin."""
-    found = [Paths(root).binary, IMAGE_PREFIX + "/bin/rke2"]
-    return sorted(set(found), key=found.index)
+    """Where RKE2 may be under the root, in the order every reader looks (paths.located)."""
+    base = Paths(root)
+    return [base.under(prefix) + "/bin/rke2" for prefix in PREFIXES]
 
 
 def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest]:
@@ -93,9 +95,8 @@ def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest
     root = _absolute(config, "root", "/")
     return InstallRequest(
         artifacts=artifacts,
-        # The path table's prefix under the root, so that `paths`, the binary
-        # init.provider.info finds first and the agent-mode unit drop-in agree.
-        prefix=_absolute(config, "prefix", Paths(root).install_prefix),
+        # Where every reader of the root looks first for a fresh install (paths.IMAGE_PREFIX).
+        prefix=_absolute(config, "prefix", Paths(root).default_prefix),
         root=root,
         arch=arch,
         version=str(payload.get("version") or ""),
@@ -110,19 +111,53 @@ def _absolute(config: Mapping[str, Any], key: str, default: str) -> str:
     return path if value else ""
 
 
-def install(req: InstallRequest) -> Response:
-    """Verify, stage, then move into place; on any error before the move nothing is changed."""
+def install(req: InstallRequest, probe: VersionProbe) -> Response:
+    """Verify, stage, read the release's own version, then move into place; on any error
+    before the move (a release other than the one asked for included) nothing is changed."""
     archive, actual = verified_archive(req.artifacts, req.arch)
     os.makedirs(req.prefix, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".provider-rke2-install.", dir=req.prefix)
     try:
         members = unpack_release(archive, staging, req.prefix)
+        version = release_version(os.path.join(staging, "bin", "rke2"), probe)
+        if req.version and version and not _same_release(req.version, version):
+            raise InstallError(
+                f"{archive} holds RKE2 {version}, not the {req.version} asked for: nothing installed"
+            )
         installed = _move_into_place(staging, req.prefix, members)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     installed += lay_down_scripts(req.root)
-    data = {"provider": PROVIDER, "version": req.version, "prefix": req.prefix, "sha256": actual}
-    return Response(state="success", data=json.dumps(data), log="installed " + " ".join(installed))
+    data = {"provider": PROVIDER, "version": version, "prefix": req.prefix, "sha256": actual}
+    log = "installed " + " ".join(installed)
+    if not version:
+        log += f"\nwarning: the release's version could not be read from {archive}"
+    return Response(state="success", data=json.dumps(data), log=log)
+
+
+def release_version(binary: str, probe: VersionProbe) -> str:
+    """The RKE2 version of a release's binary: its `--version`, else (an image built for
+    another architecture cannot run it) the version its build stamped into it; "" if neither."""
+    match = OUTPUT.search(probe(binary) or "")
+    if match:
+        return match.group(1)
+    counts: Dict[str, int] = {}
+    tail = b""
+    try:
+        with open_regular(binary) as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                for found in _STAMPED.findall(tail + block):
+                    counts[found.decode()] = counts.get(found.decode(), 0) + 1
+                tail = block[-64:]  # a version across two reads; a repeat only adds to its count
+    except OSError:
+        return ""
+    return max(counts, key=lambda v: counts[v]) if counts else ""
+
+
+def _same_release(asked: str, found: str) -> bool:
+    """v1.31.2+rke2r1 is what `v1.31.2+rke2r1`, `1.31.2+rke2r1` and `v1.31.2` ask for."""
+    asked, found = asked.lstrip("v"), found.lstrip("v")
+    return found == asked or ("+" not in asked and found.split("+")[0] == asked)
 
 
 def lay_down_scripts(root: str) -> List[str]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, ContextManager, List, Mapping, Optional, Sequence, Tuple
 
 from provider_rke2 import root as roots
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.eventlog import JOURNAL_SOCKET, LIMIT
 from provider_rke2.events import MAX_EVENT_BYTES
+from provider_rke2.record import record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, ContextManager, List, Mapping, Optional, Sequence, Tuple
 
 MAX_SCRIPT_OUTPUT = 8192
 VERSION_TIMEOUT = 30.0
@@ -17,8 +20,10 @@ SYSTEMCTL_TIMEOUT = 180.0  # a stop waits for RKE2 to end its containers' shims
 MAX_DROP_IN = 1024 * 1024  # bytes read of another tool's config.d drop-in
 
 
-@dataclass(frozen=True)
+@record
 class ScriptResult:
+    """How a command ran: its status and the end of its output."""
+
     path: str
     returncode: Optional[int]  # None: killed at the time limit
     output: str
@@ -43,6 +48,12 @@ class LocalNode:
 
         argv0 = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
         return argv0 if argv0 and not argv0.endswith(".py") and os.path.isfile(argv0) else DEFAULT_EXECUTABLE
+
+    def paths(self, root: str) -> Any:
+        """The paths of `root` with RKE2 where this node really has it (paths.located)."""
+        from provider_rke2.paths import located
+
+        return located(root, os.path.isfile)
 
     def emit(self, path: str, entry: dict) -> None:
         from provider_rke2 import eventlog
@@ -105,6 +116,7 @@ class LocalNode:
             rke2_drop_ins=tuple(_yaml_files(paths.rke2_drop_in_dir)),
             has_state=has_rke2_state,
             resolve=os.path.realpath,
+            prefix=self.paths(paths.root).prefix,
         )
 
     def remove_file(self, path: str) -> bool:

@@ -7,23 +7,40 @@ from __future__ import annotations
 
 import posixpath
 import shlex
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
 from provider_rke2.errors import has_control
+from provider_rke2.record import record
 from provider_rke2.root import STYLUS_ENVIRONMENT
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Tuple
 
 # Kairos reads the provider's output here in both modes (the Go SDK's default).
 CLUSTER_OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
+# Where the Kairos agent looks for providers after $PATH: the image's directory, and the one
+# providers shipped as systemd-sysext images use.
+PROVIDER_DIRS = ("/system/providers", "/usr/local/system/providers")
+# Where the boot stages run cloud-configs from (kairos-agent's cloud-init paths): the
+# *.yaml and *.yml files anywhere below them, nothing else.
+CLOUD_CONFIG_DIRS = ("/system/oem", "/oem", "/usr/local/cloud-config")
 
 # RKE2's own default data dir. Nodes the Go provider ran in agent mode keep their
 # state here: it never put the data dir under the root.
 DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
 
 UNITS = ("rke2-server.service", "rke2-agent.service")
-# Where RKE2's release installs itself (its units name this prefix) and where RKE2 lives
-# below the root.
+# Where RKE2's release installs itself: its units name this prefix, and so do the seed's
+# path table and agent mode (<root>/usr/local).
 RELEASE_PREFIX = "/usr/local"
+# Where an appliance image gets RKE2: on an installed Kairos node the persistent partition
+# is mounted over /usr/local, hiding what the image held there, and /opt is persistent
+# (an image's copy would outlive OS upgrades); /usr is the image's own, replaced with it.
+IMAGE_PREFIX = "/usr"
+# Where RKE2 may be below a root, in the order it is looked for: its release's default,
+# an image's, and the one RKE2's install.sh takes when /usr/local is a mount point or
+# read-only (it then moves the units to /etc/systemd/system).
+PREFIXES = (RELEASE_PREFIX, IMAGE_PREFIX, "/opt/rke2")
 # systemd's directories for the units and links an administrator or a runtime enable makes.
 SYSTEMD_DIRS = ("/etc/systemd/system", "/run/systemd/system")
 WATCHER_UNIT = "provider-rke2-wait-ready.service"
@@ -61,9 +78,14 @@ _CNI_DIRS = ("/etc/cni", "/opt/cni/bin", "/var/lib/cni")
 _POD_LOG_DIRS = ("/var/log/pods", "/var/log/containers")
 
 
-@dataclass(frozen=True)
+@record
 class Paths:
+    """Every path of one root; `prefix` where RKE2 is installed under it."""
+
     root: str = "/"
+    # Where RKE2 is installed (absolute, the root included); "" for the root's default.
+    # A node's own is found by `located`.
+    prefix: str = ""
 
     def under(self, path: str) -> str:
         """`path` (absolute) below the root."""
@@ -126,7 +148,12 @@ class Paths:
     @property
     def install_prefix(self) -> str:
         """Where RKE2's release tarball is installed: bin/rke2, lib/systemd/system, share/rke2."""
-        return self.under(RELEASE_PREFIX)
+        return self.prefix or self.default_prefix
+
+    @property
+    def default_prefix(self) -> str:
+        """Where RKE2 goes when it is installed under this root (see IMAGE_PREFIX)."""
+        return self.under(RELEASE_PREFIX) if self.agent_mode else IMAGE_PREFIX
 
     @property
     def binary(self) -> str:
@@ -232,19 +259,25 @@ class Paths:
         """NO_PROXY with the node's own subnets, written when the unit starts."""
         return f"{self.state_dir}/{unit_name(unit)}.no-proxy.env"
 
-    def reset_plan(self, data_dir: str, kubelet_dir: str) -> ResetPlan:
-        """Everything `cluster.reset` removes on this node (README: "What a reset removes")."""
-        owned = (self.config_dir, self.node_dir, self.binary, self.install_prefix + "/share/rke2")
-        owned += tuple(
-            f"{self.install_prefix}/lib/systemd/system/{unit_name(unit)}{suffix}"
+    def release_files(self) -> Tuple[str, ...]:
+        """What RKE2's release installed at the prefix."""
+        prefix = self.install_prefix
+        files = (self.binary, prefix + "/share/rke2")
+        files += tuple(
+            f"{prefix}/lib/systemd/system/{unit_name(unit)}{suffix}"
             for unit in UNITS
             for suffix in (".service", ".env")
         )
-        owned += tuple(
-            f"{self.install_prefix}/bin/{name}" for name in ("rke2-killall.sh", "rke2-uninstall.sh")
-        )
+        return files + tuple(f"{prefix}/bin/{name}" for name in ("rke2-killall.sh", "rke2-uninstall.sh"))
+
+    def reset_plan(self, data_dir: str, kubelet_dir: str) -> ResetPlan:
+        """Everything `cluster.reset` removes on this node (README: "What a reset removes")."""
+        # RKE2 in an appliance image's /usr is the read-only OS's own: it stays.
+        installed = self.agent_mode or self.install_prefix != IMAGE_PREFIX
+        owned = (self.config_dir, self.node_dir, *(self.release_files() if installed else ()))
         owned += tuple(self.env_file(unit) for unit in UNITS)
-        owned += (self.log_file, self.state_dir, self.upgrade_dir, self.upgrade_plan_dir)
+        owned += (self.log_file, self.state_dir)
+        owned += (self.upgrade_dir, self.upgrade_plan_dir) if installed else ()
         # RKE2's own places: it owns them whole.
         if data_dir in (self.data_dir, DEFAULT_DATA_DIR):
             owned += (data_dir,)
@@ -285,7 +318,7 @@ class Paths:
         ]
 
 
-@dataclass(frozen=True)
+@record
 class ResetPlan:
     """What a reset removes: handed to the node scripts in their environment, and kept
     beside them (rke2-paths.env) for an operator who runs them by hand."""
@@ -334,6 +367,21 @@ def is_system_dir(path: str, paths: Paths) -> bool:
         or path == paths.root
         or (paths.agent_mode and path.startswith(paths.root + "/") and path[len(paths.root) :] in SYSTEM_DIRS)
     )
+
+
+def located(root: str, is_file: Callable[[str], bool]) -> Paths:
+    """The paths of this root with RKE2 where it really is (the first of PREFIXES that holds
+    bin/rke2), else where it would be installed; `is_file` is the edge's look at the node."""
+    base = Paths(root)
+    for prefix in PREFIXES:
+        if is_file(base.under(prefix) + "/bin/rke2"):
+            return Paths(root, base.under(prefix))
+    return base
+
+
+def runs_at_boot(path: str) -> bool:
+    """Whether Kairos's boot stages run a cloud-config at `path` (see CLOUD_CONFIG_DIRS)."""
+    return path.endswith((".yaml", ".yml")) and any(path.startswith(d + "/") for d in CLOUD_CONFIG_DIRS)
 
 
 def is_clean_absolute(path: str) -> bool:

@@ -7,22 +7,29 @@ not handle are answered without importing either.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Dict
 
 from provider_rke2.errors import JSON_KINDS, EventError, has_control, kind_of
 from provider_rke2.events import MAX_EVENT_BYTES
+from provider_rke2.record import as_dict, record, replace
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict
 
 
-@dataclass(frozen=True)
+@record
 class Event:
+    """One event as the agent sends it: its name, and its payload inline or in a file."""
+
     name: str
     data: str
     file: str
 
 
-@dataclass(frozen=True)
+@record
 class Response:
+    """The one JSON object the agent reads back."""
+
     state: str = ""
     data: str = ""
     error: str = ""
@@ -30,7 +37,7 @@ class Response:
 
     def to_json(self) -> str:
         # ASCII: any text (a lone surrogate from a broken path included) can be written.
-        return json.dumps(asdict(self))
+        return json.dumps(as_dict(self))
 
     def noted(self, text: str) -> Response:
         """The same response with `text` appended to its log, on lines of its own."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
-
 from provider_rke2.errors import EventError, ProviderError
 from provider_rke2.events import BOOT, INFO, INSTALL, RESET
 from provider_rke2.protocol import Event, Response, payload
+from provider_rke2.record import Factory, record
 from provider_rke2.root import Root
 from provider_rke2.secrets import in_config, in_section
 
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
+    from typing import Any, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
+
     from provider_rke2.spec import Section
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
@@ -22,50 +23,56 @@ RESET_TIMEOUT = 600
 LOCK_WAIT = 30.0
 
 
-@dataclass
+@record(frozen=False)
 class Context:
     """What a handler learns that the edge needs: secrets to scrub, where and for whom to log."""
 
-    secrets: Set[str] = field(default_factory=set)
+    secrets: Set[str] = Factory(set)
     root: Optional[Root] = None
     role: str = ""
-    events: List[Tuple[str, str]] = field(default_factory=list)  # (type, message) for the event log
+    events: List[Tuple[str, str]] = Factory(list)  # (type, message) for the event log
 
 
-class Node(Protocol):
-    """What a handler may do to the machine it runs on."""
+if TYPE_CHECKING:
 
-    def read_text(self, path: str) -> str: ...
+    class Node(Protocol):
+        """What a handler may do to the machine it runs on."""
 
-    def write_private(self, path: str, text: str) -> None: ...
+        def read_text(self, path: str) -> str: ...
 
-    def stylus_root(self) -> Root: ...
+        def write_private(self, path: str, text: str) -> None: ...
 
-    def run_script(self, installed: str, root: Root, timeout: float, paths_env: Mapping[str, str]) -> Any: ...
+        def stylus_root(self) -> Root: ...
 
-    def facts(self, paths: Any) -> Any: ...
+        def run_script(
+            self, installed: str, root: Root, timeout: float, paths_env: Mapping[str, str]
+        ) -> Any: ...
 
-    def remove_file(self, path: str) -> bool: ...
+        def facts(self, paths: Any) -> Any: ...
 
-    def version_of(self, binary: str) -> Optional[str]: ...
+        def remove_file(self, path: str) -> bool: ...
 
-    def machine(self) -> str: ...
+        def version_of(self, binary: str) -> Optional[str]: ...
 
-    def append_log(self, path: str, text: str) -> None: ...
+        def machine(self) -> str: ...
 
-    def emit(self, path: str, entry: dict) -> None: ...
+        def append_log(self, path: str, text: str) -> None: ...
 
-    def executable(self) -> str: ...
+        def emit(self, path: str, entry: dict) -> None: ...
 
-    def read_state(self, path: str) -> Optional[str]: ...
+        def executable(self) -> str: ...
 
-    def write_state(self, path: str, text: str) -> None: ...
+        def read_state(self, path: str) -> Optional[str]: ...
 
-    def fingerprint_key(self, path: str) -> bytes: ...
+        def write_state(self, path: str, text: str) -> None: ...
 
-    def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]: ...
+        def fingerprint_key(self, path: str) -> bytes: ...
 
-    def finish_upgrade(self, paths: Any, by: str) -> Optional[str]: ...
+        def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]: ...
+
+        def finish_upgrade(self, paths: Any, by: str) -> Optional[str]: ...
+
+        def paths(self, root: str) -> Any: ...
 
 
 def handle(event: Event, node: Node, context: Optional[Context] = None) -> Response:
@@ -83,7 +90,7 @@ def handle(event: Event, node: Node, context: Optional[Context] = None) -> Respo
         request = imagebuild.request(payload(event, node.read_text), node.machine())
         if request is None:
             return Response(state="non-applicable", log="not an rke2 install request")
-        return imagebuild.install(request)
+        return imagebuild.install(request, node.version_of)
     return Response()
 
 
@@ -113,11 +120,10 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
     if section is None:
         return Response(log=NO_CLUSTER)
     # Imported here: the YAML and schema code is for the events that need it.
-    from provider_rke2.paths import Paths
     from provider_rke2.spec import root_for_section
 
     root = root_for_section(section.data, context.root)
-    paths = Paths(root.path)
+    paths = node.paths(root.path)  # where RKE2 is: an interrupted upgrade is rolled back there
     with node.lock(paths.lock_file, LOCK_WAIT, BOOT):
         return _boot_locked(section, root, paths, node, context)
 
@@ -180,7 +186,6 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
     if section is None:
         return Response(log=NO_CLUSTER_TO_RESET)
     from provider_rke2.cluster import DEFAULT_OUTPUT_PATH
-    from provider_rke2.paths import Paths
     from provider_rke2.spec import reset_dirs, root_for_section
 
     # A reset must work even when the rest of the section no longer validates:
@@ -190,7 +195,7 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
     data = section.data
     role = data.get("role") if isinstance(data, dict) else None
     context.role = role if isinstance(role, str) else ""
-    paths = Paths(root.path)
+    paths = node.paths(root.path)
     facts = node.facts(paths)
     plan = paths.reset_plan(*reset_dirs(section, paths, facts))
     with node.lock(paths.lock_file, LOCK_WAIT, RESET):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import Problem, has_control
 from provider_rke2.rke2config import (
@@ -21,11 +20,15 @@ from provider_rke2.rke2config import (
     list_items,
 )
 
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
+
+    EnvPairs = List[Tuple[str, str]]
+
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 SERVICE_SUFFIXES = (".svc", ".svc.cluster", ".svc.cluster.local")
 LOOPBACK = ("127.0.0.0/8", "::1", "localhost")
-
-EnvPairs = List[Tuple[str, str]]
 
 
 def proxy_environment(

@@ -14,10 +14,10 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, List, Optional, TextIO, Tuple
 
 from provider_rke2 import eventlog
+from provider_rke2.record import record
 
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 SUPERVISOR_PING = "https://127.0.0.1:9345/ping"
@@ -26,8 +26,10 @@ SUPERVISOR_PING = "https://127.0.0.1:9345/ping"
 Probe = Callable[[float], Tuple[bool, str]]
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
+    """How a wait for readiness ended."""
+
     ready: bool
     waited: float
     detail: str

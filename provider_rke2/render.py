@@ -4,18 +4,20 @@ breaks its own schema is a provider bug (OutputError). No I/O."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import shlex
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 from provider_rke2 import datadir, rke2config, schema, stages, yip
 from provider_rke2.errors import OutputError, Problem
-from provider_rke2.paths import images_dir
+from provider_rke2.fingerprint import keyed
+from provider_rke2.paths import PROVIDER_DIRS, images_dir
+from provider_rke2.record import record
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import APPLIANCE_ROOT, FROM_DEFAULT, Root
 from provider_rke2.spec import NO_FACTS, NodeFacts, NodeSpec, Section, check, read_section, root_for_section
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 OUTPUT_MODE = 0o600
 APPLIANCE = Root(APPLIANCE_ROOT, FROM_DEFAULT)
@@ -29,11 +31,13 @@ _MERGED_HEADER = (
 
 
 # Where Kairos keeps providers; the readiness watcher runs this executable.
-DEFAULT_EXECUTABLE = "/system/providers/agent-provider-rke2"
+DEFAULT_EXECUTABLE = PROVIDER_DIRS[0] + "/agent-provider-rke2"
 
 
-@dataclass(frozen=True)
+@record
 class Rendered:
+    """A render's result: the YIP text, where it goes, and what the boot records of it."""
+
     path: str
     text: str
     role: str
@@ -109,7 +113,7 @@ def build_document(
         proxy_step.files[0].content if proxy_step else "",
         *(drop_in.content for drop_in in drop_ins),
     ]
-    fingerprint = hmac.new(key, "\0".join(material).encode("utf-8"), hashlib.sha256).hexdigest()
+    fingerprint = keyed(key, "\0".join(material).encode("utf-8"))
     watcher = " ".join(
         shlex.quote(part)
         for part in (

@@ -14,14 +14,14 @@ import fnmatch
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from provider_rke2 import eventlog
 from provider_rke2.errors import printable
 from provider_rke2.fsio import open_regular
-from provider_rke2.paths import SYSTEMD_DIRS, UNITS, Paths
+from provider_rke2.paths import SYSTEMD_DIRS, UNITS, Paths, located
+from provider_rke2.record import record
 from provider_rke2.root import STYLUS_ENVIRONMENT, Root
 from provider_rke2.timespec import record_time
 
@@ -126,10 +126,10 @@ def status_text(report: Dict[str, Any]) -> str:
         _last_upgrade_line(upgrade),
         "last events:",
     ]
-    for kind, record in report["last_events"].items():
+    for kind, entry in report["last_events"].items():
         lines.append(
-            printable(f"  {kind:14}  {record.get('time', '')!s}  {record.get('message', '')!s}")
-            if record
+            printable(f"  {kind:14}  {entry.get('time', '')!s}  {entry.get('message', '')!s}")
+            if entry
             else f"  {kind:14}  never"
         )
     return "\n".join(lines) + "\n"
@@ -144,10 +144,10 @@ def _last_upgrade_line(upgrade: Optional[Dict[str, Any]]) -> str:
 
 def last_upgrade(records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """The last record an upgrade left (upgrade.outcome: upgraded, rolled_back, refused, failed)."""
-    for record in reversed(records):
-        details = record.get("upgrade")
+    for entry in reversed(records):
+        details = entry.get("upgrade")
         if isinstance(details, dict) and details.get("outcome"):
-            return {**record, "outcome": str(details["outcome"])}
+            return {**entry, "outcome": str(details["outcome"])}
     return None
 
 
@@ -181,8 +181,10 @@ PATTERNS = (AGENT_UNITS, APPLIANCE_UNITS)
 SYSTEMD_RUNNING = "/run/systemd/system"  # sd_booted(3): systemd is the init here
 
 
-@dataclass(frozen=True)
+@record
 class Evidence:
+    """What `mode` saw of the node: the boot's command line, the environment file, the units."""
+
     cmdline: Optional[str]  # None: unreadable
     env_file: bool
     units_from: str  # where the unit names were looked up
@@ -295,13 +297,13 @@ def paths_json(root: Root) -> str:
     report = {
         "mode": "agent" if root.agent_mode else "appliance",
         "root": {"path": root.path, "source": root.source},
-        "paths": dict(Paths(root.path).table()),
+        "paths": dict(located(root.path, os.path.isfile).table()),
     }
     return json.dumps(report, indent=2) + "\n"
 
 
 def path_table(root: Root) -> str:
-    paths = Paths(root.path)
+    paths = located(root.path, os.path.isfile)
     rows = paths.table()
     width = max(len(purpose) for purpose, _ in rows)
     lines = [

@@ -9,15 +9,17 @@ for a boolean, a number that is not one) is an error. Warnings never block a boo
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 from functools import cache
-from typing import Any, List, Mapping, Tuple
 
 from provider_rke2.errors import Problem
 from provider_rke2.rke2config import list_items
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, List, Mapping, Tuple
 
 # What Go's strconv.ParseBool and time.ParseDuration accept, as RKE2 parses flags.
 _GO_BOOL = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
@@ -69,6 +71,8 @@ def _unknown(path: str, name: str, role: str, known: Mapping[str, Any]) -> Probl
         return Problem(
             path, f"a k3s option RKE2 does not have; RKE2 logs 'Unknown flag' and skips it{instead}"
         )
+    import difflib  # only for an option RKE2 does not know
+
     close = difflib.get_close_matches(name, known["keys"], n=1, cutoff=0.75)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return Problem(path, f"not an RKE2 option; RKE2 logs 'Unknown flag' and skips it{hint}")

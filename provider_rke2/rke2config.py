@@ -16,17 +16,19 @@ Merge rules (the README repeats them for users):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-
 from provider_rke2 import yamlwrite
 from provider_rke2.cluster import Cluster
 from provider_rke2.errors import ConfigError, Problem, kind_of
 from provider_rke2.paths import Paths
+from provider_rke2.record import record
 from provider_rke2.secrets import SECRET_KEYS
 from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config
 
-RKE2Config = Dict[str, Any]
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+    RKE2Config = Dict[str, Any]
 
 
 # Options whose values RKE2 splits on commas itself (k3s SplitStringSlice); for
@@ -52,7 +54,7 @@ USER_DROP_IN = "90_userdata.yaml"
 PROVIDER_DROP_IN = "99_userdata.yaml"
 
 
-@dataclass(frozen=True)
+@record
 class DropIn:
     """Another tool's `config.d/*.yaml`: its settings as written, or why it is skipped."""
 

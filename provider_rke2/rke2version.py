@@ -8,15 +8,21 @@ a patch or RKE2 release change is always allowed. Versions read like
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Optional, Tuple
+
+from provider_rke2.record import record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 OUTPUT = re.compile(r"\brke2 version (v\S+)")
 _VERSION = re.compile(r"v(\d{1,4})\.(\d{1,4})\.(\d{1,4})(?:-([0-9A-Za-z.-]{1,40}))?(?:\+rke2r(\d{1,4}))?")
 
 
-@dataclass(frozen=True)
+@record
 class Version:
+    """An RKE2 release version, in parts."""
+
     text: str
     major: int
     minor: int

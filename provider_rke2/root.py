@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
-from typing import Mapping, Optional
 
 from provider_rke2.errors import ConfigError, Problem
+from provider_rke2.record import record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 STYLUS_ENVIRONMENT = "/etc/spectro/environment"
 VARIABLE = "STYLUS_ROOT"
@@ -31,8 +34,10 @@ _SAFE = re.compile(r"/[A-Za-z0-9._+@/-]*")  # whole strings only (fullmatch): `$
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
+@record
 class Root:
+    """The root RKE2 lives under, and where that came from."""
+
     path: str
     source: str
 

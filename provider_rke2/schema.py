@@ -15,9 +15,12 @@ import json
 import os
 import re
 from functools import cache
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from provider_rke2.errors import YAML_KINDS, Problem, kind_of
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 YIP = "yip.schema.json"
 CLUSTER = "cluster.schema.json"

@@ -6,16 +6,26 @@ config, can carry them; scrubbed in one place, `cli.run_event`, just before outp
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Set
-from urllib.parse import urlsplit
-
 from provider_rke2.errors import printable
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Optional, Set
 
 REDACTED = "<redacted>"
 # RKE2 options whose values are secrets.
 SECRET_KEYS = frozenset(
     {"token", "t", "agent-token", "etcd-s3-secret-key", "etcd-s3-access-key", "etcd-s3-session-token"}
 )
+
+
+def _url_password(value: str) -> Optional[str]:
+    from urllib.parse import urlsplit  # only for a value that can hold credentials
+
+    try:
+        return urlsplit(value).password
+    except ValueError:
+        return None
 
 
 def in_section(section: Any, config: Any = None) -> Set[str]:
@@ -29,10 +39,7 @@ def in_section(section: Any, config: Any = None) -> Set[str]:
     env = section.get("env")
     if isinstance(env, dict):
         for value in _texts(env.values()):
-            try:
-                password = urlsplit(value).password
-            except ValueError:
-                password = None
+            password = _url_password(value) if "@" in value else None  # no userinfo without "@"
             if password:
                 found.add(password)
     text = section.get("config")

@@ -8,18 +8,20 @@ rke2check.py, the data dir in datadir.py); `agent.boot`, `cluster.reset`, `rende
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-
 from provider_rke2 import datadir, proxy, rke2check, rke2config, schema
 from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
 from provider_rke2.errors import ConfigError, Problem, ProviderError, kind_of
 from provider_rke2.paths import Paths, is_clean_absolute, is_system_dir
+from provider_rke2.record import record
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import Root, with_cluster_root
 from provider_rke2.yamlread import YAMLSyntaxError, load_cloud_config
 
-SchemaCheck = Callable[[Any, Mapping[str, Any], str], List[Problem]]
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+    SchemaCheck = Callable[[Any, Mapping[str, Any], str], List[Problem]]
 
 
 def _nothing_there(path: str) -> bool:
@@ -30,21 +32,22 @@ def _as_is(path: str) -> str:
     return path
 
 
-@dataclass(frozen=True)
+@record
 class NodeFacts:
     """What a check needs to know of the node it is for, read by the edge (node.py)."""
 
     recorded_data_dir: Optional[str] = None  # the data dir of this node's last render
     drop_ins: Tuple[DropIn, ...] = ()  # other tools' config.d/*.yaml
     rke2_drop_ins: Tuple[str, ...] = ()  # names of the files in RKE2's own config.yaml.d/
-    has_state: Callable[[str], bool] = field(default=_nothing_there)  # RKE2 cluster state in a data dir?
-    resolve: Callable[[str], str] = field(default=_as_is)  # a path with its links followed
+    has_state: Callable[[str], bool] = _nothing_there  # RKE2 cluster state in a data dir?
+    resolve: Callable[[str], str] = _as_is  # a path with its links followed
+    prefix: str = ""  # where RKE2 is installed ("": not found, the root's default)
 
 
 NO_FACTS = NodeFacts()
 
 
-@dataclass(frozen=True)
+@record
 class NodeSpec:
     """Everything a render writes, decided and checked."""
 
@@ -57,13 +60,14 @@ class NodeSpec:
     kubelet_dir: str
     proxy_env: List[Tuple[str, str]]  # the unit's proxy environment; empty without a proxy
     warnings: Tuple[Problem, ...]
+    prefix: str = ""  # NodeFacts.prefix
 
     @property
     def paths(self) -> Paths:
-        return Paths(self.root.path)
+        return Paths(self.root.path, self.prefix)
 
 
-@dataclass(frozen=True)
+@record
 class Section:
     """A cloud-config's `cluster:` section as written, with the user's RKE2 config read once
     (for its secrets, then its check): `config` None when it cannot be read, and why."""
@@ -112,7 +116,7 @@ def check(
     section: Section, root: Root, facts: NodeFacts = NO_FACTS, schema_check: SchemaCheck = schema.problems
 ) -> NodeSpec:
     """The node's specification; ConfigError with every problem, and the warnings found."""
-    paths = Paths(root.path)
+    paths = Paths(root.path, facts.prefix)
     problems: List[Problem] = []
     warnings: List[Problem] = []
     cluster = _cluster(section, schema_check, problems, warnings)
@@ -154,8 +158,9 @@ def check(
     pairs = proxy.proxy_environment(cluster.env, merged, cluster.control_plane_host)
     merged_drop_ins = tuple(d for d in facts.drop_ins if d.config is not None)
     return NodeSpec(
-        cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(warnings)
-    )
+        cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(warnings),
+        facts.prefix,
+    )  # fmt: skip
 
 
 def _cluster(

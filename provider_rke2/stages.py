@@ -6,15 +6,20 @@ safe when any step before it failed, and to be run again on every boot.
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 from shlex import quote
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from provider_rke2.paths import WATCHER_UNIT, Paths, unit_links, unit_name
-from provider_rke2.proxy import EnvPairs, env_file_text
+from provider_rke2.proxy import env_file_text
+from provider_rke2.record import replace
 from provider_rke2.root import STYLUS_ENVIRONMENT
 from provider_rke2.yip import Directory, File, Step
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
+
+    from provider_rke2.proxy import EnvPairs
 
 STAGE = "boot.before"
 READ_ONLY = 0o400
@@ -279,9 +284,7 @@ def private_first(steps: Sequence[Step]) -> List[Step]:
     # about a missing one): any output at all means a file is not safe to fill.
     safe = f'[ -z "$(find {paths} -prune \\( ! -type f -o ! -user 0 -o -perm /077 \\) -print 2>&1)" ]'
     first = writes.index(True)
-    guarded_steps = [
-        dataclasses.replace(s, only_if=_both(s.only_if, safe)) if w else s for s, w in zip(steps, writes)
-    ]
+    guarded_steps = [replace(s, only_if=_both(s.only_if, safe)) if w else s for s, w in zip(steps, writes)]
     return [*guarded_steps[:first], guard, *guarded_steps[first:]]
 
 

@@ -15,10 +15,10 @@ import os
 import re
 import shutil
 import stat
-from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 from provider_rke2.errors import ProviderError
+from provider_rke2.record import record
 
 # A release file's name, relative to the prefix: what a journal may list.
 RELATIVE_NAME = re.compile(r"(?:[A-Za-z0-9_+-][A-Za-z0-9._+-]*/)*[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
@@ -32,8 +32,10 @@ class SwapError(ProviderError):
     """A file of the release could not be staged, swapped or restored."""
 
 
-@dataclass(frozen=True)
+@record
 class SwapSet:
+    """A release's files and where they swap with the installed ones."""
+
     prefix: str  # where the release is installed (<root>/usr/local)
     top: str  # the upgrade's own directory beside it
     files: Tuple[str, ...]  # the release's files, relative to prefix (bin/rke2, ...)

@@ -17,12 +17,12 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 from provider_rke2 import eventlog, rke2version
 from provider_rke2.errors import ProviderError, Terminated
 from provider_rke2.paths import UNITS, Paths, server_ca, snapshot_dir, unit_for
+from provider_rke2.record import Factory, as_dict, record
 from provider_rke2.swap import (
     SwapError,
     SwapSet,
@@ -74,8 +74,10 @@ class Machine(Protocol):
     def write_state(self, path: str, text: str) -> None: ...
 
 
-@dataclass(frozen=True)
+@record
 class Request:
+    """What `upgrade` was asked."""
+
     artifacts: str
     role: str = ""
     timeout: float = 900.0
@@ -85,8 +87,10 @@ class Request:
     supervisor_url: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
+    """What an upgrade will do, decided before anything changes."""
+
     root: str
     role: str
     role_from: str
@@ -105,24 +109,26 @@ class Plan:
     timeout: float
 
 
-@dataclass
+@record(frozen=False)
 class Result:
+    """How an upgrade ended, and what it says."""
+
     outcome: str
     message: str
     plan: Optional[Plan] = None
     took: float = 0.0
     snapshot: str = ""
     probe: str = ""
-    notes: List[str] = field(default_factory=list)
+    notes: List[str] = Factory(list)
 
     @property
     def exit_status(self) -> int:
         return EXIT[self.outcome]
 
     def to_json(self) -> str:
-        report = {k: v for k, v in asdict(self).items() if k != "plan"}
+        report = {k: v for k, v in as_dict(self).items() if k != "plan"}
         report["exit_status"] = self.exit_status
-        report["plan"] = asdict(self.plan) if self.plan else None
+        report["plan"] = as_dict(self.plan) if self.plan else None
         return json.dumps(report, indent=2) + "\n"
 
     def text(self) -> str:

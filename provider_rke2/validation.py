@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from provider_rke2 import schema, spec
 from provider_rke2.errors import ConfigError, OutputError, Problem
+from provider_rke2.record import record
 from provider_rke2.render import rendered
 from provider_rke2.root import Root
 from provider_rke2.yamlread import YAMLSyntaxError, line_numbers, load_cloud_config
 
 
-@dataclass(frozen=True)
+@record
 class Finding:
+    """One problem `validate` reports, with its place in the file."""
+
     level: str  # "error" or "warning"
     problem: Problem
     line: int  # 1-based; 0 when the problem has no place in the file

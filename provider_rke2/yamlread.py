@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, ClassVar, Optional
 
 import yaml
 
 from provider_rke2.yamlwrite import BOOL_WORDS, TRUE_WORDS
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = re.compile("^(?:" + "|".join(f"{w}|{w.capitalize()}|{w.upper()}" for w in BOOL_WORDS) + ")$")
@@ -98,7 +101,92 @@ class YAMLSyntaxError(ValueError):
 
 def load_cloud_config(text: str) -> Any:
     """The merged cloud-config, scalars as text."""
-    return _load(text, _TextLoader)
+    skeleton, blocks = _lift_literal_blocks(text)
+    loaded = _load(skeleton, _TextLoader)
+    return _put_back(loaded, blocks) if blocks else loaded
+
+
+# PyYAML scans a literal block a character at a time in Python: a `config: |` of 5,000 lines
+# cost 40 ms. Where a document's every block scalar is a plain `key: |` or `key: |-` of the
+# simplest shape, its lines are taken here instead: the key gets a token PyYAML reads as
+# text, the lines it held are left empty (every other line keeps its number, for errors),
+# and the block's text replaces the token afterwards. Anything else (another block style,
+# tabs, odd line breaks, a quote or bracket outside such a block, a text that does not end
+# in a line break) leaves the document to PyYAML whole; the tests check the two agree.
+_LITERAL_START = re.compile(r"( *)([A-Za-z0-9_][A-Za-z0-9_.-]*): +\|(-?) *")
+_ANY_BLOCK_START = re.compile(r"(?:^|[\s:-])[|>][-+0-9]*\s*(?:#.*)?$")
+_UNBALANCED = re.compile(r"[\"'{}\[\]]")
+_OTHER_BREAKS = ("\t", "\r", "\ufeff", "\x85", "\u2028", "\u2029")
+
+
+def _lift_literal_blocks(text: str) -> Tuple[str, Dict[str, str]]:
+    # Line breaks a split on "\n" would not see, and characters the reader refuses (in
+    # the lines it no longer reads too): PyYAML reads such a document itself.
+    if any(c in text for c in _OTHER_BREAKS) or yaml.reader.Reader.NON_PRINTABLE.search(text):
+        return text, {}
+    token = _token(text)
+    if token is None:
+        return text, {}
+    lines = text.split("\n")
+    blocks: Dict[str, str] = {}
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        start = _LITERAL_START.fullmatch(line)
+        if start is None:
+            if _ANY_BLOCK_START.search(line) or _UNBALANCED.search(line):
+                return text, {}
+            index += 1
+            continue
+        key_indent = len(start.group(1))
+        end, content = _literal_lines(lines, index + 1, key_indent)
+        if content is None:
+            return text, {}
+        name = f"{token}{len(blocks)}"
+        blocks[name] = "\n".join(content) + ("" if start.group(3) else "\n")
+        lines[index] = f"{start.group(1)}{start.group(2)}: {name}"
+        lines[index + 1 : end] = [""] * (end - index - 1)
+        index = end
+    return ("\n".join(lines), blocks) if blocks else (text, {})
+
+
+def _literal_lines(lines: List[str], first: int, key_indent: int) -> Tuple[int, Optional[List[str]]]:
+    """Where a literal block that starts at `first` ends, and its lines without their
+    indentation and without trailing empty lines; None for a shape left to PyYAML."""
+    indent = len(lines[first]) - len(lines[first].lstrip(" ")) if first < len(lines) else 0
+    if first >= len(lines) or not lines[first].strip() or indent <= key_indent:
+        return first, None  # empty, or starting with an empty line: PyYAML decides
+    end = first
+    while end < len(lines) and (not lines[end].strip() or lines[end].startswith(" " * indent)):
+        if not lines[end].strip() and len(lines[end]) > indent:
+            return end, None  # spaces past the indentation on an empty line
+        end += 1
+    if end == len(lines) and lines[-1]:
+        return end, None  # runs to the end of a text without a final break: PyYAML judges
+    if end < len(lines) and len(lines[end]) - len(lines[end].lstrip(" ")) > key_indent:
+        return end, None  # what follows is not a sibling or a parent of the key
+    content = [line[indent:] for line in lines[first:end]]
+    while content and not content[-1]:
+        content.pop()
+    return end, content
+
+
+def _token(text: str) -> Optional[str]:
+    """A plain scalar the text does not hold, to stand for a block until it is put back; None
+    after a few tries (a text that holds them all is left to PyYAML: no quadratic search)."""
+    for counter in range(8):
+        token = f"provider-rke2-block{counter}-"
+        if token not in text:
+            return token
+    return None
+
+
+def _put_back(value: Any, blocks: Dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _put_back(item, blocks) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_put_back(item, blocks) for item in value]
+    return blocks.get(value, value) if isinstance(value, str) else value
 
 
 def load_rke2_config(text: str) -> Any:

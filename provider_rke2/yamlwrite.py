@@ -13,7 +13,10 @@ YAML 1.1 and a YAML 1.2 reader.
 from __future__ import annotations
 
 import re
-from typing import Any, List
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, List
 
 # Plain: printable ASCII starting with a letter, '_', '/' or '(' (no YAML indicator,
 # no number), without ': ' or ' #' inside and not ending in ':' or a blank.
@@ -28,7 +31,8 @@ TRUE_WORDS = frozenset({"yes", "true", "on"})
 # Words some YAML version resolves to a boolean, null or special value: never written plain.
 _RESERVED = frozenset(BOOL_WORDS) | {"y", "n", "null", "nan", "inf"}
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
-_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]')
+# Compiled (by re, once) only for the rare text that needs it: a boot seldom writes one.
+_NEEDS_ESCAPE = r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]'
 _BLOCK_UNSAFE = re.compile(
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]|[ \t]\n|[ \t]\Z"
 )
@@ -111,7 +115,7 @@ def _string(text: str) -> str:
         return text
     if not _UNPRINTABLE.search(text):
         return "'" + text.replace("'", "''") + "'"
-    return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
+    return '"' + re.sub(_NEEDS_ESCAPE, _escape, text) + '"'
 
 
 def _plain_ok(text: str) -> bool:

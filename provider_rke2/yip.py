@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Sequence, Tuple
-
 from provider_rke2 import yamlwrite
+from provider_rke2.record import record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Sequence, Tuple
 
 HEADER = "#cloud-config\n"
 
@@ -19,8 +21,10 @@ def escape_template(text: str) -> str:
     return text.replace("{{", _TEMPLATE_OPEN)
 
 
-@dataclass(frozen=True)
+@record
 class File:
+    """A file a YIP step writes."""
+
     path: str
     content: str
     permissions: int
@@ -28,16 +32,20 @@ class File:
     group: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class Directory:
+    """A directory a YIP step makes."""
+
     path: str
     permissions: int
     owner: int = 0
     group: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class Step:
+    """One YIP step: its commands, files and directories, run in that order."""
+
     name: str
     commands: Tuple[str, ...] = ()
     files: Tuple[File, ...] = ()
@@ -61,8 +69,10 @@ class Step:
         return step
 
 
-@dataclass(frozen=True)
+@record
 class Document:
+    """A YIP document: steps by stage."""
+
     name: str
     stages: Mapping[str, Sequence[Step]]
 

@@ -198,11 +198,16 @@ def lifecycle(
     release_artefacts(tmp / "artefacts", installed)
     for name, (version, health) in (releases or {}).items():
         release_artefacts(tmp / "releases" / name, version, health)
+    # An appliance node of the seed's layout, RKE2 in /usr/local (where every reader looks
+    # first); the Kairos box boots the default, an image's /usr (tests/test_realstack.py).
+    config = {"artifacts": str(tmp / "artefacts"), "root": root, "arch": ARCH}
+    if root == "/":
+        config["prefix"] = "/usr/local"
     install = {
         "name": "install",
         "event": "init.provider.install",
-        "payload": {"provider": "rke2", "version": installed, "config": {"artifacts": str(tmp / "artefacts"), "root": root, "arch": ARCH}},
-    }  # fmt: skip
+        "payload": {"provider": "rke2", "version": installed, "config": config},
+    }
     spec = {
         "repo": str(ROOT),
         "output": OUTPUT,

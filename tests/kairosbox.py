@@ -1,16 +1,21 @@
 """Boot a Kairos node in a box (tests/kairosnode.py) and read back what each phase did.
 
-`boot(tmp, phases)` builds an image with a provider laid in it (ours from `make
-image-tree`, or the Go provider), then runs the phases; each phase's result carries what
+`boot(tmp, phases)` builds an image with a provider laid in it (ours: the OCI image `make
+image` built, unpacked by skopeo and umoci as an image build takes it; or the Go provider),
+then runs the phases; each phase's result carries what
 the real programs answered and printed and snapshots of the watched paths.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -20,7 +25,7 @@ from conftest import ROOT
 from harness import PLAY_RKE2, STUBS, release_artefacts, stub
 
 PROGRAMS = ROOT / "build" / "realstack"  # tests/realstack/build.sh (make realstack)
-OURS = ROOT / "build" / "image"  # make image-tree
+OCI_LAYOUT = ROOT / "build" / "oci"  # make image
 GO_PROVIDER = ROOT / "tests" / "realstack" / "third_party" / "provider-rke2"
 STYLUS = "/persistent/spectro"
 ARCH = ARCHITECTURES[platform.machine()]
@@ -29,7 +34,8 @@ OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
 WATCHED = (
     "/etc/rancher", "/etc/default", "/etc/systemd/system", "/run/systemd", "/var/lib/rancher",
     "/var/lib/provider-rke2", "/var/log/provider-rke2", "/usr/local/cloud-config", "/usr/local/bin",
-    "/usr/local/lib/systemd", "/usr/bin/rke2", "/opt/rke2", "/persistent",
+    "/usr/local/lib/systemd", "/usr/bin/rke2", "/usr/lib/systemd/system/rke2-server.service", "/opt/rke2",
+    "/persistent",
 )  # fmt: skip
 # Every command the documents run that is the machine's, not the node's: recorded, no effect
 # (sleep too: the Go provider's unconditional `sleep 120` would hold every boot two minutes).
@@ -51,13 +57,44 @@ def go_provider_tree(tmp: Path) -> Path:
     return tree
 
 
-def install_payload(version: str = "v1.31.2+rke2r1", root: str = "/", prefix: str = "") -> Dict[str, Any]:
+def image_tag() -> str:
+    """The one tag `make image` gave its index."""
+    index = json.loads((OCI_LAYOUT / "index.json").read_text())
+    return index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+
+
+@functools.cache
+def image_rootfs(arch: str = ARCH) -> Path:
+    """Our image for `arch` as an image build lays it: skopeo picks the architecture's
+    manifest from the index, umoci unpacks its layers (once per test run)."""
+    if not (OCI_LAYOUT / "index.json").is_file():
+        raise AssertionError("build/oci is missing: run `make image` (make test does)")
+    work = Path(tempfile.mkdtemp(prefix="provider-rke2-image-"))
+    atexit.register(shutil.rmtree, work, True)
+    layout = f"{work}/layout:{arch}"
+    for command in (
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--override-arch",
+            arch,
+            f"oci:{OCI_LAYOUT}:{image_tag()}",
+            f"oci:{layout}",
+        ],
+        ["umoci", "unpack", "--image", layout, str(work / "bundle")],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+        assert done.returncode == 0, f"{command[0]}: {done.stderr}"
+    return work / "bundle" / "rootfs"
+
+
+def install_payload(version: str = "v1.31.2+rke2r1", root: str = "/") -> Dict[str, Any]:
     """init.provider.install as kairos-init sends it (config: the provider's own string)."""
     config = {
         "artifacts": "/kairosbox/artefacts",
         "arch": ARCH,
         "root": root,
-        **({"prefix": prefix} if prefix else {}),
     }
     return {
         "provider": "rke2",
@@ -80,13 +117,11 @@ def boot(
     share = box / "share"
     share.mkdir(parents=True)
     release_artefacts(share / "artefacts", installed or "v1.31.2+rke2r1")
-    package = [str(OURS)] if provider == "ours" else [str(go_provider_tree(tmp))]
+    package = [str(image_rootfs())] if provider == "ours" else [str(go_provider_tree(tmp))]
     image: Dict[str, Any] = {"name": "image", "kind": "image", "events": []}
     if installed and provider == "ours":
-        # Under /usr: an installed node hides the image's /usr/local under its persistent
-        # partition (RKE2's default prefix there is gone at boot).
         image["events"] = [
-            {"event": "init.provider.install", "payload": install_payload(installed, prefix="/usr")},
+            {"event": "init.provider.install", "payload": install_payload(installed)},
             {"event": "init.provider.info", "payload": {"provider": "rke2"}},
         ]
     spec = {

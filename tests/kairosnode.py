@@ -256,6 +256,9 @@ class Node:
             yip = self.run_stage(watched_files)
             result: Dict[str, Any] = {"before": before, "notify": notify, "yip": yip, "calls": self.calls()}
             result["after_boot"] = self.snapshot()
+            # What the provider unpacked at boot: nothing, when the image carries its tree.
+            runtime = self.at("/run/provider-rke2")
+            result["unpacked"] = sorted(os.listdir(runtime)) if os.path.isdir(runtime) else []
             result["ran_before"] = ran_before
             result["then"] = [self.act(action) for action in phase.get("then", [])]
             return result

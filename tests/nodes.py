@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import ContextManager, Dict, List, Optional, Tuple
 
 from provider_rke2.node import ScriptResult
+from provider_rke2.paths import Paths, located
+from provider_rke2.record import replace
 from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE
 from provider_rke2.root import Root
 from provider_rke2.spec import NO_FACTS, NodeFacts
@@ -44,6 +45,10 @@ class MemoryNode:
 
     def finish_upgrade(self, paths, by: str) -> Optional[str]:
         return self.upgrade_note
+
+    def paths(self, root: str) -> Paths:
+        """RKE2 where the files this node holds put it (paths.located)."""
+        return located(root, lambda path: path in self.files)
 
     def read_text(self, path: str) -> str:
         if path not in self.files:
@@ -88,7 +93,7 @@ class MemoryNode:
     def facts(self, paths) -> NodeFacts:
         recorded = self.state.get(paths.data_dir_state)
         if recorded and not self.node_facts.recorded_data_dir:
-            return dataclasses.replace(self.node_facts, recorded_data_dir=recorded)
+            return replace(self.node_facts, recorded_data_dir=recorded)
         return self.node_facts
 
     def remove_file(self, path: str) -> bool:

@@ -118,7 +118,7 @@ def test_path_table_for_both_modes():
         "final config": ("/etc/rancher/rke2/config.yaml", f"{STYLUS}/etc/rancher/rke2/config.yaml"),
         "data dir": ("/var/lib/rancher/rke2/", f"{STYLUS}/var/lib/rancher/rke2/"),
         "proxy env (server)": ("/etc/default/rke2-server", f"{STYLUS}/etc/default/rke2-server"),
-        "binary": ("/usr/local/bin/rke2", f"{STYLUS}/usr/local/bin/rke2"),
+        "binary": ("/usr/bin/rke2", f"{STYLUS}/usr/local/bin/rke2"),  # where an install puts it
         "logs": ("/var/log/rke2.log", f"{STYLUS}/var/log/rke2.log"),
         "scripts": ("/opt/rke2/scripts/", f"{STYLUS}/opt/rke2/scripts/"),
     }

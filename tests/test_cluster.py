@@ -160,3 +160,35 @@ def test_wait_seconds_and_images_flag_are_read():
     )
     assert cluster.import_local_images is True
     assert cluster.wait_for_images_seconds == 30
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/usr/local/cloud-config/cluster.kairos.yaml",
+        "/oem/90_rke2.yml",
+        "/system/oem/sub/dir/rke2.yaml",  # yip walks the directories
+    ],
+)
+def test_an_output_path_kairos_runs_passes_quietly(path):
+    cluster, warnings = parse_cluster({"role": "init", "cluster_config_path": path})
+    assert cluster.output_path == path and warnings == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/rke2.yaml",
+        "/oem/rke2.conf",
+        "/usr/local/cloud-config.yaml",
+        "/oemx/rke2.yaml",
+        "/usr/local/cloud-config/x.yaml.bak",
+    ],
+)
+def test_an_output_path_kairos_never_runs_is_flagged(path):
+    cluster, warnings = parse_cluster({"role": "init", "cluster_config_path": path})
+    assert cluster.output_path == path  # written where asked: the operator may run it another way
+    assert [str(w) for w in warnings] == [
+        f"cluster.cluster_config_path: Kairos never runs {path}: its boot stages run the *.yaml and *.yml"
+        " files under /system/oem, /oem, /usr/local/cloud-config; RKE2 would not be set up at boot"
+    ]

@@ -222,7 +222,8 @@ def test_read_only_root_and_no_home_unpacks_only_into_run(binary, tmp_path):
 
 
 def test_a_pre_extracted_image_tree_means_a_boot_writes_nothing(binary, tmp_path):
-    tree = IMAGE / "usr/local/lib/provider-rke2"
+    """The tree under /usr (read-only, as an image's is), run by the machine's python3."""
+    tree = IMAGE / "usr/lib/provider-rke2"
     if not tree.is_dir():
         pytest.fail("build/image is missing: run `make image-tree` (make test does)")
     out = tmp_path / "cluster.yaml"
@@ -230,11 +231,11 @@ def test_a_pre_extracted_image_tree_means_a_boot_writes_nothing(binary, tmp_path
     event.write_text(json.dumps(boot_payload(cloud_config(role="init", cluster_config_path=str(out)))))
     image_binary = IMAGE / "system/providers/agent-provider-rke2"
     command = ["sh", "-c", (
-        f"mount -o remount,rw,bind / 2>/dev/null; mount -t tmpfs tmpfs /usr/local/lib && "
-        f"cp -a {tree} /usr/local/lib/ && mount -o remount,ro,bind /usr/local/lib && "
-        f'env -u HOME -u SHIV_ROOT -u STYLUS_ROOT {sys.executable} {image_binary} agent.boot < "$0"'
+        f"mkdir /usr/lib/provider-rke2 && cp -a {tree}/. /usr/lib/provider-rke2/ && "
+        f"mount --bind -o ro /usr/lib/provider-rke2 /usr/lib/provider-rke2 && "
+        f'env -u HOME -u SHIV_ROOT -u STYLUS_ROOT /usr/bin/python3 -I {image_binary} agent.boot < "$0"'
     ), str(event)]  # fmt: skip
-    sandbox.run(tmp_path, command, host_files={}, host_links={}, env={})
+    sandbox.run(tmp_path, command, host_files={}, host_links={}, env={}, overlays=("/etc", "/usr"))
     response = json.loads((tmp_path / "output.txt").read_text().splitlines()[-1])
     assert response["state"] == "success", (tmp_path / "output.txt").read_text()
     listing = (tmp_path / "listing.txt").read_text().splitlines()
@@ -317,6 +318,93 @@ def test_launcher_order(launcher, monkeypatch, tmp_path):
     assert launcher._root() == "/home/dev/.shiv"
 
 
+@pytest.mark.parametrize(
+    "spoil, why",
+    [
+        (lambda tree: os.chown(tree, 65534, 65534), "belongs to uid 65534"),
+        (lambda tree: os.chmod(tree, 0o775), "is writable by other users"),
+        (lambda tree: os.chmod(tree.parent, 0o777), "is writable by other users"),
+        (lambda tree: os.chown(tree / "site-packages" / "provider_rke2", 1000, 1000), "belongs to uid 1000"),
+        (lambda tree: os.chmod(tree / "site-packages" / "yaml", 0o757), "is writable by other users"),
+    ],
+    ids=[
+        "tree owned by nobody",
+        "tree group-writable",
+        "root world-writable",
+        "package owned",
+        "package o+w",
+    ],
+)
+def test_root_never_runs_a_tree_another_user_controls(launcher, monkeypatch, tmp_path, spoil, why):
+    """`make image-tree` run by uid 1000 and copied as is, or a tree planted where root looks:
+    the image's is passed over (a boot unpacks its own), a chosen root's is refused."""
+    tree = tmp_path / "image" / "agent-provider-rke2_abc"
+    for package in ("provider_rke2", "yaml"):
+        (tree / "site-packages" / package).mkdir(parents=True)
+    monkeypatch.setattr(launcher, "_tree_name", lambda: "agent-provider-rke2_abc")
+    monkeypatch.setattr(launcher, "IMAGE_ROOT", str(tmp_path / "image"))
+    monkeypatch.delenv("SHIV_ROOT", raising=False)
+    assert launcher._root() == str(tmp_path / "image"), "root's own tree is used"
+    spoil(tree)
+    assert launcher._root() == "/run/provider-rke2"
+    assert why in launcher._untrusted(str(tree / "site-packages"), inside=True)
+
+
+def test_the_executable_refuses_a_foreign_tree_with_a_json_answer(binary, tmp_path):
+    shiv = tmp_path / "shiv"
+    env = agent_env(tmp_path)
+    call(binary, "init.provider.info", {"name": "init.provider.info", "data": "{}", "file": ""}, env)
+    tree = next(shiv.glob("agent-provider-rke2_*"))
+    os.chown(tree / "site-packages" / "provider_rke2", 65534, 65534)
+    response = call(
+        binary, "init.provider.info", {"name": "init.provider.info", "data": "{}", "file": ""}, env
+    )
+    assert response["state"] == "error"
+    assert response["error"].startswith(f"refusing to run the tree under {shiv}: ")
+    assert "provider_rke2 belongs to uid 65534" in response["error"]
+
+
+def test_the_built_launcher_parses_on_every_python3_from_3_4(binary):
+    """What tells an old Python it is too old must parse there: no f-strings, no walrus..."""
+    import ast
+
+    with zipfile.ZipFile(binary) as bundle:
+        ast.parse(bundle.read("__main__.py"), feature_version=(3, 4))
+
+
+def _old_pythons():
+    """The python3 older than 3.9 this machine has (pyenv's; a node's would be the distribution's)."""
+    found = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv").glob(
+        "versions/3.[0-8].*/bin/python3"
+    )
+    return sorted(str(p) for p in found) or ["none"]
+
+
+@pytest.mark.parametrize("python", _old_pythons())
+def test_an_old_python_gets_one_clear_answer(binary, python, tmp_path):
+    if python == "none":
+        pytest.fail("no python3 older than 3.9 on this machine: `pyenv install 3.8` to run this test")
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    expected = f"agent-provider-rke2 needs python3 >= 3.9, found {version} at {python}"
+    env = agent_env(tmp_path)
+    event = json.dumps(boot_payload("#cloud-config\n"))
+    boot = subprocess.run(
+        [python, str(binary), "agent.boot"], input=event, capture_output=True, text=True, env=env
+    )
+    assert json.loads(boot.stdout) == {"state": "error", "data": "", "error": expected, "log": ""}
+    assert boot.returncode == 0 and boot.stderr == ""
+    other = subprocess.run(
+        [python, str(binary), "some.event"], input="{}", capture_output=True, text=True, env=env
+    )
+    assert json.loads(other.stdout)["state"] == "", "an event it does not handle is still answered"
+    verb = subprocess.run(
+        [python, str(binary), "validate", "-"], input="", capture_output=True, text=True, env=env
+    )
+    assert (verb.returncode, verb.stdout, verb.stderr) == (1, "", expected + "\n")
+    assert not (tmp_path / "shiv").exists(), "nothing unpacked"
+
+
 def test_launcher_never_picks_tmp(launcher):
     source = (BUILD / "launcher.py").read_text()
     code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
@@ -348,24 +436,27 @@ def test_the_executable_is_pure_python_and_names_no_build_path(binary):
     assert binary.read_bytes().startswith(b"#!/usr/bin/env python3\n")
 
 
-def test_package_tarball_layout():
+def test_the_package_is_the_image_tree_as_a_tarball():
     if not PACKAGE.exists():
         pytest.fail("build/provider-rke2-image.tar.gz is missing: run `make package` (make test does)")
     with tarfile.open(PACKAGE) as tar:
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
-        assert sorted(members) == [
+        executables = sorted(n for n, m in members.items() if m.mode == 0o755 and not n.startswith("usr/"))
+        assert executables == [
             "opt/rke2/scripts/rke2-import-images.sh",
             "opt/rke2/scripts/rke2-killall.sh",
             "opt/rke2/scripts/rke2-prelude.sh",
             "opt/rke2/scripts/rke2-uninstall.sh",
             "system/providers/agent-provider-rke2",
         ]
-        assert all(m.mode == 0o755 and m.uid == 0 for m in members.values())
+        assert all(m.uid == 0 and m.mode in (0o644, 0o755) for m in members.values())
         assert tar.extractfile("system/providers/agent-provider-rke2").read() == EXECUTABLE.read_bytes()
-    assert "FROM scratch" in (BUILD / "Containerfile").read_text().splitlines()
+        tree = sorted(str(p.relative_to(IMAGE)) for p in IMAGE.rglob("*") if p.is_file())
+        assert sorted(members) == tree
+        assert any(n.startswith("usr/lib/provider-rke2/agent-provider-rke2_") for n in members)
 
 
-# --- artefacts are never stale; the Containerfile's context; make example ----------------------
+# --- artefacts are never stale; make example; where render says the provider runs ------------
 
 
 def builder_module():
@@ -390,8 +481,8 @@ def test_a_changed_input_rebuilds_before_packaging(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "provider_rke2").mkdir(parents=True)
     (project / "provider_rke2" / "__init__.py").write_text('__version__ = "0.1.0"\n')
-    for name in ("pyproject.toml", "requirements.txt", "README.md", "build/build.py", "build/launcher.py",
-                 "build/constraints.txt"):  # fmt: skip
+    for name in ("pyproject.toml", "requirements.txt", "README.md", "LICENSE", "build/build.py",
+                 "build/launcher.py", "build/constraints.txt"):  # fmt: skip
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(name)
     executable, record = project / "build" / "agent-provider-rke2", project / "build" / "x.inputs"
@@ -416,24 +507,6 @@ def test_a_changed_input_rebuilds_before_packaging(tmp_path, monkeypatch):
     (project / "build" / "launcher.py").write_text("changed")
     builder.current_executable()
     assert len(builds) == 3
-
-
-def test_the_containerfiles_context_holds_every_path_it_copies():
-    containerfile = BUILD / "Containerfile"
-    if not containerfile.exists():
-        pytest.fail("build/Containerfile is missing: run `make package` (make test does)")
-    text = containerfile.read_text()
-    assert "# Build context: build/context" in text
-    copies = [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]
-    assert copies == ["system/", "opt/"]
-    for source in copies:
-        assert (BUILD / "context" / source).is_dir(), source
-    with tarfile.open(PACKAGE) as tar:
-        packaged = sorted(m.name for m in tar.getmembers() if m.isfile())
-    in_context = sorted(
-        str(p.relative_to(BUILD / "context")) for p in (BUILD / "context").rglob("*") if p.is_file()
-    )
-    assert in_context == packaged
 
 
 @pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.stem)
@@ -541,14 +614,64 @@ def test_every_module_carries_reproducible_byte_code_that_no_run_rewrites(binary
     with zipfile.ZipFile(binary) as bundle:
         sources = [n for n in bundle.namelist() if n.startswith("site-packages/") and n.endswith(".py")]
         compiled = {n for n in bundle.namelist() if n.endswith(".pyc")}
-        assert sources and {importlib.util.cache_from_source(n) for n in sources} == compiled
-        header = bundle.read(importlib.util.cache_from_source("site-packages/provider_rke2/cli.py"))[:8]
-    assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01, (
-        "hash-based and unchecked: no time in the bytes, nothing compared at import"
-    )
+        # The launcher's beside it, where zipimport looks for it (every run, unhandled ones too).
+        expected = {importlib.util.cache_from_source(n) for n in sources} | {"__main__.pyc"}
+        assert sources and expected == compiled
+        for module in ("site-packages/provider_rke2/cli.py", "__main__.py"):
+            pyc = importlib.util.cache_from_source(module) if module.startswith("site-") else "__main__.pyc"
+            header = bundle.read(pyc)[:8]
+            assert (
+                header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01
+            ), "hash-based and unchecked: no time in the bytes, nothing compared at import"
     env = agent_env(tmp_path)
     call(binary, "agent.boot", {"name": "agent.boot", "data": json.dumps({"config": "#cloud-config\n"})}, env)
     tree = next(p for p in (tmp_path / "shiv").iterdir() if not p.name.startswith("."))
     before = {p: p.stat().st_mtime_ns for p in tree.rglob("*.pyc")}
     call(binary, "agent.boot", {"name": "agent.boot", "data": json.dumps({"config": "#cloud-config\n"})}, env)
     assert before and {p: p.stat().st_mtime_ns for p in tree.rglob("*.pyc")} == before
+
+
+def test_render_names_the_providers_directory_it_runs_from(binary, tmp_path):
+    """Run from the systemd-sysext layout's providers directory, the YIP's watcher runs that
+    path, and render says so; from anywhere else, the image's /system/providers."""
+    sysext = "/usr/local/system/providers/agent-provider-rke2"
+    example = ROOT / "examples" / "single-node.yaml"
+    command = ["sh", "-c", (
+        f"mkdir -p {os.path.dirname(sysext)} && cp {binary} {sysext} && "
+        f"SHIV_ROOT={tmp_path}/shiv STYLUS_ROOT=/ {sys.executable} {sysext} render --fresh {example}"
+    )]  # fmt: skip
+    sandbox.run(tmp_path, command, host_files={}, host_links={}, env={}, overlays=("/etc", "/usr/local"))
+    output = (tmp_path / "output.txt").read_text()
+    assert f"the provider runs from {sysext}\n" in output
+    assert f"- {sysext} wait-ready" in output or f"{sysext} wait-ready" in output, output
+    assert "/system/providers/agent-provider-rke2 wait-ready" not in output.replace(sysext, "")
+    golden = (ROOT / "stages" / example.name).read_text()
+    assert "/system/providers/agent-provider-rke2 wait-ready" in golden
+
+
+def test_make_example_leaves_nothing_outside_the_checkout(binary, tmp_path):
+    """`make example` as root: it unpacks into the checkout's build/run, not /run."""
+    command = ["sh", "-c", f"make -s -C {ROOT} example 2>{tmp_path}/stderr.txt"]
+    env = {"STYLUS_ROOT": "/"}  # as on an appliance: the golden's root
+    sandbox.run(tmp_path, command, host_files={}, host_links={}, env=env, overlays=("/etc", str(ROOT)))
+    output = (tmp_path / "output.txt").read_text()
+    assert output == (ROOT / "stages" / "worker-behind-proxy.yaml").read_text()
+    changed = (tmp_path / "listing.txt").read_text().splitlines()
+    outside = [p for p in changed if not p.startswith(str(ROOT) + "/")]
+    assert outside == [], outside
+    assert any(p.startswith(f"{ROOT}/build/run/agent-provider-rke2_") for p in changed), changed[:5]
+
+
+def test_the_quicker_yaml_reader_refuses_exactly_what_pyyaml_refuses():
+    """The built PyYAML's NON_PRINTABLE (the build writes the class as its complement, which
+    compiles in a tenth of the time) matches the same code points as PyYAML's own, all of them."""
+    import re
+
+    old, new = (re.compile(line.split("re.compile(", 1)[1][:-1].encode().decode("unicode_escape")[1:-1])
+                for line in builder_module().YAML_NON_PRINTABLE)  # fmt: skip
+    with zipfile.ZipFile(EXECUTABLE) as bundle:
+        assert builder_module().YAML_NON_PRINTABLE[1] in bundle.read("site-packages/yaml/reader.py").decode()
+    text = "".join(map(chr, range(0x110000)))
+    assert [m.start() for m in old.finditer(text)] == [m.start() for m in new.finditer(text)]
+    # C0 but tab, LF, CR (29); DEL and C1 but NEL (32); the surrogates (2048); U+FFFE, U+FFFF.
+    assert len(new.findall(text)) == 29 + 32 + 2048 + 2

@@ -1,9 +1,9 @@
 import os
-import tempfile
 
 import pytest
 from pyfakefs.helpers import set_uid
 
+from provider_rke2 import fsio
 from provider_rke2.errors import OutputError
 from provider_rke2.fsio import replace_file
 
@@ -68,7 +68,7 @@ def test_read_only_filesystem_is_a_clear_error(fs, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(fsio, "_new_private", read_only)
     with pytest.raises(OutputError, match="Read-only file system"):
         replace_file(PATH, b"new", 0o600)
     assert open(PATH).read() == "good"
@@ -78,3 +78,24 @@ def test_a_directory_in_the_way_is_a_clear_error(fs):
     fs.create_dir(PATH)
     with pytest.raises(OutputError, match=f"cannot write {PATH}"):
         replace_file(PATH, b"new", 0o600)
+
+
+def test_a_replaced_file_is_written_through_a_private_file_beside_it(fs, monkeypatch):
+    """The temporary file is new (never an existing file or link), 0600 from its creation, in
+    the same directory, and gone afterwards."""
+    fs.create_file(PATH, contents="old")
+    made = []
+    real_open = os.open
+
+    def recording_open(path, flags, mode=0o777, *args, **kwargs):
+        if path != PATH and os.path.dirname(path) == os.path.dirname(PATH):
+            made.append((path, flags, mode))
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    replace_file(PATH, b"new", 0o640)
+    ((tmp, flags, mode),) = made
+    assert flags & os.O_EXCL and flags & os.O_CREAT and flags & os.O_NOFOLLOW and mode == 0o600
+    assert os.path.basename(tmp).startswith("." + os.path.basename(PATH) + ".") and tmp.endswith(".tmp")
+    assert not os.path.exists(tmp) and open(PATH).read() == "new"
+    assert os.stat(PATH).st_mode & 0o777 == 0o640

@@ -232,7 +232,7 @@ class TestNoBlockingOnAFifo:
         os.mkfifo(artefacts / "sha256sum-amd64.txt")
         request = InstallRequest(str(artefacts), str(tmp_path / "usr"), str(tmp_path), "amd64", "")
         with pytest.raises(InstallError, match="not a regular file"):
-            install(request)
+            install(request, lambda binary: None)
 
 
 class TestRecordsWholeOrAbsent:

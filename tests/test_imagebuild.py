@@ -15,6 +15,7 @@ from provider_rke2.paths import Paths
 from conftest import make_tarball
 
 ARTIFACTS = "/artifacts"
+CANNOT_RUN = lambda binary: None  # noqa: E731 - an image built for another architecture
 PACKAGE_DIR = str(Path(imagebuild.__file__).parent)
 UNIT = (
     "[Service]\nExecStart=/usr/local/bin/rke2 server\nEnvironmentFile=-/usr/local/lib/systemd/system/%N.env\n"
@@ -102,7 +103,7 @@ def test_bad_requests_are_clear_errors(payload, machine, message):
 
 def test_install_verifies_unpacks_and_lays_down_the_scripts(image):
     artefacts(image)
-    response = install(req())
+    response = install(req(), CANNOT_RUN)
     assert response.state == "success"
     data = json.loads(response.data)
     assert (data["provider"], data["prefix"]) == ("rke2", "/usr")
@@ -125,16 +126,19 @@ def test_install_verifies_unpacks_and_lays_down_the_scripts(image):
 
 @pytest.mark.parametrize(
     ("root", "binary"),
-    [("/", "/usr/local/bin/rke2"), ("/persistent/spectro", "/persistent/spectro/usr/local/bin/rke2")],
+    # An appliance image's /usr (an installed Kairos node mounts its persistent partition
+    # over /usr/local); agent mode's <root>/usr/local.
+    [("/", "/usr/bin/rke2"), ("/persistent/spectro", "/persistent/spectro/usr/local/bin/rke2")],
 )
-def test_the_default_prefix_is_the_path_tables_in_both_modes(root, binary):
+def test_the_default_prefix_is_where_the_node_sees_it_in_both_modes(root, binary):
     request_ = request({"provider": "rke2", "config": {"artifacts": "/a", "root": root}}, "x86_64")
-    assert request_.prefix + "/bin/rke2" == binary == Paths(root).binary == imagebuild.binaries(root)[0]
+    assert request_.prefix + "/bin/rke2" == binary == Paths(root).binary
+    assert binary in imagebuild.binaries(root)
 
 
 def test_prefix_usr_local_keeps_the_units_as_released(image):
     artefacts(image)
-    install(req(prefix="/usr/local"))
+    install(req(prefix="/usr/local"), CANNOT_RUN)
     assert open("/usr/local/lib/systemd/system/rke2-server.service").read() == UNIT
 
 
@@ -176,7 +180,7 @@ def nothing_installed():
 def test_install_failures_change_nothing(image, setup, message):
     setup(image)
     with pytest.raises(InstallError, match=message):
-        install(req())
+        install(req(), CANNOT_RUN)
     assert nothing_installed()
     assert (
         [p for p in os.listdir("/usr") if p.startswith(".provider-rke2")] == []
@@ -190,7 +194,7 @@ def test_sums_file_without_our_archive_is_an_error(image):
     image.remove_object(f"{ARTIFACTS}/sha256sum-amd64.txt")
     image.create_file(f"{ARTIFACTS}/sha256sum-amd64.txt", contents="abc  other.tar.gz\n")
     with pytest.raises(InstallError, match="has no sha256 line for rke2.linux-amd64.tar.gz"):
-        install(req())
+        install(req(), CANNOT_RUN)
     assert nothing_installed()
 
 
@@ -201,6 +205,44 @@ def _symlink(name, target):
 
 
 # --- info -----------------------------------------------------------------------------------
+
+
+def test_install_reports_the_version_the_release_answers(image):
+    artefacts(image)
+    data = json.loads(install(req(version=""), lambda binary: "rke2 version v1.31.2+rke2r1 (abc)\n").data)
+    assert data["version"] == "v1.31.2+rke2r1"
+
+
+def test_install_reads_the_version_stamped_in_a_binary_it_cannot_run(image):
+    """Built for another architecture: the version the build stamped into the binary, even
+    across the reader's block boundary, the most frequent one when the binary names others."""
+    binary = b"\0" * ((1 << 20) - 7) + b"v1.30.9+rke2r2\0" + b"client v1.29.0+rke2r1 v1.30.9+rke2r2\0"
+    artefacts(image, members={**RELEASE, "bin/rke2": binary})
+    response = install(req(version=""), CANNOT_RUN)
+    assert json.loads(response.data)["version"] == "v1.30.9+rke2r2"
+
+
+def test_install_refuses_a_release_other_than_the_one_asked_for_and_changes_nothing(image):
+    artefacts(image)
+    with pytest.raises(
+        InstallError, match=r"holds RKE2 v1\.31\.2\+rke2r1, not the v1\.29\.0\+rke2r1 asked for"
+    ):
+        install(req(version="v1.29.0+rke2r1"), CANNOT_RUN)
+    assert not os.path.exists("/usr/bin/rke2") and not os.path.exists("/opt/rke2/scripts")
+    assert [p for p in os.listdir("/usr") if p.startswith(".provider-rke2")] == []
+
+
+@pytest.mark.parametrize("asked", ["v1.31.2+rke2r1", "1.31.2+rke2r1", "v1.31.2", ""])
+def test_install_takes_every_way_of_asking_for_the_release_it_holds(image, asked):
+    artefacts(image)
+    assert json.loads(install(req(version=asked), CANNOT_RUN).data)["version"] == "v1.31.2+rke2r1"
+
+
+def test_a_release_whose_version_cannot_be_read_is_installed_and_says_so(image):
+    artefacts(image, members={**RELEASE, "bin/rke2": b"#!/bin/sh\n"})
+    response = install(req(), CANNOT_RUN)
+    assert response.state == "success" and json.loads(response.data)["version"] == ""
+    assert "warning: the release's version could not be read" in response.log
 
 
 def test_info_reports_the_first_installed_version():
@@ -215,9 +257,10 @@ def test_info_without_rke2_is_not_applicable():
     assert (response.state, response.data) == ("non-applicable", "")
 
 
-def test_binaries_checked_follow_the_root():
-    assert imagebuild.binaries("/") == ["/usr/local/bin/rke2", "/usr/bin/rke2"]
+def test_binaries_checked_follow_the_root_in_the_order_every_reader_looks():
+    assert imagebuild.binaries("/") == ["/usr/local/bin/rke2", "/usr/bin/rke2", "/opt/rke2/bin/rke2"]
     assert imagebuild.binaries("/persistent/spectro") == [
         "/persistent/spectro/usr/local/bin/rke2",
-        "/usr/bin/rke2",
+        "/persistent/spectro/usr/bin/rke2",
+        "/persistent/spectro/opt/rke2/bin/rke2",
     ]

@@ -6,6 +6,7 @@ yip runs, a local user (uid 65534) tries to read every file it can reach."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, List
 
 import pytest
@@ -54,6 +55,7 @@ def assert_booted(phase: Dict[str, Any], text: str) -> None:
     assert "level=error" not in yip["stdout"] + yip["stderr"], yip["stderr"]
     assert kairosbox.leaked(phase, secrets(text)) == []
     assert phase["yip"]["spy"]["opened"], "the spy opened nothing: it did not run"
+    assert phase["unpacked"] == [], "the image carries the unpacked provider: a boot writes none to /run"
 
 
 def started(phase: Dict[str, Any], unit: str) -> List[str]:
@@ -66,8 +68,12 @@ def started(phase: Dict[str, Any], unit: str) -> List[str]:
 def appliance(request, tmp_path_factory) -> Dict[str, Any]:
     name = request.param
     text = example(name)
+    where = [
+        {"command": ["/system/providers/agent-provider-rke2", "paths", "--json"]},
+        {"event": "init.provider.info", "payload": {"provider": "rke2"}},
+    ]
     phases = [
-        kairosbox.appliance_boot("first", text),
+        kairosbox.appliance_boot("first", text, then=where),
         kairosbox.appliance_boot("reboot", text),
         kairosbox.appliance_boot(
             "changed",
@@ -86,6 +92,20 @@ def test_the_image_build_installs_rke2_and_answers_its_version(appliance):
     assert '"version": "v1.31.2+rke2r1"' in info[0]["response"]["data"]
     image = appliance["result"]["image"]["after"]
     assert image["/usr/bin/rke2"]["mode"] == 0o755
+
+
+def test_the_installed_node_finds_rke2_where_the_image_put_it_and_every_reader_agrees(appliance):
+    """The persistent partition over /usr/local hides what an image held there: RKE2 and its
+    units are in the image's /usr, and `paths`, init.provider.info and the unit agree."""
+    image = appliance["result"]["image"]["after"]
+    unit = image["/usr/lib/systemd/system/rke2-server.service"]["content"]
+    assert "ExecStart=/usr/bin/rke2 server" in unit and "/usr/local" not in unit
+    paths, info = appliance["result"]["first"]["then"]
+    assert paths["status"] == 0, paths["stderr"]
+    assert json.loads(paths["stdout"])["paths"]["binary"] == "/usr/bin/rke2"
+    assert info["answers"][0]["response"]["state"] == "success", info
+    assert json.loads(info["answers"][0]["response"]["data"])["version"] == "v1.31.2+rke2r1"
+    assert "found /usr/bin/rke2" in info["answers"][0]["response"]["log"]
 
 
 def test_every_boot_succeeds_on_real_yip_and_no_secret_is_ever_readable(appliance):

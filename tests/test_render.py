@@ -1,5 +1,7 @@
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from provider_rke2 import schema
 from provider_rke2.errors import ConfigError
@@ -277,3 +279,13 @@ def test_a_boot_reads_the_users_rke2_config_once(monkeypatch):
     response = cli.run_event("agent.boot", event, MemoryNode())
     assert response.state == "success", response.error
     assert reads == ["node-label:\n- a=b\ntoken: from-the-config-1234\n"]
+
+
+@given(key=st.binary(max_size=200), message=st.binary(max_size=2000))
+def test_the_fingerprint_digest_is_hmac_sha256_without_openssl(key, message):
+    import hashlib
+    import hmac
+
+    from provider_rke2.fingerprint import keyed
+
+    assert keyed(key, message) == hmac.new(key, message, hashlib.sha256).hexdigest()

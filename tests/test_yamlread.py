@@ -108,3 +108,116 @@ def test_fast_path_takes_the_common_shape():
 def test_anything_else_goes_to_pyyaml():
     for text in ('a: "q"\n', "a:\n  b: c\n", "a: [x]\n", "a: &x 1\n", "a:\n- x\n  y\n", "\ta: 1\n"):
         assert _flat_config(text) is None, text
+
+
+def test_an_error_deep_in_a_long_block_points_where_pyyaml_points():
+    from provider_rke2.yamlread import YAMLSyntaxError, load_cloud_config
+
+    text = "cluster:\n  config: |\n" + "    a: b\n" * 3000 + "  role: [init\n"
+    with pytest.raises(YAMLSyntaxError) as ours:
+        load_cloud_config(text)
+    with pytest.raises(yaml.YAMLError) as theirs:
+        yaml.safe_load(text)
+    assert ours.value.line == theirs.value.problem_mark.line + 1 == 3004
+
+
+_WORD = st.sampled_from(
+    ["a", "config", "key-1", "x.y", "role", "env", "'q'", '"dq"', "[1, 2]", "{a: b}", "it's"]
+)
+_CONTENT = st.sampled_from(
+    [
+        "",
+        "text",
+        "node-label:",
+        "  - a=b",
+        "inner: |",
+        "  deeper: >",
+        "# not a comment",
+        "  ",
+        "      ",
+        "- x",
+        "'",
+        "{[",
+    ]
+)
+
+
+_CLEAN_WORD = st.sampled_from(["a", "config", "key-1", "x.y", "role", "env", "#c", "b # c"])
+_CLEAN_CONTENT = st.sampled_from(["", "text", "node-label:", "  - a=b", "inner: |", "'", "{[", "  ", "- x"])
+
+
+@st.composite
+def _documents(draw, clean=False):
+    """Cloud-configs mixing mappings, lists, quoted and flow scalars and every block style;
+    `clean`: only what the quick path takes (so that it is taken), with anything in blocks."""
+    word, content = (_CLEAN_WORD, _CLEAN_CONTENT) if clean else (_WORD, _CONTENT)
+    kinds = ["plain", "map", "list", "item", "|", "|-"] + ([] if clean else [">", "|+", "|2", "& |"])
+    lines = []
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
+        indent = " " * draw(st.sampled_from([0, 2, 4]))
+        key = draw(word)
+        kind = draw(st.sampled_from(kinds))
+        if kind == "item":  # a block in a list item's mapping, as yip's steps have them
+            indent += "  "
+            lines.append(f"{indent[:-2]}- {key}: {draw(word)}")
+            key, kind = draw(word), draw(st.sampled_from(["|", "|-"]))
+        if kind == "plain":
+            lines.append(f"{indent}{key}: {draw(word)}")
+        elif kind == "map":
+            lines += [f"{indent}{key}:", f"{indent}  {draw(word)}: {draw(word)}"]
+        elif kind == "list":
+            lines += [f"{indent}{key}:", f"{indent}  - {draw(word)}"]
+        else:
+            lines.append(f"{indent}{key}: {kind if kind != '& |' else '&anchor |'}")
+            body = " " * draw(
+                st.sampled_from([len(indent), len(indent) + 1, len(indent) + 2, len(indent) + 4])
+            )
+            lines += [(body + c if c.strip() else c) for c in draw(st.lists(content, max_size=6))]
+    return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n", "\n  \n"]))
+
+
+def _outcome(load, text):
+    try:
+        return ("ok", load(text))
+    except YAMLSyntaxError as err:
+        return ("error", err.line)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(_documents(), _documents(clean=True)))
+@example(text="cluster:\n  config: |\n    a: b\n\n    c: |\n      d\n  role: init\n")
+@example(text="a: |-\n  x\n\n\nb: c\n")
+@example(text="a: |\n  x\n  ")
+@example(text="a: |\n   - a=b\n text\n")
+def test_lifting_literal_blocks_reads_every_document_as_pyyaml_does(text):
+    """The quick path for `key: |` blocks gives exactly what PyYAML gives, or the same error
+    at the same line, whatever else the document holds."""
+    from provider_rke2.yamlread import _load, _TextLoader
+
+    assert _outcome(load_cloud_config, text) == _outcome(lambda t: _load(t, _TextLoader), text)
+
+
+def test_a_long_literal_block_is_lifted_not_scanned():
+    from provider_rke2.yamlread import _lift_literal_blocks
+
+    labels = "".join(f"      - bench-{i}=value-{i}\n" for i in range(5000))
+    text = f"cluster:\n  role: init\n  config: |\n    node-label:\n{labels}  env:\n    A: b\n"
+    skeleton, blocks = _lift_literal_blocks(text)
+    assert len(blocks) == 1 and skeleton.count("\n") == text.count("\n")  # errors keep their lines
+    assert len(skeleton) - skeleton.count("\n") < 100, "the labels are not in what PyYAML scans"
+    assert load_cloud_config(text)["cluster"]["config"].count("bench-") == 5000
+
+
+def test_a_document_holding_every_stand_in_token_is_read_by_pyyaml_alone():
+    from provider_rke2.yamlread import _lift_literal_blocks
+
+    planted = "".join(f"k{i}: provider-rke2-block{i}-0\n" for i in range(8))
+    text = planted + "config: |\n  a: b\n"
+    assert _lift_literal_blocks(text) == (text, {})
+    assert (
+        load_cloud_config(text)["config"] == "a: b\n"
+        and load_cloud_config(text)["k0"] == "provider-rke2-block0-0"
+    )
+    shifted = planted[: planted.index("k7")] + "config: |\n  a: b\n"
+    assert _lift_literal_blocks(shifted)[1] == {"provider-rke2-block7-0": "a: b\n"}
+    assert load_cloud_config(shifted)["k0"] == "provider-rke2-block0-0", "a planted token stays as written"
