@@ -70,8 +70,9 @@ def _tree_name(archive=None):
 def _untrusted(path, inside=False):
     """Why root may not run from `path` (None when it may): a link or directory on the way,
     or (`inside`) an entry directly in it, that belongs to another user or that another user
-    can write (a root-owned sticky directory excepted on the way). Another user runs
-    what is theirs."""
+    can write (a root-owned sticky directory excepted on the way): fsio.trusted_directory's
+    rule, written again because the launcher imports nothing of the package. Another user
+    runs what is theirs."""
     if os.geteuid() != 0:
         return None
     import stat

@@ -116,7 +116,7 @@ class LocalNode:
             rke2_drop_ins=tuple(_yaml_files(paths.rke2_drop_in_dir)),
             has_state=has_rke2_state,
             resolve=os.path.realpath,
-            prefix=self.paths(paths.root).prefix,
+            prefix=paths.prefix,  # the caller's paths come from self.paths: RKE2 found once
         )
 
     def remove_file(self, path: str) -> bool:
