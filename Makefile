@@ -105,4 +105,4 @@ stages: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build/agent-provider-rke2 build/agent-provider-rke2.inputs build/image build/oci build/run \
-	  build/buildah build/work build/*.tar.gz build/Containerfile build/realstack .pytest_cache .ruff_cache
+	  build/.buildah-* build/work build/*.tar.gz build/Containerfile build/realstack .pytest_cache .ruff_cache

@@ -93,11 +93,17 @@ def _untrusted(path, inside=False):
         if found.st_mode & 0o022 and not sticky:
             return "%s is writable by other users" % current
     for name in os.listdir(path) if inside else ():
-        entry = os.lstat(os.path.join(path, name))
-        if entry.st_uid:
-            return "%s/%s belongs to uid %d" % (path, name, entry.st_uid)
-        if entry.st_mode & 0o022 and not stat.S_ISLNK(entry.st_mode):  # a link's own mode says nothing
-            return "%s/%s is writable by other users" % (path, name)
+        where = os.path.join(path, name)
+        link = os.lstat(where)
+        try:  # a link is judged with what it leads to (its own mode says nothing)
+            entry = os.stat(where) if stat.S_ISLNK(link.st_mode) else link
+        except OSError:
+            continue  # leads nowhere: nothing is imported from it
+        owner = link.st_uid or entry.st_uid
+        if owner:
+            return "%s belongs to uid %d" % (where, owner)
+        if entry.st_mode & 0o022:
+            return "%s is writable by other users" % where
     return None
 
 

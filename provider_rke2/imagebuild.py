@@ -28,6 +28,7 @@ from provider_rke2.rke2version import OUTPUT
 PROVIDER = "rke2"
 MAX_MEMBERS = 1000
 MAX_RELEASE_BYTES = 1 << 30
+MAX_VERSIONS = 64  # distinct version strings in one binary: RKE2's names a handful
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 # The version RKE2's build stamps into its binary (k3s' version.Version).
 _STAMPED = re.compile(rb"v\d{1,4}\.\d{1,4}\.\d{1,4}(?:-rc\d{1,4})?\+rke2r\d{1,4}")
@@ -148,6 +149,8 @@ def release_version(binary: str, probe: VersionProbe) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 for found in _STAMPED.findall(tail + block):
                     counts[found.decode()] = counts.get(found.decode(), 0) + 1
+                if len(counts) > MAX_VERSIONS:
+                    return ""  # not one release's stamp: no telling (and memory stays bounded)
                 tail = block[-64:]  # a version across two reads; a repeat only adds to its count
     except OSError:
         return ""

@@ -318,6 +318,15 @@ def test_launcher_order(launcher, monkeypatch, tmp_path):
     assert launcher._root() == "/home/dev/.shiv"
 
 
+def _link_to_a_foreign_package(tree):
+    """A link root made (the link is root's) to a package another user owns."""
+    foreign = tree.parent / "foreign-yaml"
+    foreign.mkdir()
+    os.chown(foreign, 65534, 65534)
+    (tree / "site-packages" / "yaml").rmdir()
+    (tree / "site-packages" / "yaml").symlink_to(foreign)
+
+
 @pytest.mark.parametrize(
     "spoil, why",
     [
@@ -326,6 +335,7 @@ def test_launcher_order(launcher, monkeypatch, tmp_path):
         (lambda tree: os.chmod(tree.parent, 0o777), "is writable by other users"),
         (lambda tree: os.chown(tree / "site-packages" / "provider_rke2", 1000, 1000), "belongs to uid 1000"),
         (lambda tree: os.chmod(tree / "site-packages" / "yaml", 0o757), "is writable by other users"),
+        (lambda tree: _link_to_a_foreign_package(tree), "belongs to uid 65534"),
     ],
     ids=[
         "tree owned by nobody",
@@ -333,6 +343,7 @@ def test_launcher_order(launcher, monkeypatch, tmp_path):
         "root world-writable",
         "package owned",
         "package o+w",
+        "root's link to a package owned by nobody",
     ],
 )
 def test_root_never_runs_a_tree_another_user_controls(launcher, monkeypatch, tmp_path, spoil, why):
@@ -373,20 +384,40 @@ def test_the_built_launcher_parses_on_every_python3_from_3_4(binary):
 
 
 def _old_pythons():
-    """The python3 older than 3.9 this machine has (pyenv's; a node's would be the distribution's)."""
+    """The python3 older than 3.9 this machine has (pyenv's; a node's would be the
+    distribution's); without one, this Python against an executable that asks for 99.0."""
     found = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv").glob(
         "versions/3.[0-8].*/bin/python3"
     )
-    return sorted(str(p) for p in found) or ["none"]
+    return sorted(str(p) for p in found) or ["this python, a floor of 99.0"]
+
+
+def _asking_for_99(binary, tmp_path):
+    """The executable with its launcher asking for Python 99.0 (and no byte code for it)."""
+    data = binary.read_bytes()
+    out = tmp_path / "asks-for-99"
+    with zipfile.ZipFile(binary) as source:
+        prefix = data[: source.infolist()[0].header_offset]
+        with open(out, "wb") as handle:
+            handle.write(prefix)
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as target:
+                for info in source.infolist():
+                    body = source.read(info)
+                    if info.filename == "__main__.py":
+                        body = body.replace(b"MIN_PYTHON = (3, 9)", b"MIN_PYTHON = (99, 0)")
+                    if info.filename != "__main__.pyc":
+                        target.writestr(info, body)
+    return out
 
 
 @pytest.mark.parametrize("python", _old_pythons())
 def test_an_old_python_gets_one_clear_answer(binary, python, tmp_path):
-    if python == "none":
-        pytest.fail("no python3 older than 3.9 on this machine: `pyenv install 3.8` to run this test")
+    wanted = "3.9"
+    if not python.startswith("/"):
+        python, wanted, binary = sys.executable, "99.0", _asking_for_99(binary, tmp_path)
     version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    expected = f"agent-provider-rke2 needs python3 >= 3.9, found {version} at {python}"
+    expected = f"agent-provider-rke2 needs python3 >= {wanted}, found {version} at {python}"
     env = agent_env(tmp_path)
     event = json.dumps(boot_payload("#cloud-config\n"))
     boot = subprocess.run(

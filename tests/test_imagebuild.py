@@ -264,3 +264,16 @@ def test_binaries_checked_follow_the_root_in_the_order_every_reader_looks():
         "/persistent/spectro/usr/bin/rke2",
         "/persistent/spectro/opt/rke2/bin/rke2",
     ]
+
+
+def test_a_binary_naming_endless_versions_is_no_release_and_read_in_bounded_memory(image):
+    """More distinct stamps than one release has (MAX_VERSIONS): no version is claimed, and
+    the reading stops there instead of counting them all."""
+    stamped = b"v1.31.2+rke2r1\0" * 5
+    noise = b"".join(f"v9.{i}.0+rke2r1\0".encode() for i in range(20000))
+    artefacts(image, members={**RELEASE, "bin/rke2": stamped + noise})
+    response = install(req(version=""), CANNOT_RUN)
+    assert json.loads(response.data)["version"] == "" and "version could not be read" in response.log
+    few = b"".join(f"v9.{i}.0+rke2r1\0".encode() for i in range(imagebuild.MAX_VERSIONS - 1))
+    image.create_file("/few", contents=stamped + few)
+    assert imagebuild.release_version("/few", CANNOT_RUN) == "v1.31.2+rke2r1", "a release's handful: read"
