@@ -43,9 +43,6 @@ CONTAINERFILE = HERE / "Containerfile"
 IMAGE_TREE = HERE / "image"
 OCI_LAYOUT = HERE / "oci"
 IMAGE_ARCHITECTURES = ("amd64", "arm64")
-# Where the Kairos agent finds providers (kairos-agent's bus; the second is the layout of
-# providers shipped as systemd-sysext images).
-PROVIDERS_DIRS = ("/system/providers", "/usr/local/system/providers")
 
 
 def _launcher_constant(name: str) -> str:
@@ -291,9 +288,12 @@ def image_tree() -> None:
     under IMAGE_ROOT (under /usr: an installed Kairos node sees it, where it would not see
     /usr/local), byte-compiled for every Python from 3.9 this machine has, so that no boot
     unpacks or compiles anything."""
-    providers = os.environ.get("PROVIDERS_DIR") or PROVIDERS_DIRS[0]
-    if providers not in PROVIDERS_DIRS:
-        raise SystemExit(f"build: PROVIDERS_DIR must be one of {', '.join(PROVIDERS_DIRS)}, got {providers}")
+    sys.path.insert(0, str(PROJECT))
+    from provider_rke2.paths import PROVIDER_DIRS  # where the Kairos agent finds providers
+
+    providers = os.environ.get("PROVIDERS_DIR") or PROVIDER_DIRS[0]
+    if providers not in PROVIDER_DIRS:
+        raise SystemExit(f"build: PROVIDERS_DIR must be one of {', '.join(PROVIDER_DIRS)}, got {providers}")
     os.umask(0o022)  # a tree only root may write, as the launcher asks of one it runs as root
     shutil.rmtree(IMAGE_TREE, ignore_errors=True)
     binary = IMAGE_TREE / providers.lstrip("/") / "agent-provider-rke2"
@@ -362,8 +362,7 @@ def pythons() -> List[Tuple[str, str]]:
 
 def package() -> None:
     """build/image as one reproducible tarball, for image builds that take a tar (ADD ... /)."""
-    if not (IMAGE_TREE / IMAGE_ROOT.lstrip("/")).is_dir():
-        raise SystemExit("build: build/image is missing: run `make image-tree` first (make package does)")
+    _image_tree_built("package")
     entries = [
         (str(path.relative_to(IMAGE_TREE)), path.read_bytes(), path.stat().st_mode & 0o777)
         for path in sorted(IMAGE_TREE.rglob("*"))
@@ -406,8 +405,7 @@ def image(layout: Path = OCI_LAYOUT) -> None:
     same bytes for amd64 and arm64 (pure Python), under one index; built by buildah (vfs
     storage of its own, chroot isolation: root, no daemon), with the standard labels and
     every time the commit's, so that two builds of a commit give one digest."""
-    if not (IMAGE_TREE / IMAGE_ROOT.lstrip("/")).is_dir():
-        raise SystemExit("build: build/image is missing: run `make image-tree` first (make image does)")
+    _image_tree_built("image")
     labels = image_labels()
     tag = labels["org.opencontainers.image.version"]
     storage = Path(tempfile.mkdtemp(prefix=".buildah-", dir=HERE))
@@ -433,6 +431,11 @@ def image(layout: Path = OCI_LAYOUT) -> None:
         shutil.rmtree(storage, ignore_errors=True)
     digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
     say(f"built {layout}/ (an OCI layout): provider-rke2:{tag}  {digest}")
+
+
+def _image_tree_built(target: str) -> None:
+    if not (IMAGE_TREE / IMAGE_ROOT.lstrip("/")).is_dir():
+        raise SystemExit(f"build: build/image is missing: run `make image-tree` first (make {target} does)")
 
 
 def quiet(*args: str) -> None:

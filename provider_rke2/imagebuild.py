@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ProviderError, has_control
 from provider_rke2.fsio import open_regular
-from provider_rke2.paths import PREFIXES, RELEASE_PREFIX, Paths
+from provider_rke2.paths import RELEASE_PREFIX, Paths, installs
 from provider_rke2.protocol import Response
 from provider_rke2.record import record
 from provider_rke2.rke2version import OUTPUT
@@ -54,18 +54,16 @@ class InstallRequest:
 
 def info(probe: VersionProbe, candidates: List[str]) -> Response:
     for binary in candidates:
-        output = probe(binary)
-        match = OUTPUT.search(output or "")
-        if match:
-            data = {"provider": PROVIDER, "version": match.group(1)}
+        version = _answered(probe, binary)
+        if version:
+            data = {"provider": PROVIDER, "version": version}
             return Response(state="success", data=json.dumps(data), log=f"found {binary}")
     return Response(state="non-applicable", log=f"no rke2 binary at {', '.join(candidates)}")
 
 
 def binaries(root: str) -> List[str]:
     """Where RKE2 may be under the root, in the order every reader looks (paths.located)."""
-    base = Paths(root)
-    return [base.under(prefix) + "/bin/rke2" for prefix in PREFIXES]
+    return [paths.binary for paths in installs(root)]
 
 
 def request(payload: Mapping[str, Any], machine: str) -> Optional[InstallRequest]:
@@ -139,22 +137,29 @@ def install(req: InstallRequest, probe: VersionProbe) -> Response:
 def release_version(binary: str, probe: VersionProbe) -> str:
     """The RKE2 version of a release's binary: its `--version`, else (an image built for
     another architecture cannot run it) the version its build stamped into it; "" if neither."""
-    match = OUTPUT.search(probe(binary) or "")
-    if match:
-        return match.group(1)
+    version = _answered(probe, binary)
+    if version:
+        return version
     counts: Dict[str, int] = {}
     tail = b""
     try:
         with open_regular(binary) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 for found in _STAMPED.findall(tail + block):
-                    counts[found.decode()] = counts.get(found.decode(), 0) + 1
+                    version = found.decode()
+                    counts[version] = counts.get(version, 0) + 1
                 if len(counts) > MAX_VERSIONS:
                     return ""  # not one release's stamp: no telling (and memory stays bounded)
                 tail = block[-64:]  # a version across two reads; a repeat only adds to its count
     except OSError:
         return ""
     return max(counts, key=lambda v: counts[v]) if counts else ""
+
+
+def _answered(probe: VersionProbe, binary: str) -> str:
+    """The version `binary --version` names; "" when it cannot run or names none."""
+    match = OUTPUT.search(probe(binary) or "")
+    return match.group(1) if match else ""
 
 
 def _same_release(asked: str, found: str) -> bool:

@@ -369,14 +369,16 @@ def is_system_dir(path: str, paths: Paths) -> bool:
     )
 
 
+def installs(root: str) -> Tuple[Paths, ...]:
+    """The paths of this root with RKE2 at each of PREFIXES, in the order they are looked at."""
+    base = Paths(root)
+    return tuple(Paths(root, base.under(prefix)) for prefix in PREFIXES)
+
+
 def located(root: str, is_file: Callable[[str], bool]) -> Paths:
     """The paths of this root with RKE2 where it really is (the first of PREFIXES that holds
     bin/rke2), else where it would be installed; `is_file` is the edge's look at the node."""
-    base = Paths(root)
-    for prefix in PREFIXES:
-        if is_file(base.under(prefix) + "/bin/rke2"):
-            return Paths(root, base.under(prefix))
-    return base
+    return next((paths for paths in installs(root) if is_file(paths.binary)), Paths(root))
 
 
 def runs_at_boot(path: str) -> bool:
