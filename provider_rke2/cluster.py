@@ -23,6 +23,9 @@ DEFAULT_OUTPUT_PATH = CLUSTER_OUTPUT
 WAIT_FOR_IMAGES = "local_images_wait_seconds"
 CLUSTER_ROOT_PATH = "cluster_root_path"
 READY_TIMEOUT = "ready_timeout_seconds"
+# "true" once the cluster's token was changed with `rke2 token rotate`: a server whose state
+# still holds the old token takes the new one (provider_rke2.tokens).
+TOKEN_ROTATED = "token_rotated"  # noqa: S105 - a key's name
 DEFAULT_READY_TIMEOUT = 900
 MAX_READY_TIMEOUT = 86400
 MAX_WAIT_FOR_IMAGES = 3600
@@ -38,6 +41,7 @@ KNOWN_KEYS = (
     "import_local_images",
     "local_images_path",
     "cluster_config_path",
+    "registries",
 )
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -61,6 +65,8 @@ class Cluster:
     output_path: str = DEFAULT_OUTPUT_PATH
     wait_for_images_seconds: int = 0
     ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT
+    token_rotated: bool = False
+    registries: Optional[Mapping[str, Any]] = None  # registries.yaml's content, checked
 
     @property
     def is_server(self) -> bool:
@@ -147,6 +153,8 @@ class _Reader:
             ready_timeout_seconds=self.seconds(
                 provider_config, READY_TIMEOUT, DEFAULT_READY_TIMEOUT, 10, MAX_READY_TIMEOUT
             ),
+            token_rotated=self.flag(provider_config, TOKEN_ROTATED),
+            registries=self.registries(),
         )
 
     def text(self, key: str) -> str:
@@ -201,6 +209,26 @@ class _Reader:
             )
             return ""
         return normal
+
+    def registries(self) -> Optional[Dict[str, Any]]:
+        value = self.section.get("registries")
+        if value is None:
+            return None
+        from provider_rke2 import registries  # only for a node that has them
+
+        content, problems, warnings = registries.check(value)
+        for problem in problems:
+            self.fail(problem.path, problem.message)
+        self.warnings += warnings
+        return content
+
+    def flag(self, provider_config: Mapping[str, str], key: str) -> bool:
+        text = provider_config.get(key, "")
+        value = parse_bool(text) if text else False
+        if value is None:
+            self.fail(f"cluster.providerConfig.{key}", f"expected true or false, got '{text}'")
+            return False
+        return value
 
     def seconds(self, provider_config: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
         text = provider_config.get(key, "")

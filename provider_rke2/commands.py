@@ -157,7 +157,10 @@ def _wait_ready_args(verbs: Any) -> None:
         help="how long to wait in all: seconds, or 90s, 15m, 2h (default 15m)",
     )  # fmt: skip
     ready.add_argument(
-        "--after", default="", help="what the boot stage did: started, restarted, unchanged, failed"
+        "--after",
+        default="",
+        help="what the boot stage did: started, restarted, unchanged, deferred (a restart left for once"
+        " RKE2 is ready), failed",
     )
     ready.add_argument("--data-dir", default=None, help="RKE2's data dir (default: the root's)")
     ready.add_argument("--kubelet-url", default=None)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 CONFIG_UPDATED = "config_updated"
 RKE2_STARTED = "rke2_started"
 RKE2_RESTARTED = "rke2_restarted"
+RKE2_RESTART_DEFERRED = "rke2_restart_deferred"
 CLUSTER_READY = "cluster_ready"
 CLUSTER_RESET = "cluster_reset"
 DATA_DIR_KEPT = "data_dir_kept"
@@ -31,6 +32,7 @@ TYPES = (
     CONFIG_UPDATED,
     RKE2_STARTED,
     RKE2_RESTARTED,
+    RKE2_RESTART_DEFERRED,
     CLUSTER_READY,
     CLUSTER_RESET,
     DATA_DIR_KEPT,

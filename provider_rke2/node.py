@@ -117,6 +117,9 @@ class LocalNode:
             has_state=has_rke2_state,
             resolve=os.path.realpath,
             prefix=paths.prefix,  # the caller's paths come from self.paths: RKE2 found once
+            held_token=_held_token,
+            registries_written=_written_by_provider(paths.registries_file),
+            last_token=lambda: _config_token(paths.config_file),
         )
 
     def remove_file(self, path: str) -> bool:
@@ -175,9 +178,9 @@ class LocalNode:
         done = self.run([binary, "--version"], VERSION_TIMEOUT)
         return done.output if done.returncode == 0 else None
 
-    def systemctl(self, *args: str) -> Tuple[int, str]:
+    def systemctl(self, *args: str, timeout: float = SYSTEMCTL_TIMEOUT) -> Tuple[int, str]:
         """systemctl from PATH (its place differs between distributions): status and output."""
-        done = self.run(["systemctl", *args], SYSTEMCTL_TIMEOUT)
+        done = self.run(["systemctl", *args], timeout)
         return (124 if done.returncode is None else done.returncode), done.output
 
     def wait_ready(self, checks: Sequence[Tuple[str, str, str]], timeout: float) -> Any:
@@ -277,6 +280,46 @@ def has_rke2_state(data_dir: str) -> bool:
     from provider_rke2.datadir import STATE_MARKERS
 
     return any(os.path.isdir(os.path.join(data_dir, marker)) for marker in STATE_MARKERS)
+
+
+def _written_by_provider(path: str) -> bool:
+    """Whether the file is there, a regular file whose first line is the provider's header."""
+    if not os.path.lexists(path):  # nearly every node: nothing to import
+        return False
+    from provider_rke2.fsio import read_regular
+    from provider_rke2.registries import HEADER
+
+    try:
+        return read_regular(path, len(HEADER) + 1).decode("utf-8", errors="replace").startswith(HEADER + "\n")
+    except OSError:
+        return False
+
+
+def _held_token(path: str) -> Optional[str]:
+    """RKE2's server/token (a secret: compared, never shown); None when it cannot be read."""
+    from provider_rke2.fsio import read_regular
+
+    try:
+        return read_regular(path, 4096).decode("utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _config_token(path: str) -> Optional[str]:
+    """`token` of the config.yaml the provider last wrote, which RKE2 runs with; None without.
+    The provider writes every top-level key at the start of a line, one line each for a
+    scalar: only that line is read as YAML, not a config of thousands of labels."""
+    from provider_rke2.fsio import read_regular
+    from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config
+
+    try:
+        text = read_regular(path, MAX_DROP_IN).decode("utf-8")
+        line = next((line for line in text.splitlines() if line.startswith("token:")), None)
+        config = load_rke2_config(line) if line else None
+    except (OSError, UnicodeDecodeError, YAMLSyntaxError, RecursionError):
+        return None
+    token = config.get("token") if isinstance(config, dict) else None
+    return token if isinstance(token, str) and token else None
 
 
 def _yaml_files(directory: str) -> List[str]:

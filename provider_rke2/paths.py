@@ -118,6 +118,11 @@ class Paths:
         return self.config_dir + "/config.yaml"
 
     @property
+    def registries_file(self) -> str:
+        """RKE2's private registry configuration (its --private-registry), from cluster.registries."""
+        return self.config_dir + "/registries.yaml"
+
+    @property
     def rke2_drop_in_dir(self) -> str:
         """RKE2's own drop-ins, read after config.yaml (RKE2 >= 1.21.1)."""
         return self.config_dir + "/config.yaml.d"
@@ -188,6 +193,12 @@ class Paths:
     def started_stamp(self) -> str:
         """The fingerprint RKE2 was last (re)started with (for restarting only on change)."""
         return self.state_dir + "/started"
+
+    @property
+    def restart_pending(self) -> str:
+        """The fingerprint a boot could not restart RKE2 with while it was still starting: the
+        readiness watcher restarts it once it is ready (see stages.start_service)."""
+        return self.state_dir + "/restart-pending"
 
     @property
     def fingerprint_key(self) -> str:
@@ -301,6 +312,7 @@ class Paths:
         return [
             ("config drop-ins", self.drop_in_dir + "/"),
             ("final config", self.config_file),
+            ("private registries", self.registries_file),
             ("data dir", self.data_dir + "/"),
             ("kubelet dir", self.kubelet_dir + "/"),
             ("proxy env (server)", self.env_file("rke2-server.service")),
@@ -412,6 +424,11 @@ def unit_for(role: str) -> str:
 def server_ca(data_dir: str) -> str:
     """The cluster's CA on a server, which signs the supervisor's TLS."""
     return data_dir.rstrip("/") + "/server/tls/server-ca.crt"
+
+
+def server_token(data_dir: str) -> str:
+    """The token a server's cluster state was created with (RKE2 writes it in its full form)."""
+    return data_dir.rstrip("/") + "/server/token"
 
 
 def snapshot_dir(data_dir: str) -> str:

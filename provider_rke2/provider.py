@@ -11,7 +11,7 @@ from provider_rke2.secrets import in_config, in_section
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
+    from typing import Any, Callable, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
 
     from provider_rke2.spec import Section
 
@@ -140,7 +140,7 @@ def _boot_locked(section: Section, root: Root, paths: Any, node: Node, context: 
         finished = f"warning: {err}"
     if finished:
         notes.append(finished if finished.startswith("warning: ") else f"warning: {finished}")
-    facts = node.facts(paths)
+    facts = _noting_tokens(node.facts(paths), context.secrets)
     for drop_in in facts.drop_ins:
         context.secrets |= in_config(drop_in.config)
     try:
@@ -171,6 +171,23 @@ def _boot_locked(section: Section, root: Root, paths: Any, node: Node, context: 
     lines = notes + [f"warning: {w}" for w in rendered.warnings]
     lines.append(f"wrote {rendered.path} (role {rendered.role}, root {rendered.root.path})")
     return Response(state="success", log="\n".join(lines))
+
+
+def _noting_tokens(facts: Any, secrets: Set[str]) -> Any:
+    """The facts, each token read from the node added to the secrets scrubbed from messages
+    (no message quotes one: this holds should one ever do so)."""
+    from provider_rke2.record import replace
+
+    def noted(read: Callable[..., Optional[str]]) -> Callable[..., Optional[str]]:
+        def reading(*where: str) -> Optional[str]:
+            token = read(*where)
+            if token:
+                secrets.add(token)
+            return token
+
+        return reading
+
+    return replace(facts, held_token=noted(facts.held_token), last_token=noted(facts.last_token))
 
 
 def _kept(node: Node, path: str, text: str, what: str, otherwise: str) -> List[str]:

@@ -146,18 +146,27 @@ def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: fl
 _AFTER = {
     "started": (eventlog.RKE2_STARTED, "the boot stage started {unit}"),
     "restarted": (eventlog.RKE2_RESTARTED, "the boot stage restarted {unit}: its configuration changed"),
+    "deferred": (
+        eventlog.RKE2_RESTART_DEFERRED,
+        "the configuration of {unit} changed while it was still starting: it is restarted once it is ready,"
+        " never in the middle of its start (a first server may be bootstrapping etcd)",
+    ),
     "failed": (eventlog.ERROR, "the boot stage could not start {unit} (see `journalctl -u {unit}`)"),
 }
+# How often the watcher asks systemd whether a ready unit has finished starting.
+_ACTIVE_POLL = 2.0
 
 
 def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO] = None) -> int:
-    """0 when RKE2 became ready within the bound, 1 when it did not."""
+    """0 when RKE2 became ready within the bound (a restart the boot stage left pending
+    applied once it was), 1 when it did not."""
     from provider_rke2.errors import ProviderError
     from provider_rke2.paths import Paths, server_ca, unit_for
 
     root = node.stylus_root()
     paths = Paths(root.path)
     unit = unit_for(options.role)
+    deadline = time.monotonic() + options.timeout
 
     def emit(kind: str, message: str) -> None:
         try:
@@ -170,14 +179,81 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
         emit(kind, text.format(unit=unit))
     ca = server_ca(options.data_dir or paths.data_dir)
     found = checks(options.role != "worker", ca, options.kubelet_url or "", options.supervisor_url or "")
-    outcome = wait(probes(found), options.timeout, options.max_interval)
     out = stdout or stderr
-    if outcome.ready:
+    while True:
+        outcome = wait(probes(found), max(0.0, deadline - time.monotonic()), options.max_interval)
+        if not outcome.ready:
+            message = f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}"
+            emit(eventlog.ERROR, message)
+            out.write(f"not ready: {message}\n")
+            return 1
         message = f"RKE2 is ready on this node after {outcome.waited:.0f} s ({outcome.detail})"
         emit(eventlog.CLUSTER_READY, message)
         out.write(f"ready: {message}\n")
-        return 0
-    message = f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}"
-    emit(eventlog.ERROR, message)
-    out.write(f"not ready: {message}\n")
-    return 1
+        applied = _apply_pending(paths, node, unit, deadline, min(_ACTIVE_POLL, options.max_interval))
+        if applied is None:
+            return 0
+        kind, message = applied
+        emit(kind, message)
+        out.write(f"{'restarted' if kind != eventlog.ERROR else 'not restarted'}: {message}\n")
+        if kind == eventlog.ERROR:
+            return 1
+
+
+def _apply_pending(
+    paths: Any, node: Any, unit: str, deadline: float, poll: float
+) -> Optional[Tuple[str, str]]:
+    """The restart a boot left pending while the unit was starting, done once the unit is
+    active: (event type, message), or None when nothing was pending.
+
+    The node's lock is taken only around reading and recording (so that no upgrade runs
+    meanwhile, and a boot is never kept waiting for RKE2 to start again); the restart itself
+    blocks until RKE2 is up again, bounded by the watcher's deadline. A boot that leaves
+    another change pending meanwhile keeps it: only the fingerprint applied is forgotten."""
+    from provider_rke2.errors import ProviderError
+
+    wanted = node.read_state(paths.restart_pending)
+    if not wanted:
+        return None
+    if node.read_state(paths.started_stamp) == wanted:  # applied meanwhile (a later boot's restart)
+        _forget(node, paths.restart_pending, wanted)
+        return None
+    while True:
+        code, state = node.systemctl("is-active", unit)
+        state = state.strip()
+        if state == "active":
+            break
+        if state not in ("activating", "reloading") or time.monotonic() + poll > deadline:
+            return eventlog.ERROR, (
+                f"the pending restart of {unit} was not done: the unit is {state or 'unknown'}, not active;"
+                " the next boot applies the configuration"
+            )
+        time.sleep(poll)
+    try:
+        with node.lock(paths.lock_file, min(30.0, max(0.0, deadline - time.monotonic())), "wait-ready"):
+            wanted = node.read_state(paths.restart_pending) or wanted
+        # A restart systemd has queued goes on if the watcher's time runs out.
+        code, output = node.systemctl("restart", unit, timeout=max(1.0, deadline - time.monotonic()))
+        if code != 0:
+            return eventlog.ERROR, f"the pending restart of {unit} failed: {output or f'status {code}'}"
+        with node.lock(paths.lock_file, 30.0, "wait-ready"):
+            node.write_state(paths.started_stamp, wanted)
+            _forget(node, paths.restart_pending, wanted)
+    except ProviderError as err:
+        return eventlog.ERROR, f"the pending restart of {unit} was not done: {err}; the next boot applies it"
+    return eventlog.RKE2_RESTARTED, (
+        f"the readiness watcher restarted {unit} once it was ready:"
+        " its configuration changed while it was starting"
+    )
+
+
+def _forget(node: Any, path: str, applied: str) -> None:
+    """Remove the pending restart, unless a boot has left another one there meanwhile."""
+    from provider_rke2.errors import ProviderError
+
+    if node.read_state(path) != applied:
+        return
+    try:
+        node.remove_file(path)
+    except ProviderError:
+        pass  # a stale pending restart is harmless: the stamp already matches it

@@ -106,6 +106,7 @@ def build_document(
     cluster, paths = spec.cluster, spec.paths
     merged_text = _merged_header(spec.drop_ins) + rke2config.dump(spec.merged)
     proxy_step = stages.proxy_env(paths, cluster.unit, spec.proxy_env)
+    registries_text = _registries_text(cluster.registries)
     drop_ins = stages.unit_drop_ins(paths, cluster.unit, executable, bool(spec.proxy_env))
     # What RKE2 runs with: a change to any of it is a reason to restart.
     material = [
@@ -113,6 +114,8 @@ def build_document(
         proxy_step.files[0].content if proxy_step else "",
         *(drop_in.content for drop_in in drop_ins),
     ]
+    if registries_text:  # only then: a node without registries keeps its fingerprint (no restart)
+        material.append(registries_text)
     fingerprint = keyed(key, "\0".join(material).encode("utf-8"))
     watcher = " ".join(
         shlex.quote(part)
@@ -131,6 +134,8 @@ def build_document(
                 _PROVIDER_HEADER + rke2config.dump(spec.provider),
                 merged_text,
             ),
+            stages.registries(paths, registries_text) if registries_text else None,
+            _stale_registries(spec),
             stages.script_paths(paths, plan.env_file()),
             proxy_step,
             *_image_steps(spec),
@@ -161,6 +166,22 @@ def _image_steps(spec: NodeSpec) -> List[Optional[yip.Step]]:
         stages.wait_for_images(source, cluster.wait_for_images_seconds),
         stages.import_images(source, images_dir(spec.data_dir.path)),
     ]
+
+
+def _registries_text(content: Optional[dict]) -> str:
+    if not content:
+        return ""
+    from provider_rke2 import registries  # only for a node that has them
+
+    return registries.text(content)
+
+
+def _stale_registries(spec: NodeSpec) -> Optional[yip.Step]:
+    if not spec.stale_registries:
+        return None
+    from provider_rke2.registries import HEADER
+
+    return stages.stale_registries(spec.paths, HEADER)
 
 
 def _with_newline(text: str) -> str:

@@ -29,9 +29,9 @@ def _url_password(value: str) -> Optional[str]:
 
 
 def in_section(section: Any, config: Any = None) -> Set[str]:
-    """Best effort, never failing: the token, secret RKE2 options and proxy passwords of a
-    `cluster:` section as read from the cloud-config (any value, checked or not); `config`
-    the section's RKE2 config when the caller has read it already."""
+    """Best effort, never failing: the token, secret RKE2 options, proxy passwords and
+    registry credentials of a `cluster:` section as read from the cloud-config (any value,
+    checked or not); `config` the section's RKE2 config when the caller has read it already."""
     found: Set[str] = set()
     if not isinstance(section, dict):
         return found
@@ -42,6 +42,10 @@ def in_section(section: Any, config: Any = None) -> Set[str]:
             password = _url_password(value) if "@" in value else None  # no userinfo without "@"
             if password:
                 found.add(password)
+    if section.get("registries") is not None:
+        from provider_rke2.registries import secrets  # only for a section that has them
+
+        found |= secrets(section["registries"])
     text = section.get("config")
     if config is None and isinstance(text, str):
         from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config

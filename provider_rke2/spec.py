@@ -8,10 +8,10 @@ rke2check.py, the data dir in datadir.py); `agent.boot`, `cluster.reset`, `rende
 
 from __future__ import annotations
 
-from provider_rke2 import datadir, proxy, rke2check, rke2config, schema
-from provider_rke2.cluster import CLUSTER_ROOT_PATH, Cluster, parse_cluster
+from provider_rke2 import datadir, proxy, rke2check, rke2config, schema, tokens
+from provider_rke2.cluster import CLUSTER_ROOT_PATH, TOKEN_ROTATED, Cluster, parse_cluster
 from provider_rke2.errors import ConfigError, Problem, ProviderError, kind_of
-from provider_rke2.paths import Paths, is_clean_absolute, is_system_dir
+from provider_rke2.paths import Paths, is_clean_absolute, is_system_dir, server_token
 from provider_rke2.record import record
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import Root, with_cluster_root
@@ -32,6 +32,10 @@ def _as_is(path: str) -> str:
     return path
 
 
+def _no_token(*where: str) -> Optional[str]:
+    return None
+
+
 @record
 class NodeFacts:
     """What a check needs to know of the node it is for, read by the edge (node.py)."""
@@ -42,6 +46,10 @@ class NodeFacts:
     has_state: Callable[[str], bool] = _nothing_there  # RKE2 cluster state in a data dir?
     resolve: Callable[[str], str] = _as_is  # a path with its links followed
     prefix: str = ""  # where RKE2 is installed ("": not found, the root's default)
+    # Secrets, read only when a check needs them and never put in a message:
+    held_token: Callable[[str], Optional[str]] = _no_token  # a data dir's server/token
+    last_token: Callable[[], Optional[str]] = _no_token  # `token` of the config.yaml RKE2 runs with
+    registries_written: bool = False  # registries.yaml is there, written by the provider
 
 
 NO_FACTS = NodeFacts()
@@ -61,6 +69,7 @@ class NodeSpec:
     proxy_env: List[Tuple[str, str]]  # the unit's proxy environment; empty without a proxy
     warnings: Tuple[Problem, ...]
     prefix: str = ""  # NodeFacts.prefix
+    stale_registries: bool = False  # the provider's registries.yaml is there, no longer asked for
 
     @property
     def paths(self) -> Paths:
@@ -126,6 +135,15 @@ def check(
     combined, more = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
     warnings += more
     settings = rke2config.provider_settings(cluster)
+    if cluster.registries:
+        if "private-registry" in combined:
+            problems.append(
+                Problem(
+                    "cluster.config.private-registry",
+                    "set together with cluster.registries, which writes RKE2's registries file: keep one",
+                )
+            )
+        settings["private-registry"] = paths.registries_file
     defaults = rke2config.provider_defaults(paths)
     merged, more = rke2config.merge(combined, settings, defaults)
     warnings += more
@@ -152,6 +170,9 @@ def check(
     if problems or wanted is None or kubelet is None:
         raise ConfigError(problems, warnings)
     data_dir = datadir.choose(wanted, facts.recorded_data_dir, paths, facts.has_state)
+    problems += _token_change(cluster, merged, data_dir.path, facts, warnings)
+    if problems:
+        raise ConfigError(problems, warnings)
     if data_dir.kept:
         merged["data-dir"] = provider["data-dir"] = data_dir.path
         warnings.append(Problem(DATA_DIR, datadir.kept_message(data_dir)))
@@ -159,7 +180,7 @@ def check(
     merged_drop_ins = tuple(d for d in facts.drop_ins if d.config is not None)
     return NodeSpec(
         cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(warnings),
-        facts.prefix,
+        facts.prefix, facts.registries_written and not cluster.registries,
     )  # fmt: skip
 
 
@@ -206,6 +227,49 @@ def _joining(cluster: Cluster, merged: Mapping[str, Any], warnings: List[Problem
             )
         ]
     return []
+
+
+def _token_change(
+    cluster: Cluster, merged: Mapping[str, Any], data_dir: str, facts: NodeFacts, warnings: List[Problem]
+) -> List[Problem]:
+    """A token other than the one this node's RKE2 holds: refused on a server with cluster
+    state (RKE2 would loop failing, rancher/rke2#6281), unless the operator says the cluster's
+    token was rotated; a warning on an agent (it rejoins with the new one)."""
+    token = merged.get("token")
+    if not isinstance(token, str) or not token or not facts.has_state(data_dir):
+        return []
+    where = "cluster.cluster_token" if cluster.token else "cluster.config.token"
+    if cluster.is_server:
+        held_at = server_token(data_dir)
+        held = facts.held_token(held_at)
+        if held is None or tokens.same(token, held):
+            if cluster.token_rotated and held is not None:
+                warnings.append(Problem(f"cluster.providerConfig.{TOKEN_ROTATED}", _ROTATED_DONE))
+            return []
+        if cluster.token_rotated:
+            warnings.append(Problem(where, _ROTATED_TAKEN.format(file=held_at)))
+            return []
+        return [Problem(where, _NOT_HELD.format(file=held_at))]
+    last = facts.last_token()
+    if last and not tokens.same(token, last):
+        warnings.append(Problem(where, _AGENT_REJOINS))
+    return []
+
+
+_NOT_HELD = (
+    "differs from the token of this server's cluster state ({file}): RKE2 would refuse to start; the node"
+    " keeps its configuration. To change a cluster's token: `rke2 token rotate` on a server, then"
+    ' providerConfig.token_rotated: "true"; to join another cluster: cluster.reset first'
+)
+_ROTATED_TAKEN = (
+    "differs from the token in {file}; taken as providerConfig.token_rotated says it was rotated"
+    " (`rke2 token rotate`), else RKE2 will refuse to start; remove token_rotated once all servers run it"
+)
+_ROTATED_DONE = "set, but this server holds the token given already: remove it, it turns a safety check off"
+_AGENT_REJOINS = (
+    "differs from the token rke2-agent last ran with here; it rejoins with the new one at its next start:"
+    " the servers must accept it (after `rke2 token rotate`), or this agent cannot rejoin"
+)
 
 
 def reset_dirs(section: Section, paths: Paths, facts: NodeFacts) -> Tuple[str, str]:

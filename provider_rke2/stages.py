@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
 STAGE = "boot.before"
 READ_ONLY = 0o400
+PRIVATE_FILE = 0o600
 PUBLIC_FILE = 0o644
 PRIVATE_DIR = 0o700
 PUBLIC_DIR = 0o755
-IMAGE_PATTERNS = ("*.tar", "*.tar.gz", "*.tar.zst")
 # How long a boot waits, at most, while image archives are still being extracted,
 # unless providerConfig.local_images_wait_seconds says otherwise.
 DEFAULT_IMAGES_SETTLE_SECONDS = 120
@@ -38,12 +38,22 @@ _COMMENT_SWAP = (
     "[[:space:]]+swap([[:space:]]|$))/#\\1/' {fstab}"
 )
 
-# Copies each archive only when it differs from the one already in place, via a
-# temporary name RKE2 ignores, so a boot never re-writes gigabytes needlessly
-# and RKE2 never imports a half-copied archive.
+# What RKE2 imports from agent/images (rancher/rke2#6856): image archives, plain or compressed
+# every way it reads, and .txt lists of images to pull.
+IMAGE_PATTERNS = (
+    "*.tar", "*.tar.lz4", "*.tar.bz2", "*.tbz", "*.tar.gz", "*.tgz", "*.tar.zst", "*.tzst", "*.txt",
+)  # fmt: skip
+
+# Copies each archive only when its size or modification time differs from the copy in place
+# (rsync's quick check: a stat per file, never a read of gigabytes at every boot), keeping the
+# source's time (cp -p): RKE2's conditional import (agent/images/.cache.json) re-imports an
+# archive only when its size or time changed, so an unchanged archive is never touched. Via a
+# temporary name RKE2 ignores, so RKE2 never imports a half-copied archive.
 _COPY_CHANGED = (
-    'dst=$1; shift; for f; do t="$dst/${f##*/}"; '
-    'cmp -s "$f" "$t" || { cp "$f" "$t.part" && mv -f "$t.part" "$t"; }; done'
+    'dst=$1; shift; for f; do t="$dst/${f##*/}";'
+    ' [ -f "$t" ] && [ ! -L "$t" ]'
+    ' && [ "$(stat -L -c %s:%Y -- "$f")" = "$(stat -c %s:%Y -- "$t")" ] && continue;'
+    ' rm -f -- "$t.part"; cp -p -- "$f" "$t.part" && mv -f -- "$t.part" "$t"; done'
 )
 
 
@@ -75,6 +85,28 @@ def rke2_config(paths: Paths, user_config: str, provider_config: str, merged_con
             File(paths.user_drop_in, user_config, READ_ONLY),
             File(paths.provider_drop_in, provider_config, READ_ONLY),
             File(paths.config_file, merged_config, READ_ONLY),
+        ),
+    )
+
+
+def registries(paths: Paths, text: str) -> Step:
+    return Step(
+        name="Write RKE2's private registry configuration (mirrors, credentials, TLS files)",
+        files=(File(paths.registries_file, text, PRIVATE_FILE),),
+    )
+
+
+def stale_registries(paths: Paths, header: str) -> Step:
+    """Remove the registries file a former cluster.registries had the provider write (its first
+    line says so), never one an administrator wrote, nor through a link."""
+    path = quote(paths.registries_file)
+    return Step(
+        name="Remove the private registry configuration cluster.registries no longer asks for",
+        commands=(
+            # Its first line, whole (the x keeps the line end), and no more of the file.
+            f"if [ -f {path} ] && [ ! -L {path} ]"
+            f' && [ "$(head -c {len(header) + 1} {path}; echo x)" = {quote(header + chr(10) + "x")} ];'
+            f" then rm -f {path}; fi",
         ),
     )
 
@@ -196,41 +228,51 @@ def _systemd_executable(path: str) -> str:
 def start_service(
     unit: str, paths: Paths, fingerprint: str, watcher: str, drop_ins: Tuple[File, ...] = ()
 ) -> Step:
-    """Start the unit, restart it only when its configuration changed, then watch for readiness.
+    """Start the unit, restart it only when it runs and its configuration changed, never while
+    it is still starting; then watch for readiness.
 
     A persistent enable would let systemd start RKE2 on the next boot with the
     previous config, before this stage rewrote it: enable for this boot only.
     --no-block: boot.before runs inside the boot service; waiting here for a
-    Type=notify unit would hold the whole boot until RKE2 is up. An active unit
-    is restarted only when the fingerprint of its configuration differs from the
-    stamp written after its last successful (re)start: re-applying an unchanged
-    document leaves a running RKE2 alone.
+    Type=notify unit would hold the whole boot until RKE2 is up.
+
+    The rule, by the unit's state: inactive, failed or stopping: start it. Active: restart it
+    only when the fingerprint of its configuration differs from the stamp written after its
+    last successful (re)start (re-applying an unchanged document leaves RKE2 alone).
+    Activating or reloading: RKE2 is still starting, a first server perhaps bootstrapping
+    etcd, which a restart can wedge (rancher/rke2#9785): never restart it then; the changed
+    fingerprint is left pending and the readiness watcher restarts RKE2 once it is ready.
     """
     unit_q, stamp, want = quote(unit), quote(paths.started_stamp), quote(fingerprint)
-    state_dir = quote(paths.state_dir)
+    pending, state_dir = quote(paths.restart_pending), quote(paths.state_dir)
+    same = f'[ -f {stamp} ] && [ ! -L {stamp} ] && [ "$(cat {stamp})" = {want} ]'
     decide = (
         f'case "$(systemctl is-active {unit_q})" in\n'
-        "active|activating|reloading)\n"
-        f'  if [ -f {stamp} ] && [ ! -L {stamp} ] && [ "$(cat {stamp})" = {want} ]; then action=unchanged\n'
+        f"active)\n"
+        f"  if {same}; then action=unchanged\n"
         f"  elif systemctl restart --no-block {unit_q}; then action=restarted\n"
         "  else action=failed; fi ;;\n"
+        "activating|reloading)\n"
+        f"  if {same}; then action=unchanged; else action=deferred; fi ;;\n"
         f"*) if systemctl start --no-block {unit_q}; then action=started; else action=failed; fi ;;\n"
         "esac\n"
-        'if [ "$action" = started ] || [ "$action" = restarted ]; then\n'
-        # A fresh file (mktemp: O_EXCL, never through a link), renamed over the stamp; never
-        # into a directory planted where the stamp goes.
-        f"  [ -d {stamp} ] || (umask 077 && mkdir -p {state_dir} && tmp=$(mktemp {state_dir}/.started.XXXXXX)"
-        f' && printf \'%s\\n\' {want} > "$tmp" && mv -f "$tmp" {stamp})\n'
-        "fi\n"
+        'case "$action" in\n'
+        # What runs is what was asked for: nothing stays pending (a change made and undone
+        # while RKE2 was starting included).
+        f"unchanged) rm -f {pending} ;;\n"
+        f"started|restarted) rm -f {pending}; {_record(stamp, want, state_dir)} ;;\n"
+        f"deferred) {_record(pending, want, state_dir)} ;;\n"
+        "esac\n"
         # Its own transient unit: yip waits for every process holding a command's output
         # (CombinedOutput), so a background watcher would hold the boot service; one
-        # watcher at a time, by its fixed name.
+        # watcher at a time, by its fixed name (a running one applies a pending restart too).
         f"systemctl is-active --quiet {WATCHER_UNIT} ||"
         f" systemd-run --no-block --collect --unit {WATCHER_UNIT}"
         f" --description 'provider-rke2: wait for RKE2 to be ready' {watcher} --after \"$action\""
     )
     return Step(
-        name=f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",
+        name=f"Start {unit} (enabled for this boot only; restarted when it runs with a changed"
+        " configuration, never while it starts)",
         files=drop_ins,
         commands=(
             "rm -f " + " ".join(unit_links((unit_q,))),
@@ -238,6 +280,15 @@ def start_service(
             "systemctl daemon-reload",
             decide,
         ),
+    )
+
+
+def _record(path: str, value: str, state_dir: str) -> str:
+    """`value` written to `path` as a fresh file (mktemp: O_EXCL, never through a link)
+    renamed over it; never into a directory planted where it goes. Both arguments quoted."""
+    return (
+        f"[ -d {path} ] || (umask 077 && mkdir -p {state_dir} && tmp=$(mktemp {state_dir}/.state.XXXXXX)"
+        f' && printf \'%s\\n\' {value} > "$tmp" && mv -f "$tmp" {path})'
     )
 
 

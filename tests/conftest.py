@@ -129,3 +129,15 @@ def _contents(path: str) -> set:
     if os.path.isfile(path):
         return {path}
     return {os.path.join(top, name) for top, _, names in os.walk(path) for name in names} | {path}
+
+
+@pytest.fixture(scope="session")
+def ca_pem(tmp_path_factory) -> bytes:
+    """A cluster CA, as RKE2 lays one on a server (the readiness watcher reads it)."""
+    where = tmp_path_factory.mktemp("ca")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-subj", "/CN=rke2-server-ca", "-days", "2", "-keyout", str(where / "ca.key"), "-out", str(where / "ca.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (where / "ca.pem").read_bytes()

@@ -47,7 +47,8 @@ is-active)
 is-enabled)
 	if [ -e "/run/systemd/system/multi-user.target.wants/$unit" ]; then echo enabled-runtime; else echo disabled; false; fi ;;
 start | restart)
-	echo active > "$state/$unit"
+	# RKE2 still starting (a first server bootstrapping) when start-as says so.
+	cat "$STUB_DIR/start-as" > "$state/$unit" 2>/dev/null || echo active > "$state/$unit"
 	case "$unit" in rke2-*) sh "$STUB_DIR/play-rke2" "$unit" ;; esac ;;
 stop)
 	echo inactive > "$state/$unit"
@@ -78,6 +79,9 @@ ln -sfn data/v1/bin "$data/bin"
 mountpoint -q "$data/agent/containerd/mnt" || mount -t tmpfs tmpfs "$data/agent/containerd/mnt"
 member="$data/server/db/etcd/member"  # a new member, unless the cluster's is there
 case "$unit" in rke2-server*) mkdir -p "${member%/*}" && { [ -f "$member" ] || echo member > "$member"; } ;; esac
+# The token a server's cluster state is created with, in its full form, as RKE2 keeps it.
+token=$(sed -n 's/^token: *//p' "$config" | tr -d "'\"")
+case "$unit" in rke2-server*) [ -f "$data/server/token" ] || { mkdir -p "$data/server" && (umask 077 && echo "K10$(printf %s "$token" | sha256sum | cut -c1-64)::server:$token" > "$data/server/token"); } ;; esac
 case "$unit" in rke2-server*) [ -f "$STUB_DIR/ca.pem" ] && mkdir -p "$data/server/tls" && cp "$STUB_DIR/ca.pem" "$data/server/tls/server-ca.crt" ;; esac
 mkdir -p "$kubelet/pods/p1/volumes/v"
 mountpoint -q "$kubelet/pods/p1/volumes/v" || mount -t tmpfs tmpfs "$kubelet/pods/p1/volumes/v"

@@ -110,9 +110,11 @@ def boot(
     phases: List[Dict[str, Any]],
     provider: str = "ours",
     installed: Optional[str] = "v1.31.2+rke2r1",
+    extra_share: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Dict[str, Any]]:
     """Build the image (RKE2 installed by `init.provider.install` unless `installed` is
-    None), then run `phases`; each result by phase name."""
+    None), then run `phases`; each result by phase name. `extra_share`: more files for the stubs'
+    directory (/kairosbox in the node), such as the cluster CA the fake RKE2 lays."""
     box = tmp / "box"
     share = box / "share"
     share.mkdir(parents=True)
@@ -129,7 +131,7 @@ def boot(
         "programs": str(PROGRAMS),
         "package": package,
         "stubs": {name: stub(name, body) for name, body in NODE_STUBS.items()},
-        "share": {"play-rke2": PLAY_RKE2},
+        "share": {"play-rke2": PLAY_RKE2, **(extra_share or {})},
         "spy": str(Path(__file__).parent / "spy.py"),
         "watched": list(WATCHED),
         "phases": [image, *phases],
@@ -158,8 +160,12 @@ def agent_boot(
     config: str,
     then: Optional[List[Dict[str, Any]]] = None,
     before: Optional[List[Dict[str, Any]]] = None,
+    reboot: bool = True,
 ) -> Dict[str, Any]:
+    """A boot of an agent-mode host; with reboot False, the Stylus agent applying a config
+    again on the running host (units as they were)."""
     return {
+        "reboot": reboot,
         "before": before or [],
         "name": name,
         "kind": "boot",

@@ -233,7 +233,9 @@ class Node:
     def boot(self, phase: Dict[str, Any]) -> Dict[str, Any]:
         self.mount_image()
         try:
-            for stale in ("units", "healthz", "ping"):
+            # A reboot stops every unit; a re-apply on a running host (the Stylus agent sends
+            # agent.boot again) finds them as they were.
+            for stale in ("units", "healthz", "ping") if phase.get("reboot", True) else ():
                 shutil.rmtree(os.path.join(self.box, "share", stale), ignore_errors=True)
             if phase.get("agent_mode"):
                 self.agent_host(phase["environment"])

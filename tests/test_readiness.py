@@ -200,3 +200,126 @@ def test_the_render_passes_the_users_data_dir_to_the_watcher():
 
     text = render(cloud_config(role="init", config="data-dir: /data/rke2\n")).text
     assert "wait-ready --role init --stylus-root / --data-dir /data/rke2 --timeout 900" in text
+
+
+# --- a restart the boot stage left pending while RKE2 was starting ----------------------------------
+
+
+def pending_node(tmp_path, stub_bin, states, stamp="b" * 64, pending="c" * 64, restart_status=0):
+    """A node whose boot left `pending` while the unit started; systemctl answers is-active
+    with each of `states` in turn (the last one from then on)."""
+    state = tmp_path / "root/var/lib/provider-rke2"
+    state.mkdir(parents=True)
+    (state / "started").write_text(stamp + "\n")
+    if pending:
+        (state / "restart-pending").write_text(pending + "\n")
+    (tmp_path / "states").write_text("\n".join(states) + "\n")
+    stub_bin(
+        "systemctl",
+        f'if [ "$1" = is-active ]; then s=$(head -n 1 {tmp_path}/states); echo "$s";'
+        f' [ "$(wc -l < {tmp_path}/states)" -gt 1 ] && sed -i 1d {tmp_path}/states;'
+        f' [ "$s" = active ]; exit; fi; exit {restart_status}',
+    )
+    return state
+
+
+def test_a_pending_restart_is_done_once_the_unit_has_finished_starting(
+    tmp_path, kubelet, stub_bin, monkeypatch
+):
+    monkeypatch.setenv("PATH", stub_bin.path)
+    _, url = kubelet
+    state = pending_node(tmp_path, stub_bin, ["activating", "activating", "active"])
+    code, types, records, _ = wait_ready(tmp_path, url, 20, "--after", "deferred")
+    assert code == 0, records
+    assert types == ["rke2_restart_deferred", "cluster_ready", "rke2_restarted", "cluster_ready"]
+    assert "restarted rke2-agent.service once it was ready" in records[2]["message"]
+    # Only once the unit is active, a blocking restart (it returns when RKE2 is up again).
+    assert stub_bin.calls() == ["systemctl is-active rke2-agent.service"] * 3 + [
+        "systemctl restart rke2-agent.service"
+    ]
+    assert (state / "started").read_text() == "c" * 64 + "\n"
+    assert not (state / "restart-pending").exists()
+
+
+def test_a_watcher_with_nothing_pending_never_touches_the_unit(tmp_path, kubelet, stub_bin, monkeypatch):
+    monkeypatch.setenv("PATH", stub_bin.path)
+    _, url = kubelet
+    pending_node(tmp_path, stub_bin, ["active"], pending="")
+    code, types, _, _ = wait_ready(tmp_path, url, 5, "--after", "started")
+    assert code == 0 and types == ["rke2_started", "cluster_ready"]
+    assert stub_bin.calls() == []
+
+
+def test_a_pending_restart_already_applied_by_a_later_boot_is_only_forgotten(
+    tmp_path, kubelet, stub_bin, monkeypatch
+):
+    monkeypatch.setenv("PATH", stub_bin.path)
+    _, url = kubelet
+    state = pending_node(tmp_path, stub_bin, ["active"], stamp="c" * 64, pending="c" * 64)
+    code, types, _, _ = wait_ready(tmp_path, url, 5, "--after", "unchanged")
+    assert code == 0 and types == ["cluster_ready"]
+    assert stub_bin.calls() == [] and not (state / "restart-pending").exists()
+
+
+@pytest.mark.parametrize(
+    ("states", "why"), [(["failed"], "the unit is failed"), (["activating"], "is activating")]
+)
+def test_a_pending_restart_that_cannot_be_done_is_an_error_and_stays_for_the_next_boot(
+    tmp_path, kubelet, stub_bin, monkeypatch, states, why
+):
+    monkeypatch.setenv("PATH", stub_bin.path)
+    _, url = kubelet
+    state = pending_node(tmp_path, stub_bin, states)
+    code, types, records, elapsed = wait_ready(tmp_path, url, 2, "--after", "deferred")
+    assert code == 1 and types == ["rke2_restart_deferred", "cluster_ready", "error"]
+    assert why in records[-1]["message"] and "the next boot applies" in records[-1]["message"]
+    assert "systemctl restart rke2-agent.service" not in stub_bin.calls()
+    assert (state / "restart-pending").read_text() == "c" * 64 + "\n"
+    assert (state / "started").read_text() == "b" * 64 + "\n"
+    assert elapsed < 20
+
+
+def test_a_failed_pending_restart_is_an_error_and_keeps_the_old_stamp(
+    tmp_path, kubelet, stub_bin, monkeypatch
+):
+    monkeypatch.setenv("PATH", stub_bin.path)
+    _, url = kubelet
+    state = pending_node(tmp_path, stub_bin, ["active"], restart_status=1)
+    code, types, records, _ = wait_ready(tmp_path, url, 5, "--after", "deferred")
+    assert code == 1 and types[-1] == "error" and "failed" in records[-1]["message"]
+    assert (state / "started").read_text() == "b" * 64 + "\n"
+    assert (state / "restart-pending").exists()
+
+
+def test_a_boot_during_the_restart_is_not_kept_waiting_and_its_change_is_applied_next(
+    tmp_path, kubelet, stub_bin, monkeypatch
+):
+    """The lock is not held while RKE2 restarts: a boot (here: taking the node's lock at once)
+    goes ahead, and the change it leaves pending meanwhile is applied by a second restart."""
+    monkeypatch.setenv("PATH", stub_bin.path)
+    _, url = kubelet
+    state = pending_node(tmp_path, stub_bin, ["active"])
+    lock = state / "lock"  # Paths.lock_file
+    grab = (
+        f"{sys.executable} -c 'from provider_rke2.fsio import node_lock\n"
+        f'with node_lock("{lock}", 0, "agent.boot"): print("boot went ahead")\' >> {tmp_path}/boot.txt 2>&1'
+    )
+    stub_bin(
+        "systemctl",
+        f'if [ "$1" = is-active ]; then echo active; exit 0; fi\n'
+        f"if [ ! -f {tmp_path}/booted ]; then touch {tmp_path}/booted; cd {ROOT} && {grab};"
+        f" echo d{'d' * 63} > {state}/restart-pending; fi",
+    )
+    code, types, records, _ = wait_ready(tmp_path, url, 20, "--after", "deferred")
+    assert code == 0, records
+    assert types == [
+        "rke2_restart_deferred",
+        "cluster_ready",
+        "rke2_restarted",
+        "cluster_ready",
+        "rke2_restarted",
+        "cluster_ready",
+    ]
+    assert (tmp_path / "boot.txt").read_text() == "boot went ahead\n"
+    assert (state / "started").read_text() == "d" * 64 + "\n"
+    assert not (state / "restart-pending").exists()

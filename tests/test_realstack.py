@@ -12,8 +12,10 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 
+from provider_rke2.registries import secrets as registry_secrets
+
 import kairosbox
-from conftest import ROOT
+from conftest import ROOT, unescape
 from kairosbox import OUTPUT, STYLUS
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.yaml"))
@@ -34,7 +36,25 @@ def changed(text: str) -> str:
 
 
 def secrets(text: str) -> List[str]:
-    return [yaml.safe_load(text)["cluster"]["cluster_token"], PROXY_PASSWORD]
+    cluster = yaml.safe_load(text)["cluster"]
+    return [cluster["cluster_token"], PROXY_PASSWORD, *registry_secrets(cluster.get("registries"))]
+
+
+def assert_written_as_the_document_says(phase: Dict[str, Any]) -> None:
+    """Every file of the document the provider wrote reached the node through real yip with
+    the content and mode the document gives (registries.yaml, secrets and templates included)."""
+    document = yaml.safe_load(phase["after_boot"][OUTPUT]["content"])
+    files = [f for step in document["stages"]["boot.before"] for f in step.get("files", [])]
+    assert files
+    for entry in files:
+        on_node = phase["after_boot"][entry["path"]]
+        assert on_node["content"] == unescape(entry["content"]), entry["path"]
+        assert (on_node["mode"], on_node["uid"]) == (entry["permissions"], 0), entry["path"]
+    # cluster.registries, and only it, gives the node RKE2's registries file: private.
+    asked = bool(yaml.safe_load(phase["config"])["cluster"].get("registries"))
+    found = [p for p in phase["after_boot"] if p.endswith("/etc/rancher/rke2/registries.yaml")]
+    assert bool(found) == asked, found
+    assert all(phase["after_boot"][p]["mode"] == 0o600 for p in found)
 
 
 def role(text: str) -> str:
@@ -111,6 +131,7 @@ def test_the_installed_node_finds_rke2_where_the_image_put_it_and_every_reader_a
 def test_every_boot_succeeds_on_real_yip_and_no_secret_is_ever_readable(appliance):
     for name in ("first", "reboot", "changed"):
         assert_booted(appliance["result"][name], appliance["text"])
+        assert_written_as_the_document_says({**appliance["result"][name], "config": appliance["text"]})
 
 
 def test_the_first_boot_writes_private_files_and_starts_rke2_from_the_image(appliance):
@@ -172,6 +193,7 @@ def test_agent_mode_boots_under_the_root_on_real_yip_with_no_secret_readable(age
     assert install["state"] == "success", install
     for name in ("first", "reboot", "changed"):
         assert_booted(result[name], text)
+        assert_written_as_the_document_says({**result[name], "config": text})
     after = result["first"]["after_boot"]
     config = after[f"{STYLUS}/etc/rancher/rke2/config.yaml"]
     assert config["mode"] == 0o400

@@ -51,7 +51,8 @@ def test_each_role(role, host, unit, expected):
         "Lay fresh private files where secrets go (yip creates a file readable by all, then chmods it)",
         "Write the RKE2 configuration",
         "Record the paths the node scripts act on (this node's data dir included)",
-        f"Start {unit} (enabled for this boot only; restarted only when its configuration changed)",
+        f"Start {unit} (enabled for this boot only; restarted when it runs with a changed configuration,"
+        " never while it starts)",
     ]
     assert list(document["stages"]) == ["boot.before"]
 

@@ -464,14 +464,22 @@ def test_import_script_copies_archives_into_the_data_dir(tmp_path):
     root = tmp_path / "root"
     images = root / "opt/content/images/nested"
     images.mkdir(parents=True)
-    for name in ("a.tar", "b.tar.gz", "c.tar.zst", "readme.txt"):
+    for name in ("a.tar", "b.tar.gz", "c.tar.zst", "d.tgz", "e.tar.lz4", "images.txt", "readme.md"):
         (images / name).write_text(name)
     env = plan_env(root)
     for _ in range(2):
         result = run_script("rke2-import-images.sh", env)
         assert result.returncode == 0, result.stderr
     target = root / "var/lib/rancher/rke2/agent/images"
-    assert sorted(os.listdir(target)) == ["a.tar", "b.tar.gz", "c.tar.zst"]
+    assert sorted(os.listdir(target)) == [
+        "a.tar",
+        "b.tar.gz",
+        "c.tar.zst",
+        "d.tgz",
+        "e.tar.lz4",
+        "images.txt",
+    ]
+    assert os.stat(target / "a.tar").st_mtime_ns == os.stat(images / "a.tar").st_mtime_ns
 
 
 def test_import_follows_links_to_a_directory_and_to_archives_and_survives_loops(tmp_path):

@@ -1,6 +1,7 @@
 """The shell the provider writes, run for real by dash and checked by shellcheck."""
 
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from provider_rke2 import stages
 from provider_rke2.paths import Paths
 from provider_rke2.yip import Directory, File, Step
 
-from conftest import dash
+from conftest import ROOT, dash
 
 NASTY = "/tmp/x; rm -rf / $(touch pwned) `touch pwned2` 'q\" dir"
 
@@ -86,31 +87,99 @@ def test_agent_mode_leaves_the_hosts_fstab_alone():
 # --- local images -------------------------------------------------------------------
 
 
-def test_image_archives_are_copied_and_nothing_else(tmp_path):
+RKE2_IMPORTS = (
+    "a.tar",
+    "b.tar.gz",
+    "c.tar.zst",
+    "d.tar.bz2",
+    "e.tbz",
+    "f.tgz",
+    "g.tzst",
+    "h.tar.lz4",
+    "list.txt",
+)
+
+
+def test_everything_rke2_imports_is_copied_and_nothing_else(tmp_path):
+    """rancher/rke2#6856: every archive format RKE2 reads, and .txt lists of images to pull."""
     source = tmp_path / "content images"
     (source / "nested").mkdir(parents=True)
-    for name in ("a.tar", "b.tar.gz", "nested/c.tar.zst", "notes.txt", "d.tar.bz2"):
+    for name in (
+        *RKE2_IMPORTS[:-1],
+        "nested/" + RKE2_IMPORTS[-1],
+        "notes.md",
+        "x.tar.xz",
+        "y.zip",
+        "z.tar.part",
+    ):
         (source / name).write_bytes(name.encode())
     target = tmp_path / "data" / "agent" / "images"
     results = run_step(stages.import_images(str(source), str(target)))
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-    assert sorted(os.listdir(target)) == ["a.tar", "b.tar.gz", "c.tar.zst"]
-    assert (target / "c.tar.zst").read_bytes() == b"nested/c.tar.zst"
+    assert sorted(os.listdir(target)) == sorted(RKE2_IMPORTS)
+    assert (target / "list.txt").read_bytes() == b"nested/list.txt"
 
 
-def test_unchanged_archives_are_not_rewritten_and_changed_ones_are(tmp_path):
+def test_copies_keep_the_sources_time_and_unchanged_ones_are_never_touched(tmp_path):
+    """RKE2's conditional import (agent/images/.cache.json) re-imports an archive whose size
+    or time changed: a boot must leave an unchanged copy exactly as it is."""
     source, target = tmp_path / "src", tmp_path / "dst"
     source.mkdir()
-    (source / "a.tar").write_bytes(b"one")
-    (source / "b.tar").write_bytes(b"two")
+    for name, body in (("a.tar", b"one"), ("b.tar", b"two"), ("c.tar", b"six")):
+        (source / name).write_bytes(body)
+        os.utime(source / name, ns=(1_600_000_000_123_456_789,) * 2)
     step = stages.import_images(str(source), str(target))
     run_step(step)
-    os.utime(target / "a.tar", (1, 1))
-    (source / "b.tar").write_bytes(b"three")
+    assert os.stat(target / "a.tar").st_mtime_ns == 1_600_000_000_123_456_789
+    (target / ".cache.json").write_text('{"RKE2": "own"}')
+    before = {n: os.stat(target / n) for n in ("a.tar", "b.tar", "c.tar")}
+    (source / "b.tar").write_bytes(b"three")  # another size
+    (source / "c.tar").write_bytes(b"ten")  # same size, another time
     run_step(step)
-    assert os.stat(target / "a.tar").st_mtime == 1
-    assert (target / "b.tar").read_bytes() == b"three"
+    after = {n: os.stat(target / n) for n in ("a.tar", "b.tar", "c.tar")}
+    assert (after["a.tar"].st_ino, after["a.tar"].st_mtime_ns) == (
+        before["a.tar"].st_ino,
+        before["a.tar"].st_mtime_ns,
+    )
+    assert (target / "b.tar").read_bytes() == b"three" and (target / "c.tar").read_bytes() == b"ten"
+    assert after["c.tar"].st_mtime_ns == os.stat(source / "c.tar").st_mtime_ns
+    assert (target / ".cache.json").read_text() == '{"RKE2": "own"}'
     assert not list(target.glob("*.part"))
+
+
+def test_an_unchanged_bundle_is_never_read_again(tmp_path, stub_bin):
+    """Proportional to what changed: a boot over unchanged archives reads none of them (no
+    cmp, no cp), whatever their size; only a stat of each."""
+    source, target = tmp_path / "src", tmp_path / "dst"
+    source.mkdir()
+    with (source / "bundle.tar.zst").open("wb") as handle:
+        handle.truncate(64 << 20)  # 64 MiB (sparse)
+    step = stages.import_images(str(source), str(target))
+    run_step(step)
+    for name in ("cmp", "cp", "cat", "dd"):
+        stub_bin(name, "exit 1")
+    results = run_step(step, env={"PATH": stub_bin.path})
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert stub_bin.calls() == []
+
+
+def test_a_planted_part_file_is_replaced_not_written_through(tmp_path):
+    source, target = tmp_path / "src", tmp_path / "dst"
+    source.mkdir()
+    target.mkdir()
+    (source / "a.tar").write_bytes(b"new")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    (target / "a.tar.part").symlink_to(victim)
+    run_step(stages.import_images(str(source), str(target)))
+    assert victim.read_bytes() == b"keep" and (target / "a.tar").read_bytes() == b"new"
+
+
+def test_the_node_script_imports_by_the_same_rule_as_the_boot():
+    script = (ROOT / "provider_rke2/scripts/rke2-import-images.sh").read_text()
+    names = re.findall(r"-name '([^']+)'", script)
+    assert tuple(names) == stages.IMAGE_PATTERNS
+    assert 'stat -L -c %s:%Y -- "$f"' in script and "cp -p --" in script and "cmp" not in script
 
 
 def test_missing_image_directory_skips_the_step(tmp_path):
@@ -242,10 +311,14 @@ def test_an_active_unit_with_an_unchanged_configuration_is_left_alone(tmp_path, 
     ]
 
 
+PENDING = "root/var/lib/provider-rke2/restart-pending"
+
+
 def test_an_active_unit_with_a_changed_configuration_is_restarted(tmp_path, stub_bin):
     (tmp_path / STAMP).parent.mkdir(parents=True)
     (tmp_path / STAMP).write_text("b" * 64 + "\n")
-    calls = run_start(tmp_path, stub_bin, "activating", "c" * 64)
+    (tmp_path / PENDING).write_text("9" * 64 + "\n")  # an older boot's, overtaken by this restart
+    calls = run_start(tmp_path, stub_bin, "active", "c" * 64)
     assert calls == [
         "systemctl is-active rke2-server.service",
         "systemctl restart --no-block rke2-server.service",
@@ -253,6 +326,43 @@ def test_an_active_unit_with_a_changed_configuration_is_restarted(tmp_path, stub
         f"{WATCH} restarted",
     ]
     assert (tmp_path / STAMP).read_text() == "c" * 64 + "\n"
+    assert not (tmp_path / PENDING).exists()
+
+
+@pytest.mark.parametrize("state", ["activating", "reloading"])
+def test_a_unit_still_starting_is_never_restarted_the_change_is_left_to_the_watcher(
+    tmp_path, stub_bin, state
+):
+    """rancher/rke2#9785: a restart while a first server bootstraps etcd can wedge it."""
+    (tmp_path / STAMP).parent.mkdir(parents=True)
+    (tmp_path / STAMP).write_text("b" * 64 + "\n")
+    calls = run_start(tmp_path, stub_bin, state, "c" * 64)
+    assert calls == [
+        "systemctl is-active rke2-server.service",
+        "systemctl is-active --quiet provider-rke2-wait-ready.service",
+        f"{WATCH} deferred",
+    ]
+    assert (tmp_path / STAMP).read_text() == "b" * 64 + "\n"  # what runs is still the old one
+    assert (tmp_path / PENDING).read_text() == "c" * 64 + "\n"
+    assert stat.S_IMODE((tmp_path / PENDING).stat().st_mode) == 0o600
+
+
+def test_a_change_undone_while_the_unit_starts_leaves_nothing_pending(tmp_path, stub_bin):
+    (tmp_path / STAMP).parent.mkdir(parents=True)
+    (tmp_path / STAMP).write_text("b" * 64 + "\n")
+    (tmp_path / PENDING).write_text("c" * 64 + "\n")
+    calls = run_start(tmp_path, stub_bin, "activating", "b" * 64)
+    assert calls[-1] == f"{WATCH} unchanged"
+    assert not (tmp_path / PENDING).exists()
+
+
+@pytest.mark.parametrize("state", ["inactive", "failed", "deactivating"])
+def test_a_unit_not_running_is_started_whatever_the_stamp_says(tmp_path, stub_bin, state):
+    (tmp_path / STAMP).parent.mkdir(parents=True)
+    (tmp_path / STAMP).write_text("c" * 64 + "\n")
+    calls = run_start(tmp_path, stub_bin, state, "c" * 64)
+    assert calls[1] == "systemctl start --no-block rke2-server.service"
+    assert calls[-1] == f"{WATCH} started"
 
 
 def test_a_failing_restart_leaves_the_stamp_unchanged(tmp_path, stub_bin):

@@ -6,7 +6,6 @@ turn, as a node in the field would: each must leave it on a working RKE2 for the
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -45,17 +44,6 @@ def new_events(done: Dict[str, Any], before: str, phase: str, paths: Paths) -> L
 def version(phase: Dict[str, Any], paths: Paths) -> str:
     text = phase["after"][paths.binary]
     return next(v for v in (OLD, NEW, SKIP, "v1.31.3+rke2r1") if f"rke2 version {v} " in text)
-
-
-@pytest.fixture(scope="module")
-def ca_pem(tmp_path_factory) -> bytes:
-    where = tmp_path_factory.mktemp("ca")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-subj", "/CN=rke2-server-ca", "-days", "2", "-keyout", str(where / "ca.key"), "-out", str(where / "ca.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return (where / "ca.pem").read_bytes()
 
 
 @pytest.fixture(scope="module")
