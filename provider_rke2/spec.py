@@ -235,10 +235,14 @@ def _token_change(
     """A token other than the one this node's RKE2 holds: refused on a server with cluster
     state (RKE2 would loop failing, rancher/rke2#6281), unless the operator says the cluster's
     token was rotated; a warning on an agent (it rejoins with the new one)."""
-    token = merged.get("token")
+    token = merged.get("token", merged.get("t"))  # `t`: RKE2's short name for it
     if not isinstance(token, str) or not token or not facts.has_state(data_dir):
         return []
-    where = "cluster.cluster_token" if cluster.token else "cluster.config.token"
+    where = (
+        "cluster.cluster_token"
+        if cluster.token
+        else f"cluster.config.{'token' if 'token' in merged else 't'}"
+    )
     if cluster.is_server:
         held_at = server_token(data_dir)
         held = facts.held_token(held_at)

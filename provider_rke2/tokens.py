@@ -17,16 +17,15 @@ _FULL = "K10"
 
 
 def parts(token: str) -> Tuple[Optional[str], str]:
-    """(the CA hash of a full token, else None; the credential that authenticates: the
-    password of `user:password`, or the whole of a bearer or bare token)."""
+    """(the CA hash of a full token, else None; the credential that authenticates: in a full
+    token the password of `user:password`, or the bearer token; a bare token is all password,
+    colons included)."""
     token = token.strip()
-    ca_hash: Optional[str] = None
-    credentials = token
-    if token.startswith(_FULL) and "::" in token:
-        head, _, credentials = token.partition("::")
-        ca_hash = head[len(_FULL) :]
+    if not (token.startswith(_FULL) and "::" in token):
+        return None, token
+    head, _, credentials = token.partition("::")
     user, colon, password = credentials.partition(":")
-    return ca_hash, password if colon and user and password else credentials
+    return head[len(_FULL) :], password if colon and user and password else credentials
 
 
 def same(given: str, held: str) -> bool:

@@ -39,6 +39,8 @@ DATA = "/var/lib/rancher/rke2"
         pytest.param(f"K10{CA_HASH}::{OLD}", HELD, True, id="full-form-without-user"),
         pytest.param("abcdef.0123456789abcdef", "abcdef.0123456789abcdef", True, id="bootstrap-bearer"),
         pytest.param(f"  {OLD}\n", HELD, True, id="surrounding-space"),
+        pytest.param("abc:def-s3cret", f"K10{CA_HASH}::server:abc:def-s3cret", True, id="bare-with-a-colon"),
+        pytest.param(f"server:{OLD}", HELD, False, id="bare-is-all-password"),
     ],
 )
 def test_a_token_is_the_same_whatever_form_it_is_given_in(given, held, same):
@@ -69,10 +71,11 @@ def test_a_server_handed_another_token_is_refused_naming_the_file_and_what_to_do
     assert OLD not in text and NEW not in text and CA_HASH not in text
 
 
-def test_the_token_in_the_users_rke2_config_is_checked_too():
+@pytest.mark.parametrize("key", ["token", "t"])
+def test_the_token_in_the_users_rke2_config_is_checked_too(key):
     with pytest.raises(ConfigError) as caught:
-        render(cloud_config(role="init", config=f"token: {NEW}\n"), facts=server_facts())
-    assert [p.path for p in caught.value.problems] == ["cluster.config.token"]
+        render(cloud_config(role="init", config=f"{key}: {NEW}\n"), facts=server_facts())
+    assert [p.path for p in caught.value.problems] == [f"cluster.config.{key}"]
 
 
 @pytest.mark.parametrize(
