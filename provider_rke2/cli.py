@@ -87,7 +87,9 @@ def run_event(name: str, stdin_text: str, node: Node) -> Response:
         with redirect_stdout(stray), redirect_stderr(stray):
             response = provider.handle(parse_event(stdin_text, name), node, context)
     except ProviderError as err:
-        response = Response(state="error", error=str(err))
+        # Every warning too, as a boot that succeeds lists them (the hints are in the error).
+        warnings = getattr(err, "warnings", ())
+        response = Response(state="error", error=str(err), log="\n".join(f"warning: {w}" for w in warnings))
     except Exception as err:  # noqa: BLE001 - a bug must still answer the agent in JSON
         response = Response(state="error", error=f"internal error: {type(err).__name__}: {err}")
     response = _scrubbed(response.noted(stray.getvalue().strip()), context.secrets)

@@ -30,6 +30,8 @@ DEFAULT_READY_TIMEOUT = 900
 MAX_READY_TIMEOUT = 86400
 MAX_WAIT_FOR_IMAGES = 3600
 
+PROVIDER_CONFIG_KEYS = (WAIT_FOR_IMAGES, CLUSTER_ROOT_PATH, READY_TIMEOUT, TOKEN_ROTATED)
+
 KNOWN_KEYS = (
     "cluster_token",
     "control_plane_host",
@@ -120,15 +122,10 @@ class _Reader:
             self.problems.append(Problem(path, message))
 
     def cluster(self) -> Cluster:
-        for key in self.section:
-            if str(key) not in KNOWN_KEYS:
-                import difflib  # only for a key no one knows
-
-                close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                self.warnings.append(Problem(f"cluster.{key}", f"unknown setting, ignored{hint}"))
+        self.unknown(self.section, KNOWN_KEYS, "cluster")
         role = self.text("role")
         provider_config = self.string_map("providerConfig")
+        self.unknown(provider_config, PROVIDER_CONFIG_KEYS, "cluster.providerConfig")
         token = self.text("cluster_token")
         if 0 < len(token) < MIN_SECRET:
             self.warnings.append(
@@ -156,6 +153,16 @@ class _Reader:
             token_rotated=self.flag(provider_config, TOKEN_ROTATED),
             registries=self.registries(),
         )
+
+    def unknown(self, found: Mapping[Any, Any], known: Tuple[str, ...], where: str) -> None:
+        """A warning for each key no one reads, with the closest known one."""
+        for key in found:
+            if str(key) not in known:
+                import difflib  # only for a key no one knows
+
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                self.warnings.append(Problem(f"{where}.{key}", f"unknown setting, ignored{hint}"))
 
     def text(self, key: str) -> str:
         value = self.section.get(key)

@@ -39,15 +39,18 @@ Handler = Callable[[argparse.Namespace, "LocalNode", Streams], int]
 def build_parser() -> argparse.ArgumentParser:
     from provider_rke2 import __version__
     from provider_rke2.cli import COMMANDS
+    from provider_rke2.events import BOOT, INFO, INSTALL, RESET
 
     parser = argparse.ArgumentParser(
         prog="agent-provider-rke2",
         description="Kairos cluster provider for RKE2. Run with an event name as the only"
         " argument, it answers the Kairos agent: one JSON event on stdin, one JSON response on stdout.",
+        epilog=f"agent events (the event name alone, the JSON event on stdin): {BOOT} (write the node's"
+        f" YIP document), {RESET} (uninstall RKE2), {INFO} and {INSTALL} (at image build). Any other"
+        " event name is answered as not this provider's.",
     )
     parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
-    shown = ",".join(verb for verb in COMMANDS if verb != "no-proxy")  # that one is for the unit only
-    verbs = parser.add_subparsers(dest="command", metavar="{" + shown + "}")
+    verbs = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     for add in (_render_args, _validate_args, _paths_args, _mode_args, _events_args, _status_args):
         add(verbs)
     for add in (_wait_ready_args, _upgrade_args, _no_proxy_args):
@@ -68,11 +71,19 @@ def _render_args(verbs: Any) -> None:
         " (stdin with '-' or no FILE). Warnings and problems go to stderr. Exit 0 rendered,"
         " 1 the config has problems, 2 usage or unreadable file.",
     )
-    render.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    render.add_argument(
+        "file", nargs="?", default="-", metavar="FILE|-", help="the cloud-config (default: stdin)"
+    )
     render.add_argument(
         "--fresh",
         action="store_true",
         help="render as for a node with no state yet (no fingerprint key, recorded data dir or drop-ins)",
+    )
+    render.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: where the document goes, its mode, the root, the warnings and the document;"
+        " with problems, validate's JSON report",
     )
     _with_root(render)
 
@@ -86,8 +97,11 @@ def _validate_args(verbs: Any) -> None:
         " marked at its line (E1, W1, ...) and listed below, or a JSON report with --format json."
         " Exit 0 no errors (warnings allowed), 1 errors, 2 usage or unreadable file.",
     )
-    validate.add_argument("file", metavar="FILE|-")
-    validate.add_argument("--format", choices=("annotate", "json"), default="annotate")
+    validate.add_argument("file", metavar="FILE|-", help="the cloud-config ('-': stdin)")
+    validate.add_argument("--json", action="store_true", help="a JSON report (the same as --format json)")
+    validate.add_argument(
+        "--format", choices=("annotate", "json"), default="annotate", help="annotate (the default) or json"
+    )
     _with_root(validate)
 
 
@@ -144,14 +158,20 @@ def _status_args(verbs: Any) -> None:
 
 def _wait_ready_args(verbs: Any) -> None:
     # Run by the readiness watcher's transient unit at every boot; by people to check a node.
+    from provider_rke2.readiness import KUBELET_HEALTHZ, SUPERVISOR_PING
+
     ready = verbs.add_parser(
         "wait-ready",
-        help="wait until RKE2 answers on this node; print and record the outcome",
+        help="wait until RKE2 answers on this node, and print the outcome",
         description="Wait until RKE2 answers on this node (the kubelet's healthz; on servers the supervisor's"
-        " ping over the cluster's TLS); print the outcome and the last probe's answers, record them in the"
-        " event log. Exit 0 ready, 1 not ready in time, 2 usage.",
+        " ping over the cluster's TLS) and print the outcome and the last probe's answers; at a terminal, say"
+        " every 15 s what it waits for. Run by hand it changes nothing; run as the readiness watcher (with"
+        " --after) it records the outcome in the event log and does a restart the boot left pending."
+        " Exit 0 ready, 1 not ready in time, 2 usage.",
     )
-    ready.add_argument("--role", required=True, choices=ROLES)
+    ready.add_argument(
+        "--role", required=True, choices=ROLES, help="the node's role: a server is also asked its supervisor"
+    )
     ready.add_argument(
         "--timeout", type=_seconds, default=900.0, metavar="DURATION",
         help="how long to wait in all: seconds, or 90s, 15m, 2h (default 15m)",
@@ -159,13 +179,26 @@ def _wait_ready_args(verbs: Any) -> None:
     ready.add_argument(
         "--after",
         default="",
-        help="what the boot stage did: started, restarted, unchanged, deferred (a restart left for once"
-        " RKE2 is ready), failed",
+        help="the readiness watcher's: what the boot stage did (started, restarted, unchanged, deferred: a"
+        " restart left for once RKE2 is ready, failed); with it the outcome goes to the event log",
     )
     ready.add_argument("--data-dir", default=None, help="RKE2's data dir (default: the root's)")
-    ready.add_argument("--kubelet-url", default=None)
-    ready.add_argument("--supervisor-url", default=None)
-    ready.add_argument("--max-interval", type=_seconds, default=15.0, metavar="DURATION")
+    ready.add_argument(
+        "--kubelet-url",
+        default=None,
+        metavar="URL",
+        help=f"the kubelet health check to ask (default {KUBELET_HEALTHZ})",
+    )
+    ready.add_argument(
+        "--supervisor-url",
+        default=None,
+        metavar="URL",
+        help=f"a server's supervisor ping to ask (default {SUPERVISOR_PING})",
+    )
+    ready.add_argument(
+        "--max-interval", type=_seconds, default=15.0, metavar="DURATION",
+        help="the longest pause between two rounds of checks (default 15s)",
+    )  # fmt: skip
     _with_root(ready)
 
 
@@ -179,7 +212,10 @@ def _upgrade_args(verbs: Any) -> None:
         " previous release is put back. Exit 0 upgraded (or nothing to do), 1 not upgraded (refused before"
         " any change, or rolled back), 2 usage or appliance mode, 3 failed and could NOT be rolled back.",
     )
-    up.add_argument("--artifacts", required=True, metavar="DIR", type=_absolute)
+    up.add_argument(
+        "--artifacts", required=True, metavar="DIR", type=_absolute,
+        help="the new release's rke2.linux-ARCH.tar.gz and sha256sum-ARCH.txt",
+    )  # fmt: skip
     up.add_argument("--role", choices=ROLES, help="default: the last boot's, else the enabled unit's")
     up.add_argument(
         "--timeout", type=_seconds, default=900.0, metavar="DURATION",
@@ -197,10 +233,11 @@ def _upgrade_args(verbs: Any) -> None:
 
 def _no_proxy_args(verbs: Any) -> None:
     # Run by the unit's ExecStartPre when a proxy is configured, not by people.
-    no_proxy = verbs.add_parser(
-        "no-proxy", description="Write the unit's NO_PROXY with this node's own subnets added."
+    text = "write the unit's NO_PROXY with this node's own subnets added (run by RKE2's unit as it starts)"
+    no_proxy = verbs.add_parser("no-proxy", help=text, description=text[:1].upper() + text[1:] + ".")
+    no_proxy.add_argument(
+        "--unit", required=True, choices=("rke2-server", "rke2-agent"), help="the unit starting"
     )
-    no_proxy.add_argument("--unit", required=True, choices=("rke2-server", "rke2-agent"))
     _with_root(no_proxy)
 
 
@@ -282,13 +319,31 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     except ConfigError:
         from provider_rke2 import validation
 
-        for finding in validation.validate(text, root):  # every problem, not the first layer's
+        findings = validation.validate(text, root)  # every problem, not the first layer's
+        if options.json:
+            io.stdout.write(scrub(validation.as_json(options.file, findings), secrets))
+            return 1
+        for finding in findings:
             io.stderr.write(f"{finding.level}: {scrub(str(finding.problem), secrets)}\n")
         return 1
+    if options.json:
+        import json
+
+        report = {
+            "path": rendered.path,
+            "mode": f"{OUTPUT_MODE:04o}",
+            "root": {"path": rendered.root.path, "source": rendered.root.source},
+            "executable": executable,
+            "warnings": [
+                *([] if text.startswith(HEADER) else [{"path": "file", "message": _NO_HEADER}]),
+                *({"path": w.path, "message": scrub(w.message, secrets)} for w in rendered.warnings),
+            ],
+            "document": rendered.text,
+        }
+        io.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
     if not text.startswith(HEADER):
-        io.stderr.write(
-            f"warning: file: does not start with {HEADER}: Kairos reads no configuration from it\n"
-        )
+        io.stderr.write(f"warning: file: {_NO_HEADER}\n")
     for warning in rendered.warnings:
         io.stderr.write(f"warning: {scrub(str(warning), secrets)}\n")
     io.stderr.write(
@@ -306,7 +361,7 @@ def validate(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     from provider_rke2 import validation
 
     findings = validation.validate(text, node.stylus_root())
-    if options.format == "json":
+    if options.json or options.format == "json":
         io.stdout.write(validation.as_json(options.file, findings))
     else:
         io.stdout.write(validation.annotate(text, findings))
@@ -435,6 +490,8 @@ VERBS: Dict[str, Handler] = {
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+_NO_HEADER = "does not start with #cloud-config: Kairos reads no configuration from it"
 
 
 def _read_source(source: str, io: Streams) -> Optional[str]:

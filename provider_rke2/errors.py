@@ -88,7 +88,10 @@ class ConfigError(ProviderError):
         listed = [str(p) for p in self.problems[:MAX_LISTED]]
         if len(self.problems) > MAX_LISTED:
             listed.append(f"and {len(self.problems) - MAX_LISTED} more problems")
-        super().__init__("; ".join(listed))
+        # A misspelt key is a warning, and the error it causes ("missing") names the key it
+        # was meant to be: the hint goes with the error, where the agent shows it.
+        hints = [str(w) for w in self.warnings if "did you mean" in w.message][:MAX_LISTED]
+        super().__init__("; ".join(listed + [f"warning: {hint}" for hint in hints]))
 
 
 class Terminated(ProviderError):

@@ -184,9 +184,13 @@ class LocalNode:
         return (124 if done.returncode is None else done.returncode), done.output
 
     def wait_ready(self, checks: Sequence[Tuple[str, str, str]], timeout: float) -> Any:
+        import sys
+
         from provider_rke2 import readiness
 
-        return readiness.wait(readiness.probes(list(checks)), timeout, max_interval=5.0)
+        # An upgrade's wait: at a terminal, what it still waits for (an upgrade may wait 15 min).
+        progress = readiness.at_a_terminal(sys.stderr)
+        return readiness.wait(readiness.probes(list(checks)), timeout, max_interval=5.0, progress=progress)
 
     def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]:
         from provider_rke2.fsio import node_lock

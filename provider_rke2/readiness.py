@@ -41,9 +41,11 @@ def wait(
     max_interval: float = 15.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    progress: Optional[Callable[[float, str], None]] = None,
 ) -> Outcome:
     """Poll every probe until all pass or `timeout` seconds have gone; back-off 1 s doubling
-    to max. One deadline for everything: each probe may take only what is left of it."""
+    to max. One deadline for everything: each probe may take only what is left of it.
+    `progress` hears (seconds waited, what the round saw) after each round that failed."""
     start = clock()
     deadline = start + timeout
     interval = 1.0
@@ -58,6 +60,8 @@ def wait(
         remaining = deadline - clock()
         if remaining <= 0:
             return Outcome(False, clock() - start, detail)
+        if progress:
+            progress(clock() - start, detail)
         sleep(min(interval, remaining))
         interval = min(interval * 2, max_interval)
 
@@ -134,10 +138,18 @@ def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: fl
         except Terminated:
             raise  # the provider is told to stop: not an answer of the node's
         except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
-            return False, f"{url}: {getattr(err, 'reason', None) or err}"
+            return False, f"{url}: {_why(err)}"
         return (body == expect), f"{url}: {body!r}"
 
     return probe
+
+
+def _why(err: Exception) -> str:
+    """A failed probe in words: "connection refused", not "[Errno 111] Connection refused"."""
+    reason = getattr(err, "reason", None) or err
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror[:1].lower() + reason.strerror[1:]
+    return str(reason)
 
 
 # --- the watcher: `wait-ready` as the boot stage's transient unit runs it ----------------
@@ -155,6 +167,27 @@ _AFTER = {
 }
 # How often the watcher asks systemd whether a ready unit has finished starting.
 _ACTIVE_POLL = 2.0
+# How often a wait says, at a terminal, what it is still waiting for.
+PROGRESS_EVERY = 15.0
+
+
+def at_a_terminal(stream: Any, every: float = PROGRESS_EVERY) -> Optional[Callable[[float, str], None]]:
+    """A `progress` for `wait` that tells a person at `stream` (a terminal) what it still
+    waits for, every `every` seconds; None where nobody watches (the watcher's unit, a pipe)."""
+    try:
+        if not stream.isatty():
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    said = [0.0]
+
+    def progress(waited: float, detail: str) -> None:
+        if waited - said[0] >= every:
+            said[0] = waited
+            stream.write(f"waiting for RKE2 ({waited:.0f} s so far): {detail}\n")
+            stream.flush()
+
+    return progress
 
 
 def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO] = None) -> int:
@@ -168,7 +201,11 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
     unit = unit_for(options.role)
     deadline = time.monotonic() + options.timeout
 
+    watcher = bool(options.after)  # the readiness watcher; by hand, nothing is recorded or changed
+
     def emit(kind: str, message: str) -> None:
+        if not watcher:
+            return
         try:
             node.emit(paths.events_log, eventlog.record(kind, message, options.role, "wait-ready"))
         except ProviderError as err:
@@ -181,7 +218,12 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
     found = checks(options.role != "worker", ca, options.kubelet_url or "", options.supervisor_url or "")
     out = stdout or stderr
     while True:
-        outcome = wait(probes(found), max(0.0, deadline - time.monotonic()), options.max_interval)
+        outcome = wait(
+            probes(found),
+            max(0.0, deadline - time.monotonic()),
+            options.max_interval,
+            progress=at_a_terminal(stderr),
+        )
         if not outcome.ready:
             message = f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}"
             emit(eventlog.ERROR, message)
@@ -190,6 +232,8 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
         message = f"RKE2 is ready on this node after {outcome.waited:.0f} s ({outcome.detail})"
         emit(eventlog.CLUSTER_READY, message)
         out.write(f"ready: {message}\n")
+        if not watcher:
+            return 0
         applied = _apply_pending(paths, node, unit, deadline, min(_ACTIVE_POLL, options.max_interval))
         if applied is None:
             return 0

@@ -126,11 +126,12 @@ def status_text(report: Dict[str, Any]) -> str:
         _last_upgrade_line(upgrade),
         "last events:",
     ]
+    width = max(map(len, report["last_events"]), default=0)
     for kind, entry in report["last_events"].items():
         lines.append(
-            printable(f"  {kind:14}  {entry.get('time', '')!s}  {entry.get('message', '')!s}")
+            printable(f"  {kind:{width}}  {entry.get('time', '')!s}  {entry.get('message', '')!s}")
             if entry
-            else f"  {kind:14}  never"
+            else f"  {kind:{width}}  never"
         )
     return "\n".join(lines) + "\n"
 

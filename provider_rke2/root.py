@@ -26,7 +26,7 @@ FROM_FLAG = "--stylus-root"
 FROM_FILE = STYLUS_ENVIRONMENT
 FROM_ENVIRON = "the STYLUS_ROOT environment variable"
 FROM_CLUSTER = "cluster.providerConfig.cluster_root_path"
-FROM_DEFAULT = "default (nothing set STYLUS_ROOT)"
+FROM_DEFAULT = "the default, as nothing set STYLUS_ROOT"
 
 # The root ends up in systemd unit lines and shell commands: plain path
 # characters only, so it never needs quoting rules of either.

@@ -309,7 +309,10 @@ def _load(text: str, loader_class: type) -> Any:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise YAMLSyntaxError(f"{err.problem or err}{where}", mark.line + 1 if mark else 0) from None
+        problem = err.problem or str(err)
+        if "'\\t'" in problem:  # PyYAML's words for the commonest mistake of all
+            problem = "a tab where YAML expects spaces: YAML indents with spaces only"
+        raise YAMLSyntaxError(f"{problem}{where}", mark.line + 1 if mark else 0) from None
     except yaml.YAMLError as err:
         raise YAMLSyntaxError(str(err)) from None
     except RecursionError:

@@ -266,7 +266,7 @@ def test_help(flag):
     result = run(flag)
     assert result.returncode == 0
     assert (
-        "{render,validate,paths,mode,events,status,wait-ready,upgrade}" in result.stdout
+        "{render,validate,paths,mode,events,status,wait-ready,upgrade,no-proxy}" in result.stdout
         and "JSON event on stdin" in result.stdout
     )
 
@@ -359,7 +359,7 @@ def test_paths_in_appliance_mode(tmp_path):
     )
     assert result.stdout.splitlines()[:2] == [
         "mode: appliance",
-        "root: / (from default (nothing set STYLUS_ROOT))",
+        "root: / (from the default, as nothing set STYLUS_ROOT)",
     ]
     assert "data dir                 /var/lib/rancher/rke2/" in result.stdout.splitlines()
 

@@ -192,3 +192,35 @@ def test_an_output_path_kairos_never_runs_is_flagged(path):
         f"cluster.cluster_config_path: Kairos never runs {path}: its boot stages run the *.yaml and *.yml"
         " files under /system/oem, /oem, /usr/local/cloud-config; RKE2 would not be set up at boot"
     ]
+
+
+def test_a_misspelt_key_keeps_its_hint_in_the_agents_answer_beside_the_error_it_causes():
+    import json
+
+    from provider_rke2.cli import run_event
+
+    from conftest import cloud_config
+    from nodes import MemoryNode
+
+    config = cloud_config(role="worker", cluster_token="abcdefgh1234").replace(
+        "cluster:\n", "cluster:\n  control_plane_hots: cp.lan\n", 1
+    )
+    response = run_event("agent.boot", json.dumps({"data": json.dumps({"config": config})}), MemoryNode())
+    assert response.state == "error"
+    assert response.error.startswith("cluster.control_plane_host: missing; a worker node joins")
+    assert (
+        "warning: cluster.control_plane_hots: unknown setting, ignored; did you mean 'control_plane_host'?"
+        in response.error
+    )
+    assert "warning: cluster.control_plane_hots" in response.log
+
+
+def test_provider_config_keys_no_one_reads_are_named_with_the_closest_known_one():
+    _, warnings = parse_cluster(
+        {"role": "init", "providerConfig": {"local_images_wait_second": "60", "colour": "blue"}}
+    )
+    found = {w.path: w.message for w in warnings}
+    assert found == {
+        "cluster.providerConfig.local_images_wait_second": "unknown setting, ignored; did you mean 'local_images_wait_seconds'?",
+        "cluster.providerConfig.colour": "unknown setting, ignored",
+    }

@@ -249,3 +249,73 @@ def test_paths_env_is_what_the_last_boot_laid_else_made_from_the_recorded_data_d
     laid = paths.reset_plan("/data/rke2", "/data/kubelet").env_file()
     Path(paths.scripts_env).write_text(laid)
     assert run("paths", "--env", "--stylus-root", str(root)).stdout == laid
+
+
+def test_render_json_is_one_object_a_fleet_tool_can_read(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def render(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "provider_rke2", "render", "--json", "--fresh", *args],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "STYLUS_ROOT": str(tmp_path / "root")},
+        )  # fmt: skip
+
+    done = render(str(ROOT / "examples" / "private-registry.yaml"))
+    assert done.returncode == 0 and done.stderr == ""
+    report = json.loads(done.stdout)
+    assert report["path"] == "/usr/local/cloud-config/cluster.kairos.yaml" and report["mode"] == "0600"
+    assert report["root"]["path"] == str(tmp_path / "root")
+    assert "registries.yaml" in report["document"] and report["warnings"] == []
+    headless = tmp_path / "headless.yaml"
+    headless.write_text("cluster:\n  role: init\n")
+    assert json.loads(render(str(headless)).stdout)["warnings"][0]["path"] == "file"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("#cloud-config\ncluster:\n  role: worker\n  control_plane_hots: cp\n")
+    done = render(str(broken))
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["valid"] is False and report["errors"][0]["path"] == "cluster.control_plane_host"
+    assert "did you mean 'control_plane_host'?" in report["warnings"][0]["message"]
+
+
+def test_validate_takes_json_like_every_other_verb(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "provider_rke2", "validate", "--json", str(ROOT / "examples" / "ha-worker.yaml")],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, env={"PATH": "/usr/bin:/bin", "STYLUS_ROOT": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0 and json.loads(done.stdout)["valid"] is True
+
+
+def test_every_verb_and_option_says_what_it_is_for_and_the_help_names_the_agent_events():
+    import argparse
+
+    from provider_rke2.cli import COMMANDS
+    from provider_rke2.commands import build_parser
+    from provider_rke2.events import HANDLED
+
+    parser = build_parser()
+    [verbs] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(verbs.choices) == sorted(COMMANDS)
+    assert sorted(a.dest for a in verbs._choices_actions) == sorted(COMMANDS), (
+        "every verb listed, no-proxy too"
+    )
+    silent = [
+        (name, action.option_strings or action.dest)
+        for name, sub in verbs.choices.items()
+        for action in sub._actions
+        if not action.help
+    ]
+    assert silent == []
+    text = parser.format_help()
+    assert all(event in text for event in HANDLED)

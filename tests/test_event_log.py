@@ -259,5 +259,7 @@ def test_status_shows_mode_role_units_and_last_events(tmp_path):
     out = io.StringIO()
     report.status(Root(str(root), FROM_FLAG), out, unit_state={})
     assert "data dir: /var/lib/rancher/rke2 (recorded at the last boot)" in out.getvalue().splitlines()
-    assert "  cluster_ready   2026-11-26T10:05:00Z  cluster_ready happened" in lines
-    assert "  cluster_reset   never" in lines
+    assert "  cluster_ready          2026-11-26T10:05:00Z  cluster_ready happened" in lines
+    assert "  cluster_reset          never" in lines
+    # One column for every type, the longest (rke2_restart_deferred) included.
+    assert len({line.index(" never") for line in lines if line.endswith(" never")}) == 1

@@ -376,8 +376,7 @@ class TestEveryWaitHasADeadline:
         server.close()
         assert result.returncode == 1
         assert took < 10, f"took {took:.1f} s against a 3 s deadline"
-        events = Path(Paths(str(tmp_path / "root")).events_log).read_text()
-        assert "no whole answer within" in events
+        assert "no whole answer within" in result.stdout
 
     @pytest.mark.parametrize("value", ["nan", "inf", "-1", "-inf", "soon"])
     def test_a_timeout_that_would_never_end_is_a_usage_error(self, tmp_path, value):

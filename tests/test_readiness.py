@@ -42,7 +42,9 @@ def kubelet():
 
 
 def wait_ready(tmp_path, url, timeout, *extra, role="worker"):
+    """`wait-ready` as the watcher runs it (with --after: `unchanged` unless `extra` says)."""
     root = tmp_path / "root"
+    extra = extra if "--after" in extra else ("--after", "unchanged", *extra)
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", role, "--stylus-root", str(root),
@@ -323,3 +325,61 @@ def test_a_boot_during_the_restart_is_not_kept_waiting_and_its_change_is_applied
     assert (tmp_path / "boot.txt").read_text() == "boot went ahead\n"
     assert (state / "started").read_text() == "d" * 64 + "\n"
     assert not (state / "restart-pending").exists()
+
+
+def test_a_probe_says_why_in_words_not_an_errno():
+    import socket
+
+    from provider_rke2.readiness import http_probe
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: refused
+        ok, detail = http_probe(f"http://127.0.0.1:{port}/healthz", "ok")(2)
+    assert (ok, detail) == (False, f"http://127.0.0.1:{port}/healthz: connection refused")
+
+
+def test_run_by_hand_it_only_prints_records_nothing_and_restarts_nothing(
+    tmp_path, kubelet, stub_bin, monkeypatch
+):
+    """A person checking a node: no record in the log the fleet manager reads (an `error`
+    there would be a false alarm), no pending restart done."""
+    monkeypatch.setenv("PATH", stub_bin.path)
+    _, url = kubelet
+    state = pending_node(tmp_path, stub_bin, ["active"])
+    root = tmp_path / "root"
+    for timeout, expected in (("5", "ready: RKE2 is ready"), ("1", None)):
+        result = subprocess.run(
+            [sys.executable, "-m", "provider_rke2", "wait-ready", "--role", "worker", "--stylus-root", str(root),
+             "--timeout", timeout, "--kubelet-url", url if expected else "http://127.0.0.1:1/healthz",
+             "--max-interval", "0.2"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == (0 if expected else 1)
+        assert result.stdout.startswith(expected or "not ready: RKE2 was not ready after 1 s")
+    assert not (root / "var/log/provider-rke2/events.jsonl").exists()
+    assert stub_bin.calls() == [] and (state / "restart-pending").exists()
+
+
+def test_at_a_terminal_a_wait_says_what_it_still_waits_for():
+    import io
+
+    from provider_rke2.readiness import at_a_terminal, wait
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen, now = Terminal(), [0.0]
+    wait([lambda budget: (False, "http://k/healthz: connection refused")], 40, max_interval=5,
+         sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0],
+         progress=at_a_terminal(screen, every=15))  # fmt: skip
+    lines = screen.getvalue().splitlines()
+    assert (
+        lines
+        == [
+            "waiting for RKE2 (17 s so far): http://k/healthz: connection refused",  # rounds at 0, 1, 3, 7, 12, 17 s
+            "waiting for RKE2 (32 s so far): http://k/healthz: connection refused",
+        ]
+    )
+    assert at_a_terminal(io.StringIO()) is None, "nobody watches a pipe: nothing said"

@@ -221,3 +221,11 @@ def test_a_document_holding_every_stand_in_token_is_read_by_pyyaml_alone():
     shifted = planted[: planted.index("k7")] + "config: |\n  a: b\n"
     assert _lift_literal_blocks(shifted)[1] == {"provider-rke2-block7-0": "a: b\n"}
     assert load_cloud_config(shifted)["k0"] == "provider-rke2-block0-0", "a planted token stays as written"
+
+
+def test_a_tab_indent_is_named_as_what_it_is():
+    with pytest.raises(
+        YAMLSyntaxError,
+        match=r"^a tab where YAML expects spaces: YAML indents with spaces only \(line 3, column 1\)$",
+    ):
+        load_cloud_config("#cloud-config\ncluster:\n\trole: init\n")
