@@ -440,8 +440,11 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
 
     signal.signal(signal.SIGTERM, upgrade_terminated)  # a stop mid-upgrade puts the previous release back
     try:
-        with node.lock(where.lock_file, upgrades.LOCK_WAIT, "upgrade"):
-            result = upgrades.upgrade(request, where, node, say)
+        if options.dry_run:  # writes nothing, the lock file included
+            result = upgrades.dry_run(request, where, node)
+        else:
+            with node.lock(where.lock_file, upgrades.LOCK_WAIT, "upgrade"):
+                result = upgrades.upgrade(request, where, node, say)
     except Exception as err:  # noqa: BLE001 - a bug must still say where the node stands
         what = str(err) if isinstance(err, ProviderError) else f"internal error: {type(err).__name__}: {err}"
         if upgrades.pending(where):

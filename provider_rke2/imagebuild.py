@@ -16,7 +16,7 @@ import shutil
 import tarfile
 import tempfile
 from importlib import resources
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ProviderError, has_control
 from provider_rke2.fsio import open_regular
@@ -140,20 +140,42 @@ def release_version(binary: str, probe: VersionProbe) -> str:
     version = _answered(probe, binary)
     if version:
         return version
-    counts: Dict[str, int] = {}
-    tail = b""
     try:
         with open_regular(binary) as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                for found in _STAMPED.findall(tail + block):
-                    version = found.decode()
-                    counts[version] = counts.get(version, 0) + 1
-                if len(counts) > MAX_VERSIONS:
-                    return ""  # not one release's stamp: no telling (and memory stays bounded)
-                tail = block[-64:]  # a version across two reads; a repeat only adds to its count
+            return stamped_version(iter(lambda: handle.read(1 << 20), b""))
     except OSError:
         return ""
+
+
+def stamped_version(blocks: Iterable[bytes]) -> str:
+    """The RKE2 version a binary's build stamped into it, read from its bytes in blocks: the
+    one found most often; "" when none, or more than one release has (memory stays bounded)."""
+    counts: Dict[str, int] = {}
+    tail = b""
+    for block in blocks:
+        for found in _STAMPED.findall(tail + block):
+            version = found.decode()
+            counts[version] = counts.get(version, 0) + 1
+        if len(counts) > MAX_VERSIONS:
+            return ""
+        tail = block[-64:]  # a version across two reads; a repeat only adds to its count
     return max(counts, key=lambda v: counts[v]) if counts else ""
+
+
+def release_listing(archive: str) -> Tuple[List[str], str]:
+    """The release's files and the version stamped in its bin/rke2, read from the archive
+    without writing anything (for a plan), by the same rules as an unpack."""
+    files: List[str] = []
+    version = ""
+
+    def member_file(name: str, mode: int, source: Any) -> None:
+        nonlocal version
+        files.append(name)
+        if name == "bin/rke2":
+            version = stamped_version(iter(lambda: source.read(1 << 20), b""))
+
+    _members(archive, member_file)
+    return files, version
 
 
 def _answered(probe: VersionProbe, binary: str) -> str:
@@ -234,7 +256,27 @@ def _unpack(archive: str, staging: str) -> List[str]:
     member by member, and at most MAX_MEMBERS of them and MAX_RELEASE_BYTES in all (RKE2's
     release holds about ten files and 200 MB), so that no archive fills the disk or memory."""
     files: List[str] = []
+
+    def member_file(name: str, mode: int, source: Any) -> None:
+        target = os.path.join(staging, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as handle:
+            shutil.copyfileobj(source, handle)
+        os.chmod(target, mode & 0o755)
+        files.append(name)
+
+    _members(archive, member_file, lambda name: os.makedirs(os.path.join(staging, name), exist_ok=True))
+    return files
+
+
+def _members(
+    archive: str, on_file: Callable[[str, int, Any], None], on_dir: Callable[[str], Any] = len
+) -> None:
+    """Each member of a release archive, checked, to `on_file` (name, mode, a stream of its
+    bytes) or `on_dir`: regular files and directories only, each inside, each once, at most
+    MAX_MEMBERS and MAX_RELEASE_BYTES in all; read as a stream, so nothing is held whole."""
     seen = set()
+    regular = set()
     total = 0
     try:
         with open_regular(archive, follow=True) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
@@ -251,21 +293,15 @@ def _unpack(archive: str, staging: str) -> List[str]:
                         f" {MAX_RELEASE_BYTES >> 20} MiB, or {member.name!r} twice)"
                     )
                 seen.add(name)
-                target = os.path.join(staging, name)
                 if member.isdir():
-                    os.makedirs(target, exist_ok=True)
+                    on_dir(name)
                     continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                source = tar.extractfile(member)
-                with open(target, "wb") as handle:
-                    shutil.copyfileobj(source, handle)  # type: ignore[arg-type]
-                os.chmod(target, member.mode & 0o755)
-                files.append(name)
+                regular.add(name)
+                on_file(name, member.mode, tar.extractfile(member))
     except (tarfile.TarError, EOFError, OSError) as err:
         raise InstallError(f"cannot unpack {archive}: {err}") from None
-    if "bin/rke2" not in files:
+    if "bin/rke2" not in regular:
         raise InstallError(f"{archive} holds no bin/rke2")
-    return files
 
 
 def _point_units_at(staging: str, prefix: str) -> None:

@@ -120,6 +120,7 @@ class Result:
     snapshot: str = ""
     probe: str = ""
     notes: List[str] = Factory(list)
+    refusals: List[str] = Factory(list)  # a dry run's: every reason the upgrade would be refused
 
     @property
     def exit_status(self) -> int:
@@ -133,7 +134,7 @@ class Result:
 
     def text(self) -> str:
         lines = [f"note: {note}" for note in self.notes]
-        if self.plan and self.outcome == PLANNED:
+        if self.plan and (self.outcome == PLANNED or self.refusals):
             lines += plan_text(self.plan)
         lines.append(f"{self.outcome.replace('_', ' ')}: {self.message}")
         return "\n".join(lines) + "\n"
@@ -165,29 +166,22 @@ def plan_text(plan: Plan) -> List[str]:
 
 
 def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], None]) -> Result:
-    """The whole procedure; the caller holds the node's lock. Never raises for a failure of
-    the upgrade itself: the result says what happened and the exit status."""
+    """The whole procedure; the caller holds the node's lock (not for a dry run, which writes
+    nothing). Never raises for a failure of the upgrade itself: the result says what happened
+    and the exit status."""
+    if req.dry_run:
+        return dry_run(req, paths, machine)
     notes = []
-    if req.dry_run and pending(paths):
-        return Result(
-            REFUSED,
-            f"an interrupted upgrade left {paths.upgrade_journal}: the next upgrade, boot or status rolls"
-            " it back first; plan after that",
-        )
     try:
-        finished = None if req.dry_run else recover(paths, machine, "upgrade", start=True)
+        finished = recover(paths, machine, "upgrade", start=True)
     except SwapError as err:
         return Result(FAILED, f"{err}: look at it, and at {paths.upgrade_dir}, before any upgrade")
     if finished:
         notes.append(finished)
         say(finished)
-    # A dry run stages too (to read the new version), apart from any rollback set, and
-    # removes it: beside the prefix is the one place sure to be writable in agent mode.
-    top = paths.upgrade_plan_dir if req.dry_run else paths.upgrade_dir
+    top = paths.upgrade_dir
     try:
         plan, swap = _prepare(req, paths, machine, top)
-        if req.dry_run:
-            return Result(PLANNED, "nothing changed (--dry-run)", plan, notes=notes)
         if plan.current == plan.new and not req.force:
             discard(top)
             return Result(
@@ -201,15 +195,82 @@ def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], N
     except ProviderError as err:  # Terminated included: nothing changed yet
         discard(top)
         message = f"upgrade not started, nothing changed: {err}"
-        if not req.dry_run:  # a plan leaves no trace, not even in the event log
-            _emit(machine, paths, REFUSED, message, req.role, {"why": str(err)})
+        _emit(machine, paths, REFUSED, message, req.role, {"why": str(err)})
         return Result(REFUSED, message, notes=notes)
-    finally:
-        if req.dry_run:
-            discard(top)
     result = _swap_and_verify(plan, swap, journal, req, paths, machine, say)
     result.notes = notes + result.notes
     return result
+
+
+def dry_run(req: Request, paths: Paths, machine: Machine) -> Result:
+    """The plan, and every reason the upgrade would be refused, without writing anything (no
+    lock, no staging: the new release's files and version are read from its archive)."""
+    from provider_rke2.imagebuild import ARCHITECTURES, InstallError, release_listing, verified_archive
+
+    refusals: List[str] = []
+    if pending(paths):
+        refusals.append(
+            f"an interrupted upgrade left {paths.upgrade_journal}:"
+            " the next upgrade, boot or status rolls it back first"
+        )
+    if not os.path.isfile(paths.binary):
+        refusals.append(f"no RKE2 at {paths.binary}: install it first (init.provider.install)")
+    try:
+        role, role_from = _role(req, paths, machine)
+    except Refused as err:
+        refusals.append(str(err))
+        role, role_from = "", "unknown"
+    new_version, names = "", []
+    arch = ARCHITECTURES.get(machine.machine())
+    if not os.path.isdir(req.artifacts):
+        refusals.append(f"no directory {req.artifacts} (--artifacts): no release to plan for")
+    elif arch is None:
+        refusals.append(f"unsupported architecture {machine.machine()!r}: expected amd64 or arm64")
+    else:
+        try:
+            names, new_version = release_listing(verified_archive(req.artifacts, arch)[0])
+            if not new_version:
+                refusals.append(f"the new rke2 in {req.artifacts} names no version")
+        except InstallError as err:
+            refusals.append(str(err))
+    current = (
+        rke2version.of_output(machine.version_of(paths.binary)) if os.path.isfile(paths.binary) else None
+    )
+    new = rke2version.of_output(f"rke2 version {new_version} ") if new_version else None
+    if current is None and os.path.isfile(paths.binary) and not req.force:
+        refusals.append(f"{paths.binary} --version names no version: cannot tell the step (--force to go on)")
+    problem = rke2version.step_problem(current, new) if current and new else None
+    if problem and not req.force:
+        refusals.append(f"{problem} (--force to do it anyway)")
+    unit = unit_for(role) if role else "rke2-server.service or rke2-agent.service"
+    was_active = bool(role) and machine.systemctl("is-active", "--quiet", unit)[0] == 0
+    if role and not was_active and not req.force:
+        refusals.append(f"{unit} is not running: start it first, or --force")
+    data_dir = paths.effective_data_dir(machine.read_state(paths.data_dir_state))
+    server = role != "worker"
+    snapshot = _snapshot_command(paths, data_dir, new.text if new else "") if server else ()
+    from provider_rke2.readiness import checks
+
+    prefix = paths.install_prefix
+    plan = Plan(
+        root=paths.root, role=role or "unknown", role_from=role_from, unit=unit, was_active=was_active,
+        binary=paths.binary, current=current.text if current else "unknown",
+        new=new.text if new else "unknown",
+        step=rke2version.describe_step(current, new) if current and new else "unknown step",
+        files=tuple(os.path.join(prefix, name) for name in names),
+        added=tuple(os.path.join(prefix, n) for n in names if not os.path.lexists(os.path.join(prefix, n))),
+        upgrade_dir=paths.upgrade_dir, data_dir=data_dir, snapshot=snapshot,
+        checks=tuple(checks(server, server_ca(data_dir), req.kubelet_url, req.supervisor_url)),
+        timeout=req.timeout,
+    )  # fmt: skip
+    if refusals:
+        message = "nothing changed (--dry-run); the upgrade would be refused: " + "; ".join(refusals)
+        return Result(REFUSED, message, plan, refusals=refusals)
+    if plan.current == plan.new and not req.force:
+        return Result(
+            UNCHANGED, f"{plan.binary} is already {plan.new}; nothing would change (--dry-run)", plan
+        )
+    return Result(PLANNED, "nothing changed (--dry-run)", plan)
 
 
 def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Plan, SwapSet]:
@@ -229,11 +290,7 @@ def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Pl
         )
     data_dir = paths.effective_data_dir(machine.read_state(paths.data_dir_state))
     server = role != "worker"
-    snapshot: Tuple[str, ...] = ()
-    if server:
-        name = "provider-rke2-pre-" + re.sub(r"[^a-z0-9-]", "-", new.text.lower()).strip("-")
-        snapshot = (paths.binary, "etcd-snapshot", "save", "--config", paths.config_file)
-        snapshot += ("--data-dir", data_dir, "--name", name)
+    snapshot = _snapshot_command(paths, data_dir, new.text) if server else ()
     from provider_rke2.readiness import checks
 
     plan = Plan(
@@ -255,6 +312,14 @@ def _prepare(req: Request, paths: Paths, machine: Machine, top: str) -> Tuple[Pl
         timeout=req.timeout,
     )
     return plan, swap
+
+
+def _snapshot_command(paths: Paths, data_dir: str, new: str) -> Tuple[str, ...]:
+    """A server's etcd snapshot before the swap, named for the release it precedes."""
+    command = (paths.binary, "etcd-snapshot", "save", "--config", paths.config_file, "--data-dir", data_dir)
+    if not new:
+        return command
+    return (*command, "--name", "provider-rke2-pre-" + re.sub(r"[^a-z0-9-]", "-", new.lower()).strip("-"))
 
 
 def _staged(req: Request, paths: Paths, machine: Machine, top: str) -> SwapSet:

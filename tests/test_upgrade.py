@@ -182,8 +182,8 @@ class Ready:
 class ScriptedMachine:
     """A node's commands, answered as a test says; the files are real (a temporary root)."""
 
-    def __init__(self, health: Sequence[bool] = (True,), enabled: Tuple[str, ...] = ()):
-        self.health, self.enabled = list(health), enabled
+    def __init__(self, health: Sequence[bool] = (True,), enabled: Tuple[str, ...] = (), active: bool = True):
+        self.health, self.enabled, self.active = list(health), enabled, active
         self.calls: List[Tuple[str, ...]] = []
         self.events: List[dict] = []
         self.state: Dict[str, str] = {}
@@ -199,6 +199,8 @@ class ScriptedMachine:
         self.calls.append(("systemctl", *args))
         if args[0] == "is-enabled":
             return (0, "enabled-runtime") if args[1] in self.enabled else (1, "disabled")
+        if args[0] == "is-active":
+            return (0, "active") if self.active else (3, "inactive")
         return 0, ""
 
     def run(self, argv: Sequence[str], timeout: float) -> ScriptResult:
@@ -250,7 +252,7 @@ def test_the_role_comes_from_the_last_boot_else_the_one_enabled_unit(agent_node)
     machine.state[paths.role_state] = "controlplane"
     plan = run(paths, machine, artefacts, dry_run=True).plan
     assert plan is not None and (plan.role, plan.unit) == ("controlplane", "rke2-server.service")
-    assert not os.path.exists(paths.upgrade_plan_dir), "a dry run removes what it unpacked"
+    assert not os.path.exists(paths.upgrade_plan_dir), "a dry run unpacks nothing"
     neither = run(paths, ScriptedMachine(), artefacts)
     assert neither.outcome == "refused" and "--role" in neither.message
 
@@ -468,3 +470,52 @@ def test_an_archive_larger_than_any_release_is_refused_before_it_fills_the_disk(
     with pytest.raises(imagebuild.InstallError, match="more than 0 MiB"):
         stage(str(archive), prefix, prefix + "/.u")
     assert not Path(prefix, ".u/new/share/rke2/big").exists()
+
+
+def tree(root: Path) -> Dict[str, Tuple[int, float]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*")}
+
+
+def test_a_dry_run_shows_the_plan_and_every_reason_it_would_be_refused(agent_node):
+    """No role recorded, the unit stopped, the wrong step: the plan is shown all the same."""
+    paths, artefacts = agent_node
+    Path(paths.binary).write_text("#!/bin/sh\necho 'rke2 version v1.29.0+rke2r1 (x)'\n")
+    result = run(paths, ScriptedMachine(active=False), artefacts, dry_run=True)
+    assert result.outcome == "refused" and result.exit_status == 1
+    assert len(result.refusals) == 2 and "cannot tell this node's role" in result.refusals[0]
+    assert "skips v1.30" in result.refusals[1]
+    text = result.text()
+    assert "version: v1.29.0+rke2r1 -> v1.31.2+rke2r1" in text and f"{paths.binary}" in text
+    assert text.splitlines()[-1].startswith(
+        "refused: nothing changed (--dry-run); the upgrade would be refused:"
+    )
+    stopped = run(paths, ScriptedMachine(active=False), artefacts, dry_run=True, role="worker")
+    assert any("rke2-agent.service is not running" in why for why in stopped.refusals)
+
+
+def test_a_dry_run_names_a_missing_artifacts_directory(agent_node, tmp_path):
+    paths, _ = agent_node
+    result = run(paths, ScriptedMachine(), str(tmp_path / "nowhere"), dry_run=True, role="worker")
+    assert result.refusals == [f"no directory {tmp_path / 'nowhere'} (--artifacts): no release to plan for"]
+    assert result.plan is not None and result.plan.current == "v1.30.5+rke2r1"
+
+
+def test_a_dry_run_writes_nothing_not_even_the_lock(agent_node, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    paths, artefacts = agent_node
+    before = tree(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "provider_rke2", "upgrade", "--dry-run", "--role", "worker", "--force",
+         "--artifacts", artefacts, "--stylus-root", paths.root],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={**os.environ, "PATH": f"{tmp_path}/no-systemctl:/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "planned: nothing changed (--dry-run)" in done.stdout
+    assert "stage the release in" in done.stdout
+    assert tree(tmp_path) == before
+    assert not os.path.exists(paths.lock_file)
