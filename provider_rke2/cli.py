@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 # their answer must cost no more than starting Python. Everything else is
 # imported where it is needed.
 
-COMMANDS = ("render", "validate", "paths", "mode", "events", "status", "wait-ready", "upgrade", "no-proxy")
+COMMANDS = (
+    "render", "validate", "paths", "mode", "events", "status", "wait-ready", "install", "upgrade", "no-proxy",
+)  # fmt: skip
 
 
 def main(argv: Optional[List[str]] = None) -> int:

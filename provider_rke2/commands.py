@@ -9,6 +9,7 @@ cli.COMMANDS: the launcher's list is generated from that at build time.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TextIO
 
 from provider_rke2.record import record
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     for add in (_render_args, _validate_args, _paths_args, _mode_args, _events_args, _status_args):
         add(verbs)
-    for add in (_wait_ready_args, _upgrade_args, _no_proxy_args):
+    for add in (_wait_ready_args, _install_args, _upgrade_args, _no_proxy_args):
         add(verbs)
     return parser
 
@@ -202,6 +203,32 @@ def _wait_ready_args(verbs: Any) -> None:
     _with_root(ready)
 
 
+def _install_args(verbs: Any) -> None:
+    install = verbs.add_parser(
+        "install",
+        help="install RKE2 from a release directory, as an image build's init.provider.install does",
+        description="Install RKE2 from the release in DIR (rke2.linux-ARCH.tar.gz, checked against"
+        " sha256sum-ARCH.txt) under the resolved root, with this provider's node scripts, as"
+        " init.provider.install does at image build; for an agent-mode host, or a build step. A node"
+        " that has RKE2 already is left alone (`upgrade` replaces a running one). Exit 0 installed,"
+        " 1 not installed (nothing changed), 2 usage.",
+    )
+    install.add_argument(
+        "--artifacts", required=True, metavar="DIR", type=_absolute,
+        help="the directory holding rke2.linux-ARCH.tar.gz and sha256sum-ARCH.txt",
+    )  # fmt: skip
+    install.add_argument(
+        "--version", default="", help="the release expected there (refused if it holds another)"
+    )
+    install.add_argument(
+        "--prefix", default=None, metavar="PATH", type=_given_absolute,
+        help="where to install (default: <root>/usr/local in agent mode, /usr for an image)",
+    )  # fmt: skip
+    install.add_argument("--force", action="store_true", help="install over an RKE2 that is there already")
+    install.add_argument("--json", action="store_true", help="what was installed, as a JSON object")
+    _with_root(install)
+
+
 def _upgrade_args(verbs: Any) -> None:
     up = verbs.add_parser(
         "upgrade",
@@ -273,6 +300,13 @@ def _root_flag(text: str) -> str:
         return clean(text, FROM_FLAG)
     except ConfigError as err:
         raise argparse.ArgumentTypeError(err.problems[0].message) from None
+
+
+def _given_absolute(text: str) -> str:
+    """A path where RKE2 goes: never one relative to wherever the command happens to run."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"expected an absolute path, got {text!r}")
+    return text
 
 
 def _absolute(text: str) -> str:
@@ -409,6 +443,44 @@ def wait_ready(options: argparse.Namespace, node: LocalNode, io: Streams) -> int
     return watch(options, node, io.stderr, io.stdout)
 
 
+def install(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    import json
+
+    from provider_rke2 import imagebuild
+    from provider_rke2.errors import ProviderError
+
+    root = node.stylus_root()
+    config = {
+        "artifacts": options.artifacts,
+        "root": root.path,
+        **({"prefix": options.prefix} if options.prefix else {}),
+    }
+    payload = {"provider": imagebuild.PROVIDER, "version": options.version, "config": config}
+    try:
+        request = imagebuild.request(payload, node.machine())
+        if request is None:  # never: the payload names this provider
+            raise ProviderError("not an rke2 install request")
+        binary = request.prefix + "/bin/rke2"
+        if not os.path.isdir(request.artifacts):  # before the lock: a refusal writes nothing
+            raise ProviderError(f"no directory {request.artifacts} (--artifacts)")
+        if os.path.lexists(binary) and not options.force:
+            raise ProviderError(
+                f"RKE2 is installed at {binary} already: `upgrade` replaces a running one (or --force)"
+            )
+        with node.lock(node.paths(root.path).lock_file, 30.0, "install"):
+            response = imagebuild.install(request, node.version_of)
+    except ProviderError as err:
+        io.stderr.write(f"error: install: not installed, nothing changed: {err}\n")
+        return 1
+    if options.json:
+        io.stdout.write(json.dumps(json.loads(response.data), indent=2) + "\n")
+    else:
+        data = json.loads(response.data)
+        io.stdout.write(f"installed RKE2 {data['version'] or '(version unknown)'} in {data['prefix']}\n")
+        io.stdout.write(response.log + "\n")
+    return 0
+
+
 def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     import signal
 
@@ -487,6 +559,7 @@ VERBS: Dict[str, Handler] = {
     "events": events,
     "status": status,
     "wait-ready": wait_ready,
+    "install": install,
     "upgrade": upgrade,
     "no-proxy": no_proxy,
 }
