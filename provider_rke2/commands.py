@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TextIO
 
 from provider_rke2.record import record
 
@@ -92,13 +92,21 @@ def _render_args(verbs: Any) -> None:
 def _validate_args(verbs: Any) -> None:
     validate = verbs.add_parser(
         "validate",
-        help="report every problem of a cloud-config, at its line",
+        help="report every problem of a cloud-config, at its line; of several, as one cluster",
         description="Check the cluster section of the cloud-config in FILE (stdin with '-'): the section's"
         " schema, the RKE2 config against RKE2's options, and the render. Prints the file with each problem"
-        " marked at its line (E1, W1, ...) and listed below, or a JSON report with --format json."
-        " Exit 0 no errors (warnings allowed), 1 errors, 2 usage or unreadable file.",
+        " marked at its line (E1, W1, ...) and listed below, or a JSON report with --json. Given several"
+        " files, or a directory (its *.yaml and *.yml), each is checked, then all of them as the nodes of"
+        " one cluster: one init node, one token, the same networks on every server, a host every joining"
+        " node's servers are known by, one name per node. Exit 0 no errors (warnings allowed), 1 errors,"
+        " 2 usage or unreadable file.",
     )
-    validate.add_argument("file", metavar="FILE|-", help="the cloud-config ('-': stdin)")
+    validate.add_argument(
+        "file",
+        metavar="FILE|DIR|-",
+        nargs="+",
+        help="the cloud-config ('-': stdin), or several, or a directory",
+    )
     validate.add_argument("--json", action="store_true", help="a JSON report (the same as --format json)")
     validate.add_argument(
         "--format", choices=("annotate", "json"), default="annotate", help="annotate (the default) or json"
@@ -389,17 +397,37 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
 
 
 def validate(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
-    text = _read_source(options.file, io)
-    if text is None:
-        return 2
     from provider_rke2 import validation
 
-    findings = validation.validate(text, node.stylus_root())
-    if options.json or options.format == "json":
-        io.stdout.write(validation.as_json(options.file, findings))
+    as_json = options.json or options.format == "json"
+    if len(options.file) == 1 and not os.path.isdir(options.file[0]):
+        text = _read_source(options.file[0], io)
+        if text is None:
+            return 2
+        findings = validation.validate(text, node.stylus_root())
+        io.stdout.write(
+            validation.as_json(options.file[0], findings) if as_json else validation.annotate(text, findings)
+        )
+        return 1 if validation.has_errors(findings) else 0
+    files = []
+    for name in _cloud_configs(options.file, io):
+        text = _read_source(name, io)
+        if text is None:
+            return 2
+        files.append((name, text))
+    if not files:
+        return 2
+    results = validation.validate_cluster(files, node.stylus_root())
+    if as_json:
+        io.stdout.write(validation.cluster_json(results))
     else:
-        io.stdout.write(validation.annotate(text, findings))
-    return 1 if validation.has_errors(findings) else 0
+        texts = dict(files)
+        io.stdout.write(
+            "\n".join(
+                f"==> {name} <==\n" + validation.annotate(texts[name], found) for name, found in results
+            )
+        )
+    return 1 if any(validation.has_errors(found) for _, found in results) else 0
 
 
 def paths(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
@@ -583,6 +611,23 @@ def _read_source(source: str, io: Streams) -> Optional[str]:
     except (OSError, UnicodeDecodeError) as err:
         io.stderr.write(f"error: cannot read {source}: {getattr(err, 'strerror', None) or err}\n")
         return None
+
+
+def _cloud_configs(given: List[str], io: Streams) -> List[str]:
+    """The files named, a directory's *.yaml and *.yml files (sorted, not below it) in its place."""
+    found: List[str] = []
+    for name in given:
+        if not os.path.isdir(name):
+            found.append(name)
+            continue
+        inside = sorted(
+            os.path.join(name, entry) for entry in os.listdir(name) if entry.endswith((".yaml", ".yml"))
+        )
+        if not inside:
+            io.stderr.write(f"error: no *.yaml or *.yml file in {name}\n")
+            return []
+        found += [path for path in inside if os.path.isfile(path)]
+    return found
 
 
 def _finish_upgrade(node: LocalNode, stderr: TextIO) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from provider_rke2 import schema, spec
 from provider_rke2.errors import ConfigError, OutputError, Problem
@@ -188,3 +188,51 @@ def _numbered(findings: List[Finding]) -> List[tuple]:
 
 def has_errors(findings: List[Finding]) -> Optional[bool]:
     return any(f.level == "error" for f in findings)
+
+
+def validate_cluster(files: Sequence[Tuple[str, str]], root: Root) -> List[Tuple[str, List[Finding]]]:
+    """Each file's findings (`validate`), and what the files show only together, checked as
+    the nodes of one cluster (provider_rke2.fleet); a file with errors of its own is left out
+    of the cluster's checks, its errors being what it must fix first."""
+    from provider_rke2 import fleet
+
+    checked = [(name, text, validate(text, root)) for name, text in files]
+    members = [
+        member
+        for name, text, findings in checked
+        if not has_errors(findings)
+        for member in [_member(name, text, root)]
+        if member is not None
+    ]
+    found = fleet.check(members)
+    results = []
+    for name, text, findings in checked:
+        errors, warnings = found.get(name, ([], []))
+        if errors or warnings:
+            lines, block = line_numbers(text), _config_block(text)
+            findings = findings + [Finding("error", *_placed(p, lines, block)) for p in errors]
+            findings += [Finding("warning", *_placed(p, lines, block)) for p in warnings]
+            findings.sort(key=lambda f: (f.level != "error", f.line, f.problem))
+        results.append((name, findings))
+    return results
+
+
+def _member(name: str, text: str, root: Root) -> Any:
+    """The node a file describes, checked on its own; None without a cluster section."""
+    from provider_rke2 import fleet
+
+    try:
+        document = load_cloud_config(text)
+        section = document.get("cluster") if isinstance(document, dict) else None
+        if not section:
+            return None
+        node = spec.check(spec.Section.of(section), spec.root_for_section(section, root))
+    except (ConfigError, YAMLSyntaxError, RecursionError):
+        return None
+    return fleet.Member(name, node, fleet.hostname(document))
+
+
+def cluster_json(results: List[Tuple[str, List[Finding]]]) -> str:
+    reports = [json.loads(as_json(name, findings)) for name, findings in results]
+    report = {"valid": all(r["valid"] for r in reports), "nodes": len(reports), "files": reports}
+    return json.dumps(report, indent=2) + "\n"
