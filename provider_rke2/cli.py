@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 # imported where it is needed.
 
 COMMANDS = (
-    "render", "validate", "paths", "mode", "events", "status", "wait-ready", "install", "upgrade", "no-proxy",
+    "render", "validate", "plan", "paths", "mode", "events", "status", "wait-ready", "install", "upgrade",
+    "no-proxy",
 )  # fmt: skip
 
 

@@ -52,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
     verbs = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
-    for add in (_render_args, _validate_args, _paths_args, _mode_args, _events_args, _status_args):
+    for add in (
+        _render_args,
+        _validate_args,
+        _plan_args,
+        _paths_args,
+        _mode_args,
+        _events_args,
+        _status_args,
+    ):
         add(verbs)
     for add in (_wait_ready_args, _install_args, _upgrade_args, _no_proxy_args):
         add(verbs)
@@ -112,6 +120,23 @@ def _validate_args(verbs: Any) -> None:
         "--format", choices=("annotate", "json"), default="annotate", help="annotate (the default) or json"
     )
     _with_root(validate)
+
+
+def _plan_args(verbs: Any) -> None:
+    plan = verbs.add_parser(
+        "plan",
+        help="what a new cloud-config would change on this node, before it boots with it",
+        description="Render the cloud-config in FILE as agent.boot would on this node and compare it with"
+        " what the node has now: each file the boot writes (added, changed key by key, removed; secrets"
+        " never shown), whether RKE2 would start, restart or stay, whether the role or the data dir"
+        " changes, and what a reset would then remove. Changes nothing. Exit 0 shown, 1 the config has"
+        " problems (as render shows them), 2 usage or unreadable file.",
+    )
+    plan.add_argument(
+        "file", nargs="?", default="-", metavar="FILE|-", help="the new cloud-config (default: stdin)"
+    )
+    plan.add_argument("--json", action="store_true", help="one JSON object, for the fleet manager")
+    _with_root(plan)
 
 
 def _paths_args(verbs: Any) -> None:
@@ -330,11 +355,9 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     text = _read_source(options.file, io)
     if text is None:
         return 2
-    import os
 
     from provider_rke2.errors import ConfigError
-    from provider_rke2.paths import PROVIDER_DIRS
-    from provider_rke2.render import DEFAULT_EXECUTABLE, OUTPUT_MODE, render_section
+    from provider_rke2.render import OUTPUT_MODE, render_section
     from provider_rke2.secrets import in_section, scrub
     from provider_rke2.spec import NO_FACTS, read_section, root_for_section
     from provider_rke2.validation import HEADER
@@ -351,11 +374,7 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     # a node that has none yet (the golden renders in stages/).
     key = b"" if options.fresh else (node.read_state(paths.fingerprint_key) or "").encode()
     facts = NO_FACTS if options.fresh else node.facts(paths)
-    # The path a node runs the provider from: this one's own when it is in a providers
-    # directory, else where an image has it, whoever runs `render` from wherever.
-    executable = node.executable()
-    if os.path.dirname(executable) not in PROVIDER_DIRS:
-        executable = DEFAULT_EXECUTABLE
+    executable = _boot_executable(node)
     try:
         rendered = render_section(section, root, key, executable, facts)
     except ConfigError:
@@ -393,6 +412,62 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
         f" root {rendered.root.path} from {rendered.root.source}; the provider runs from {executable}\n"
     )
     io.stdout.write(rendered.text)
+    return 0
+
+
+def plan(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+    text = _read_source(options.file, io)
+    if text is None:
+        return 2
+    from provider_rke2 import changes, validation
+    from provider_rke2.errors import ConfigError
+    from provider_rke2.fsio import read_regular
+    from provider_rke2.paths import unit_for
+    from provider_rke2.render import rendered as render_spec
+    from provider_rke2.secrets import in_section, scrub
+    from provider_rke2.spec import check, read_section, root_for_section
+
+    section = read_section(text)
+    if section is None:
+        io.stderr.write("no cluster section: agent.boot would write nothing\n")
+        return 0
+    secrets = in_section(section.data, section.config)
+    root = root_for_section(section.data, node.stylus_root())
+    paths = node.paths(root.path)
+    facts = node.facts(paths)
+    try:
+        spec = check(section, root, facts)
+        rendered = render_spec(
+            spec, (node.read_state(paths.fingerprint_key) or "").encode(), _boot_executable(node)
+        )
+    except ConfigError:
+        for finding in validation.validate(text, root):
+            io.stderr.write(f"{finding.level}: {scrub(str(finding.problem), secrets)}\n")
+        return 1
+    try:
+        now = read_regular(rendered.path, 4 << 20).decode("utf-8", errors="replace")
+    except OSError:
+        now = ""  # the node has none yet: every file is added
+    old, new = changes.files_of(now), changes.files_of(rendered.text)
+    secrets |= changes.secrets_in(old) | changes.secrets_in(new)
+    unit = unit_for(rendered.role)
+    code, state = node.systemctl("is-active", unit)
+    action, why = changes.rke2_action(
+        state.strip(), node.read_state(paths.started_stamp), rendered.fingerprint
+    )
+    reset = paths.reset_plan(spec.data_dir.path, spec.kubelet_dir)
+    result = changes.Changes(
+        output=rendered.path,
+        files=changes.file_changes(old, new, secrets),
+        rke2=action,
+        rke2_why=why,
+        unit=unit,
+        role=(node.read_state(paths.role_state) or "", rendered.role),
+        data_dir=(node.read_state(paths.data_dir_state) or "", rendered.data_dir.path),
+        reset_removes=reset.remove,
+        warnings=tuple(scrub(str(w), secrets) for w in rendered.warnings),
+    )
+    io.stdout.write(result.to_json() if options.json else result.text())
     return 0
 
 
@@ -582,6 +657,7 @@ def no_proxy(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
 VERBS: Dict[str, Handler] = {
     "render": render,
     "validate": validate,
+    "plan": plan,
     "paths": paths,
     "mode": mode,
     "events": events,
@@ -611,6 +687,16 @@ def _read_source(source: str, io: Streams) -> Optional[str]:
     except (OSError, UnicodeDecodeError) as err:
         io.stderr.write(f"error: cannot read {source}: {getattr(err, 'strerror', None) or err}\n")
         return None
+
+
+def _boot_executable(node: LocalNode) -> str:
+    """The path a node runs the provider from: this one's own when it is in a providers
+    directory, else where an image has it, whoever runs `render` or `plan` from wherever."""
+    from provider_rke2.paths import PROVIDER_DIRS
+    from provider_rke2.render import DEFAULT_EXECUTABLE
+
+    executable = node.executable()
+    return executable if os.path.dirname(executable) in PROVIDER_DIRS else DEFAULT_EXECUTABLE
 
 
 def _cloud_configs(given: List[str], io: Streams) -> List[str]:

@@ -266,7 +266,7 @@ def test_help(flag):
     result = run(flag)
     assert result.returncode == 0
     assert (
-        "{render,validate,paths,mode,events,status,wait-ready,install,upgrade,no-proxy}" in result.stdout
+        "{render,validate,plan,paths,mode,events,status,wait-ready,install,upgrade,no-proxy}" in result.stdout
         and "JSON event on stdin" in result.stdout
     )
 
