@@ -24,10 +24,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 # distribution when missing and we may (CI runs as root on Debian), saying so first.
 # rsync seeds the Kairos box's persistent paths as immucore does, strace holds yip's writes
 # for the spy, jq is what the Go provider's documents run; buildah builds the OCI image,
-# skopeo and umoci take it apart as an image builder's tools would.
+# skopeo and umoci take it apart as an image builder's tools would; groff reads the man page.
 TOOLS := shellcheck:shellcheck dash:dash openssl:openssl unshare:util-linux setpriv:util-linux \
 	mountpoint:util-linux iptables-restore:iptables systemd-analyze:systemd rsync:rsync strace:strace jq:jq \
-	buildah:buildah umoci:umoci skopeo:skopeo
+	buildah:buildah umoci:umoci skopeo:skopeo groff:groff-base
 tools:
 	@missing=; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \

@@ -304,6 +304,7 @@ def image_tree() -> None:
     for script in sorted((PROJECT / "provider_rke2" / "scripts").glob("*.sh")):
         shutil.copy2(script, scripts / script.name)
         (scripts / script.name).chmod(0o755)
+    cli_docs(IMAGE_TREE)
     extract_root = IMAGE_TREE / IMAGE_ROOT.lstrip("/")
     subprocess.run(
         [sys.executable, str(binary), "--version"],
@@ -335,6 +336,35 @@ def image_tree() -> None:
         f"built {IMAGE_TREE.relative_to(PROJECT)}/ (the provider in {providers};"
         f" byte code for Python {', '.join(compiled)})"
     )
+
+
+# Where a distribution's shells and man look, below an image's root.
+CLI_DOCS = {
+    "bash": "usr/share/bash-completion/completions/agent-provider-rke2",
+    "zsh": "usr/share/zsh/site-functions/_agent-provider-rke2",
+    "man": "usr/share/man/man1/agent-provider-rke2.1",
+}
+
+
+def cli_docs(tree: Path) -> None:
+    """Shell completion (shtab) and the man page (argparse-manpage), generated from the
+    verbs' own parser: what `--help` says, and nothing written by hand to drift from it."""
+    import shtab
+    from build_manpages.manpage import Manpage
+
+    from provider_rke2 import __version__
+    from provider_rke2.commands import build_parser
+
+    texts = {shell: shtab.complete(build_parser(), shell=shell) for shell in ("bash", "zsh")}
+    page = Manpage(build_parser())
+    page.date = datetime.fromtimestamp(int(source_date_epoch()), timezone.utc).strftime("%Y-%m-%d")
+    page.source = f"agent-provider-rke2 {__version__}"
+    page.manual = "provider-rke2"
+    texts["man"] = str(page)
+    for kind, name in CLI_DOCS.items():
+        target = tree / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(texts[kind], encoding="utf-8")
 
 
 def pythons() -> List[Tuple[str, str]]:

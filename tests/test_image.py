@@ -162,3 +162,33 @@ def test_a_consumer_image_copies_it_from_the_layout(tmp_path):
 def run(command):
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     assert done.returncode == 0, f"{' '.join(command[:3])}: {done.stderr}"
+
+
+def test_the_image_carries_shell_completion_and_a_man_page_made_from_the_parser():
+    """Generated at build (shtab, argparse-manpage) from the verbs' own parser: every verb is
+    completed and documented, and groff reads the page without a warning."""
+    from provider_rke2.cli import COMMANDS
+
+    tree = ROOT / "build" / "image"
+    completion = tree / "usr/share/bash-completion/completions/agent-provider-rke2"
+    complete = (
+        f"source {completion}; COMP_WORDS=(agent-provider-rke2 {{word}}); COMP_CWORD=1;"
+        ' _shtab_agent_provider_rke2; echo "${{COMPREPLY[@]}}"'
+    )
+    for verb in COMMANDS:
+        done = subprocess.run(
+            ["bash", "-c", complete.format(word=verb[:3])], capture_output=True, text=True, check=True
+        )
+        assert verb in done.stdout.split(), (verb, done.stdout)
+    options = subprocess.run(
+        ["bash", "-c", f"source {completion}; COMP_WORDS=(agent-provider-rke2 upgrade --dr); COMP_CWORD=2;"
+         ' _shtab_agent_provider_rke2; echo "${COMPREPLY[@]}"'],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert options.stdout.split() == ["--dry-run"]
+    assert (tree / "usr/share/zsh/site-functions/_agent-provider-rke2").read_text().startswith("#compdef")
+    page = tree / "usr/share/man/man1/agent-provider-rke2.1"
+    checked = subprocess.run(["groff", "-man", "-ww", "-z", str(page)], capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stderr == ""
+    text = page.read_text()
+    assert all(f"agent\\-provider\\-rke2 {verb.replace('-', chr(92) + '-')}" in text for verb in COMMANDS)
