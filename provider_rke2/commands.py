@@ -147,14 +147,14 @@ def _paths_args(verbs: Any) -> None:
         " (this node's data dir included) as the rke2-paths.env file that every boot lays beside them.",
     )
     paths.add_argument("--env", action="store_true", help="the node scripts' paths, as rke2-paths.env")
-    paths.add_argument("--json", action="store_true", help="a JSON object (README: paths --json)")
+    paths.add_argument("--json", action="store_true", help="a JSON object (docs/operating.md: paths --json)")
     _with_root(paths)
 
 
 def _mode_args(verbs: Any) -> None:
     text = "appliance or agent mode, with the evidence"
     mode = verbs.add_parser("mode", help=text, description=text)
-    mode.add_argument("--json", action="store_true", help="a JSON object (README: mode --json)")
+    mode.add_argument("--json", action="store_true", help="a JSON object (docs/operating.md: mode --json)")
     _with_root(mode)
 
 
@@ -186,7 +186,9 @@ def _status_args(verbs: Any) -> None:
     status = verbs.add_parser(
         "status", help="mode, role, data dir, RKE2 units, the last upgrade, the last event of each type"
     )
-    status.add_argument("--json", action="store_true", help="a JSON object (README: status --json)")
+    status.add_argument(
+        "--json", action="store_true", help="a JSON object (docs/operating.md: status --json)"
+    )
     _with_root(status)
 
 
@@ -285,7 +287,7 @@ def _upgrade_args(verbs: Any) -> None:
     up.add_argument(
         "--force", action="store_true", help="a downgrade, a skipped minor version, a stopped or unready node"
     )
-    up.add_argument("--json", action="store_true", help="a JSON object (README: upgrade --json)")
+    up.add_argument("--json", action="store_true", help="a JSON object (docs/operating.md: upgrade --json)")
     up.add_argument("--kubelet-url", default="", help=argparse.SUPPRESS)
     up.add_argument("--supervisor-url", default="", help=argparse.SUPPRESS)
     _with_root(up)

@@ -51,5 +51,5 @@ def kept_message(choice: DataDir) -> str:
     return (
         f"kept the existing data dir {choice.path}: it holds this node's cluster state and"
         f" {choice.wanted} holds none, so RKE2 would have joined as a new, empty member"
-        " (to move it, stop RKE2 and move the directory first; README: Migrating)"
+        " (to move it, stop RKE2 and move the directory first; docs/agent-mode.md: Migrating)"
     )

@@ -282,7 +282,7 @@ class Paths:
         return files + tuple(f"{prefix}/bin/{name}" for name in ("rke2-killall.sh", "rke2-uninstall.sh"))
 
     def reset_plan(self, data_dir: str, kubelet_dir: str) -> ResetPlan:
-        """Everything `cluster.reset` removes on this node (README: "What a reset removes")."""
+        """Everything `cluster.reset` removes on this node (docs/reset.md: "What a reset removes")."""
         # RKE2 in an appliance image's /usr is the read-only OS's own: it stays.
         installed = self.agent_mode or self.install_prefix != IMAGE_PREFIX
         owned = (self.config_dir, self.node_dir, *(self.release_files() if installed else ()))

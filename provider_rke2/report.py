@@ -90,7 +90,7 @@ def status(
 
 
 def status_report(root: Root, states: Dict[str, str]) -> Dict[str, Any]:
-    """The node's state as `status --json` prints it (README: status --json)."""
+    """The node's state as `status --json` prints it (docs/operating.md: status --json)."""
     paths = Paths(root.path)
     records = eventlog.read_events(paths.events_log)
     roles = [r["role"] for r in records if r.get("role")]
@@ -270,7 +270,7 @@ def _read_or_none(path: str) -> Optional[str]:
 
 
 def describe_json(root: Root, seen: Evidence) -> str:
-    """`mode --json`: the same report as an object (README: mode --json)."""
+    """`mode --json`: the same report as an object (docs/operating.md: mode --json)."""
     import json
 
     warnings = [

@@ -1,6 +1,6 @@
 """The node's RKE2 config: the user's settings merged with the provider's, in process.
 
-Merge rules (the README repeats them for users):
+Merge rules (docs/configuration.md repeats them for users):
 - a key only one side sets is kept as that side wrote it;
 - `key+:` in the user's config appends to `key`, as RKE2's own drop-ins do;
 - where the provider's value is a list, the result is the ordered union of the

@@ -1,5 +1,5 @@
 """`upgrade`: RKE2 replaced in place on an agent-mode node, and put back by itself when the
-new version is not ready (README: "Upgrading RKE2 in agent mode").
+new version is not ready (docs/upgrades.md).
 
 Nothing changes until the artefacts are verified, the step between the versions is one
 Kubernetes supports, the node is ready on its current version and, on a server, an etcd

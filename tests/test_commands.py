@@ -159,9 +159,9 @@ def test_a_bad_stylus_root_is_a_usage_error_for_every_verb(verb):
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
-def test_the_readme_has_one_table_of_exit_statuses():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Exit statuses") :]
+def test_the_reference_has_one_table_of_exit_statuses():
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    section = reference[reference.index("### Exit statuses") :]
     table = next(block for block in section.split("\n\n") if block.startswith("| verb | 0 | 1 | 2 |"))
     for verb in ("EVENT", "render", "validate", "events", "status", "paths", "mode", "wait-ready"):
         assert f"`{verb}" in table, verb

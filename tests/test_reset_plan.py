@@ -1,4 +1,4 @@
-"""The reset plan covers everything a boot puts on the node, in both modes; the README's
+"""The reset plan covers everything a boot puts on the node, in both modes; docs/reset.md's
 table names every host-level path it removes."""
 
 import fnmatch
@@ -55,9 +55,9 @@ def test_agent_mode_removes_no_shared_host_directory_whole():
     assert all(p.startswith("/persistent/spectro/") for p in plan.remove)
 
 
-def test_the_readme_table_names_every_host_level_path():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### What a reset removes") : readme.index("### The scripts")]
+def test_the_docs_table_names_every_host_level_path():
+    doc = (ROOT / "docs" / "reset.md").read_text()
+    section = doc[doc.index("### What a reset removes") : doc.index("### The scripts")]
     plan = Paths("/persistent/spectro").reset_plan("/d", "/k")
     names = {re.sub(r"^.*/", "", p) for p in plan.remove_host if "systemd" not in p}
     assert sorted(n for n in names if n not in section) == []

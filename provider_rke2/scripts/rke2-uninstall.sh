@@ -1,7 +1,7 @@
 #!/bin/sh
 # rke2-uninstall.sh: remove RKE2 from this node (what `cluster.reset` runs): stop it
 # with rke2-killall.sh, then remove what RKE2 and the provider created, as listed by
-# the provider (README: "What a reset removes"). Part of provider-rke2; its paths come
+# the provider (docs/reset.md: "What a reset removes"). Part of provider-rke2; its paths come
 # from rke2-prelude.sh. The scripts directory is kept, so a reset can be run again.
 set -u
 # shellcheck source-path=SCRIPTDIR source=rke2-prelude.sh
