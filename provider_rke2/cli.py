@@ -191,6 +191,14 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
     except ProviderError as err:
         stderr.write(f"error: {err}\n")
         return 1
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to tell it, and no traceback. Python
+        # flushes stdout once more at exit: point it where that cannot fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
 
 
 def _terminated(signum: int, frame: object, doing: str = "the event") -> None:

@@ -403,3 +403,17 @@ def test_the_architecture_table_names_every_module_and_no_other():
     named |= set(re.findall(r"^\| `([a-z0-9_]+\.py)` / `[a-z0-9_]+\.py`", table, re.M))
     modules = {p.name for p in (ROOT / "provider_rke2").glob("*.py") if not p.name.startswith("__")}
     assert named == modules
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
+    """`agent-provider-rke2 render ... | true`: more than a pipe holds, never read."""
+    labels = "".join(f"      - label-{n}=value-{n}\n" for n in range(4000))
+    big = tmp_path / "big.yaml"
+    big.write_text(f"#cloud-config\ncluster:\n  role: init\n  config: |\n    node-label:\n{labels}")
+    done = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m provider_rke2 render --fresh --stylus-root {tmp_path}/root"
+         f" {big} 2>{tmp_path}/err | true; echo ${{PIPESTATUS[0]}}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.stdout == "1\n"
+    assert "Traceback" not in (tmp_path / "err").read_text()
