@@ -345,8 +345,6 @@ def _given_absolute(text: str) -> str:
 
 
 def _absolute(text: str) -> str:
-    import os
-
     return os.path.abspath(text)
 
 
@@ -357,7 +355,6 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     text = _read_source(options.file, io)
     if text is None:
         return 2
-
     from provider_rke2.errors import ConfigError
     from provider_rke2.render import OUTPUT_MODE, render_section
     from provider_rke2.secrets import in_section, scrub
@@ -453,7 +450,7 @@ def plan(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     old, new = changes.files_of(now), changes.files_of(rendered.text)
     secrets |= changes.secrets_in(old) | changes.secrets_in(new)
     unit = unit_for(rendered.role)
-    code, state = node.systemctl("is-active", unit)
+    _, state = node.systemctl("is-active", unit)
     action, why = changes.rke2_action(
         state.strip(), node.read_state(paths.started_stamp), rendered.fingerprint
     )
