@@ -123,6 +123,25 @@ def _the_real_root_is_never_written(tmp_path_factory):
     assert not created, f"tests wrote to the machine's own root: {created}"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _the_checkout_is_never_written():
+    """No test leaves a file in the checkout that git does not ignore (a path taken relative
+    to the working directory, a default that argparse turned into the checkout)."""
+    before = _untracked()
+    yield
+    left = sorted(_untracked() - before)
+    assert not left, f"tests left files in the checkout: {left}"
+
+
+def _untracked() -> set:
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True
+    )
+    if done.returncode != 0:  # not a git checkout (a source tarball): nothing to compare
+        return set()
+    return {line[3:] for line in done.stdout.splitlines() if line.startswith("?? ")}
+
+
 def _contents(path: str) -> set:
     if not os.path.exists(path):
         return set()
