@@ -238,6 +238,14 @@ def _wait_ready_args(verbs: Any) -> None:
     _with_root(ready)
 
 
+def _with_artifacts(parser: argparse.ArgumentParser) -> None:
+    """The release a verb takes RKE2 from, as init.provider.install names it."""
+    parser.add_argument(
+        "--artifacts", required=True, metavar="DIR", type=_absolute,
+        help="the directory holding the release: rke2.linux-ARCH.tar.gz and sha256sum-ARCH.txt",
+    )  # fmt: skip
+
+
 def _install_args(verbs: Any) -> None:
     install = verbs.add_parser(
         "install",
@@ -248,10 +256,7 @@ def _install_args(verbs: Any) -> None:
         " that has RKE2 already is left alone (`upgrade` replaces a running one). Exit 0 installed,"
         " 1 not installed (nothing changed), 2 usage.",
     )
-    install.add_argument(
-        "--artifacts", required=True, metavar="DIR", type=_absolute,
-        help="the directory holding rke2.linux-ARCH.tar.gz and sha256sum-ARCH.txt",
-    )  # fmt: skip
+    _with_artifacts(install)
     install.add_argument(
         "--version", default="", help="the release expected there (refused if it holds another)"
     )
@@ -274,10 +279,7 @@ def _upgrade_args(verbs: Any) -> None:
         " previous release is put back. Exit 0 upgraded (or nothing to do), 1 not upgraded (refused before"
         " any change, or rolled back), 2 usage or appliance mode, 3 failed and could NOT be rolled back.",
     )
-    up.add_argument(
-        "--artifacts", required=True, metavar="DIR", type=_absolute,
-        help="the new release's rke2.linux-ARCH.tar.gz and sha256sum-ARCH.txt",
-    )  # fmt: skip
+    _with_artifacts(up)
     up.add_argument("--role", choices=ROLES, help="default: the last boot's, else the enabled unit's")
     up.add_argument(
         "--timeout", type=_seconds, default=900.0, metavar="DURATION",
