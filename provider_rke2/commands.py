@@ -232,7 +232,7 @@ def _wait_ready_args(verbs: Any) -> None:
         help=f"a server's supervisor ping to ask (default {SUPERVISOR_PING})",
     )
     ready.add_argument(
-        "--max-interval", type=_seconds, default=15.0, metavar="DURATION",
+        "--max-interval", type=_interval, default=15.0, metavar="DURATION",
         help="the longest pause between two rounds of checks (default 15s)",
     )  # fmt: skip
     _with_root(ready)
@@ -316,6 +316,14 @@ def _seconds(text: str) -> float:
         return duration(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _interval(text: str) -> float:
+    """A pause between two rounds of probes: at least a tenth of a second (0 would spin)."""
+    seconds = _seconds(text)
+    if seconds < 0.1:
+        raise argparse.ArgumentTypeError(f"expected at least 0.1 s between two rounds, got {text!r}")
+    return seconds
 
 
 def _since(text: str) -> Any:
@@ -683,6 +691,11 @@ def _read_source(source: str, io: Streams) -> Optional[str]:
             if at_a_terminal(io.stdin):
                 io.stderr.write("reading the cloud-config from stdin (end it with Ctrl-D), or give a FILE\n")
             return io.stdin.read()
+        import stat
+
+        if not stat.S_ISREG(os.stat(source).st_mode):  # a FIFO or a device would hang or never end
+            io.stderr.write(f"error: cannot read {source}: not a regular file\n")
+            return None
         with open(source, encoding="utf-8") as handle:
             return handle.read()
     except (OSError, UnicodeDecodeError) as err:

@@ -10,10 +10,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
-DURATION_FORMS = "a number of seconds, or with a unit: 90s, 15m, 2h, 1d"
+DURATION_FORMS = "a number of seconds, or with a unit: 90s, 15m, 2h, 1d (at most 366d)"
+# No wait, and no look back, is longer than a year: anything past that is a slip of the
+# keyboard (99999999999d), and would overflow a date.
+MAX_DURATION = 366 * 86400
 INSTANT_FORMS = (
     "an RFC 3339 time with its offset (2026-11-26T14:00:00Z, 2026-11-26T15:00:00+01:00)"
-    " or a time ago (30m, 2h, 1d)"
+    " or a time ago (30m, 2h, 1d; at most 366d)"
 )
 
 
@@ -24,7 +27,7 @@ def duration(text: str) -> float:
     if not found:
         raise ValueError(f"expected {DURATION_FORMS}, got {text!r}")
     seconds = float(found.group(1)) * _UNITS[found.group(2) or "s"]
-    if not math.isfinite(seconds):
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
         raise ValueError(f"expected {DURATION_FORMS}, got {text!r}")
     return seconds
 

@@ -626,3 +626,41 @@ class TestUsualHostsStillWork:
         users.chmod(0o775)
         with pytest.raises(OutputError, match="is writable by other users"):
             fsio.append_record(str(users / "sub" / "events.jsonl"), b"{}\n", 1 << 20)
+
+
+class TestEveryBoundHolds:
+    """Issue 26, class 4 and 6: a wait that would never end, a probe loop that would spin, a
+    file that would never be read whole: each a usage error that says what is expected."""
+
+    def run(self, tmp_path, *args, timeout=20):
+        return subprocess.run(
+            [sys.executable, "-m", "provider_rke2", *args, "--stylus-root", str(tmp_path / "root")],
+            capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+        )  # fmt: skip
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("wait-ready", "--role", "worker", "--timeout", "99999999999d"),
+            ("wait-ready", "--role", "worker", "--timeout", "367d"),
+            ("events", "--since", "99999999999d"),
+            ("events", "--since", "800000d"),
+        ],
+    )
+    def test_a_duration_past_a_year_is_a_usage_error(self, tmp_path, args):
+        done = self.run(tmp_path, *args)
+        assert done.returncode == 2 and "at most 366d" in done.stderr and "Traceback" not in done.stderr
+
+    @pytest.mark.parametrize("value", ["0", "0s", "0.01"])
+    def test_probes_never_spin(self, tmp_path, value):
+        done = self.run(tmp_path, "wait-ready", "--role", "worker", "--max-interval", value)
+        assert done.returncode == 2 and "expected at least 0.1 s between two rounds" in done.stderr
+
+    @pytest.mark.parametrize("verb", ["render", "validate", "plan"])
+    def test_a_fifo_is_refused_at_once_not_read_forever(self, tmp_path, verb):
+        fifo = tmp_path / "config.yaml"
+        os.mkfifo(fifo)
+        start = time.monotonic()
+        done = self.run(tmp_path, verb, str(fifo), timeout=10)
+        assert done.returncode == 2 and f"cannot read {fifo}: not a regular file" in done.stderr
+        assert time.monotonic() - start < 5
