@@ -10,7 +10,7 @@ import json
 from typing import Any, Dict, Iterable, Mapping, Optional, Set, Tuple
 
 from provider_rke2.record import as_dict, record
-from provider_rke2.secrets import SECRET_KEYS, scrub
+from provider_rke2.secrets import SECRET_KEYS, scrub, url_passwords
 
 NOT_SHOWN = "(a secret: not shown)"
 MAX_DETAIL = 40  # lines of detail shown for one file
@@ -96,9 +96,7 @@ def secrets_in(files: Mapping[str, Tuple[str, int]]) -> Set[str]:
             found |= in_config(parsed) | registry_secrets(parsed)
         else:
             for line in content.splitlines():
-                value = line.partition("=")[2]
-                if "@" in value and "://" in value:
-                    found.add(value.partition("://")[2].rpartition("@")[0].partition(":")[2])
+                found |= url_passwords(line.partition("=")[2])
     return {s for s in found if s}
 
 
@@ -113,7 +111,7 @@ def file_changes(
         elif path not in old:
             changes.append(FileChange(path, "added", _summary(new[path][0], secrets)))
         elif old[path] != new[path]:
-            detail = _difference(path, old[path], new[path], secrets)
+            detail = _difference(old[path], new[path], secrets)
             changes.append(FileChange(path, "changed", detail))
     return tuple(changes)
 
@@ -125,7 +123,7 @@ def _summary(content: str, secrets: Set[str]) -> Tuple[str, ...]:
     return tuple(f"{k}: {_shown(k, v, secrets)}" for k, v in keys.items())[:MAX_DETAIL]
 
 
-def _difference(path: str, old: Tuple[str, int], new: Tuple[str, int], secrets: Set[str]) -> Tuple[str, ...]:
+def _difference(old: Tuple[str, int], new: Tuple[str, int], secrets: Set[str]) -> Tuple[str, ...]:
     lines = []
     if old[1] != new[1]:
         lines.append(f"mode {old[1]:04o} -> {new[1]:04o}")

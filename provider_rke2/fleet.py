@@ -11,7 +11,7 @@ from provider_rke2 import tokens
 from provider_rke2.errors import Problem
 from provider_rke2.record import record
 from provider_rke2.rke2config import DEFAULT_CLUSTER_CIDR, DEFAULT_CLUSTER_DOMAIN, DEFAULT_SERVICE_CIDR
-from provider_rke2.spec import NodeSpec
+from provider_rke2.spec import NodeSpec, given_token
 
 # What every server of one cluster must agree on, and RKE2's value when none is set.
 SHARED = (
@@ -64,16 +64,8 @@ def _one_init(members: Sequence[Member], found: Found) -> None:
         found[member.name][0].append(Problem("cluster.role", message))
 
 
-def _token(member: Member) -> Tuple[str, str]:
-    """The token a node runs with, and where its cloud-config gives it."""
-    merged = member.spec.merged
-    value = merged.get("token", merged.get("t"))
-    where = "cluster.cluster_token" if member.spec.cluster.token else "cluster.config.token"
-    return (value if isinstance(value, str) else ""), where
-
-
 def _one_token(members: Sequence[Member], found: Found) -> None:
-    given = [(m, *_token(m)) for m in members]
+    given = [(m, *given_token(m.spec.cluster, m.spec.merged)) for m in members]
     given = [(m, token, where) for m, token, where in given if token]
     if not given:
         return

@@ -15,6 +15,7 @@ import re
 from provider_rke2 import yamlwrite
 from provider_rke2.errors import Problem, kind_of
 from provider_rke2.paths import is_clean_absolute
+from provider_rke2.secrets import url_passwords
 from provider_rke2.yamlread import parse_bool
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
@@ -64,9 +65,8 @@ def secrets(value: Any) -> Set[str]:
     for mirror in mirrors.values() if isinstance(mirrors, dict) else ():
         endpoints = mirror.get("endpoint") if isinstance(mirror, dict) else None
         for endpoint in [endpoints] if isinstance(endpoints, str) else endpoints or ():
-            if isinstance(endpoint, str) and "@" in endpoint:
-                userinfo = endpoint.partition("://")[2].rpartition("@")[0]
-                found.add(userinfo.partition(":")[2])
+            if isinstance(endpoint, str):
+                found |= url_passwords(endpoint)
     return {s for s in found if s}
 
 

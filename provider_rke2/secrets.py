@@ -10,7 +10,7 @@ from provider_rke2.errors import printable
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Optional, Set
+    from typing import Any, Iterable, Set
 
 REDACTED = "<redacted>"
 # RKE2 options whose values are secrets.
@@ -19,13 +19,20 @@ SECRET_KEYS = frozenset(
 )
 
 
-def _url_password(value: str) -> Optional[str]:
+def url_passwords(value: str) -> Set[str]:
+    """The password of a URL's `user:password@` (proxy settings, registry endpoints): as
+    urlsplit reads it, and as a plain split of what precedes the last `@` reads it, so that a
+    URL too broken for urlsplit still gives its secret up. Never fails."""
+    if "@" not in value:  # no userinfo without "@"
+        return set()
     from urllib.parse import urlsplit  # only for a value that can hold credentials
 
+    found = {value.partition("://")[2].rpartition("@")[0].partition(":")[2]}
     try:
-        return urlsplit(value).password
+        found.add(urlsplit(value).password or "")
     except ValueError:
-        return None
+        pass
+    return {password for password in found if password}
 
 
 def in_section(section: Any, config: Any = None) -> Set[str]:
@@ -39,9 +46,7 @@ def in_section(section: Any, config: Any = None) -> Set[str]:
     env = section.get("env")
     if isinstance(env, dict):
         for value in _texts(env.values()):
-            password = _url_password(value) if "@" in value else None  # no userinfo without "@"
-            if password:
-                found.add(password)
+            found |= url_passwords(value)
     if section.get("registries") is not None:
         from provider_rke2.registries import secrets  # only for a section that has them
 

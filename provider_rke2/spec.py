@@ -229,20 +229,24 @@ def _joining(cluster: Cluster, merged: Mapping[str, Any], warnings: List[Problem
     return []
 
 
+def given_token(cluster: Cluster, merged: Mapping[str, Any]) -> Tuple[str, str]:
+    """The token a node's RKE2 runs with ("" without one), and the field of the cloud-config
+    that gives it: cluster_token, else config's `token` or `t` (RKE2's short name for it)."""
+    key = "token" if "token" in merged else "t"
+    value = merged.get(key)
+    where = "cluster.cluster_token" if cluster.token else f"cluster.config.{key}"
+    return (value if isinstance(value, str) else ""), where
+
+
 def _token_change(
     cluster: Cluster, merged: Mapping[str, Any], data_dir: str, facts: NodeFacts, warnings: List[Problem]
 ) -> List[Problem]:
     """A token other than the one this node's RKE2 holds: refused on a server with cluster
     state (RKE2 would loop failing, rancher/rke2#6281), unless the operator says the cluster's
     token was rotated; a warning on an agent (it rejoins with the new one)."""
-    token = merged.get("token", merged.get("t"))  # `t`: RKE2's short name for it
-    if not isinstance(token, str) or not token or not facts.has_state(data_dir):
+    token, where = given_token(cluster, merged)
+    if not token or not facts.has_state(data_dir):
         return []
-    where = (
-        "cluster.cluster_token"
-        if cluster.token
-        else f"cluster.config.{'token' if 'token' in merged else 't'}"
-    )
     if cluster.is_server:
         held_at = server_token(data_dir)
         held = facts.held_token(held_at)

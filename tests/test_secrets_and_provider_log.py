@@ -182,3 +182,13 @@ def test_the_real_log_is_redacted_and_versioned(tmp_path):
     log = (root / "var/log/provider-rke2/provider-rke2.log").read_text()
     assert TOKEN not in log and f"provider-rke2/{__version__} agent.boot" in log
     assert stat.S_IMODE((root / "var/log/provider-rke2/provider-rke2.log").stat().st_mode) == 0o600
+
+
+def test_a_url_password_is_found_however_broken_the_url():
+    """One reading for proxy settings, registry endpoints and a node's old proxy file."""
+    from provider_rke2.secrets import url_passwords
+
+    assert url_passwords("http://edge:s3cret-pass@proxy:3128") == {"s3cret-pass"}
+    assert url_passwords("http://edge:s3cret-pass@[broken") == {"s3cret-pass"}  # urlsplit refuses it
+    assert url_passwords("https://x:p:w2-long@host/path") == {"p:w2-long"}
+    assert url_passwords("http://proxy:3128") == set()
