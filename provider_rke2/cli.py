@@ -31,12 +31,18 @@ COMMANDS = (
     "render", "validate", "plan", "paths", "mode", "events", "status", "wait-ready", "install", "upgrade",
     "no-proxy",
 )  # fmt: skip
+# The agent writes the event and closes stdin at once: a sender that never closes it gets an
+# error answer after this long, not a boot that waits forever.
+STDIN_DEADLINE = 60.0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] not in COMMANDS and not args[0].startswith("-") and len(args) == 1:
         return event_mode(args[0])
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:  # a verb started with it closed: its words go nowhere, quietly
+            setattr(sys, name, open(os.devnull, "w"))
     try:
         return command_mode(args, sys.stdin, sys.stdout, sys.stderr)
     except SystemExit as done:  # argparse's --help, --version and usage errors
@@ -64,7 +70,8 @@ def event_mode(name: str) -> int:
             " see `agent-provider-rke2 --help`\n"
         )
     channel = _claim_stdout()
-    response = run_event(name, _read_stdin(), LocalNode())
+    deadline = None if at_a_terminal(sys.stdin) else STDIN_DEADLINE  # a person types at their pace
+    response = run_event(name, _read_stdin(deadline), LocalNode())
     if channel is None:  # stdout was closed: nobody to answer
         return 1
     try:
@@ -75,18 +82,23 @@ def event_mode(name: str) -> int:
     return 0
 
 
-def run_event(name: str, stdin_text: str, node: Node) -> Response:
-    """The one place where every failure becomes a response; nothing escapes as a traceback."""
+def run_event(name: str, stdin_text: Optional[str], node: Node) -> Response:
+    """The one place where every failure becomes a response; nothing escapes as a traceback.
+    `stdin_text` None: the event never ended (stdin held open past its deadline)."""
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
     from provider_rke2 import provider
     from provider_rke2.errors import ProviderError
-    from provider_rke2.protocol import Response, parse_event
+    from provider_rke2.protocol import EventError, Response, parse_event
 
     context = provider.Context()
     stray = io.StringIO()
     try:
+        if stdin_text is None:
+            raise EventError(
+                f"no whole event on stdin within {STDIN_DEADLINE:.0f} s: the sender never closed it"
+            )
         with redirect_stdout(stray), redirect_stderr(stray):
             response = provider.handle(parse_event(stdin_text, name), node, context)
     except ProviderError as err:
@@ -237,11 +249,30 @@ def at_a_terminal(stream: Any) -> bool:
         return False
 
 
-def _read_stdin() -> str:
+def _read_stdin(deadline: Optional[float] = None) -> Optional[str]:
+    """The event as sent: up to its end, MAX_EVENT_BYTES + 1 at most; None when the sender has
+    not ended it within `deadline` seconds (a sender that never closes stdin must not hold
+    the boot forever)."""
+    import select
+    import time
+
+    chunks: List[bytes] = []
+    size = 0
+    end = time.monotonic() + (deadline if deadline is not None else float("inf"))
     try:
-        stream = sys.stdin.buffer if sys.stdin is not None else None
-        data = stream.read(MAX_EVENT_BYTES + 1) if stream is not None else b""
+        fd = sys.stdin.fileno() if sys.stdin is not None else -1
+        while fd >= 0 and size <= MAX_EVENT_BYTES:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            if not select.select([fd], [], [], min(left, 3600.0))[0]:
+                continue
+            chunk = os.read(fd, min(1 << 20, MAX_EVENT_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
     except (OSError, ValueError):
-        return ""
+        pass
     # Undecodable bytes are kept (as lone surrogates) so that the event is refused by name.
-    return data.decode("utf-8", errors="surrogateescape")
+    return b"".join(chunks).decode("utf-8", errors="surrogateescape")

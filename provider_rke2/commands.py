@@ -545,8 +545,9 @@ def events(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
 def status(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     from provider_rke2 import report
 
-    _finish_upgrade(node, io.stderr)
-    return report.status(node.stylus_root(), io.stdout, as_json=options.json)
+    failed = _finish_upgrade(node, io.stderr)
+    shown = report.status(node.stylus_root(), io.stdout, as_json=options.json)
+    return 3 if failed else shown  # the upgrade's own status for a release it could not put back
 
 
 def wait_ready(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
@@ -598,7 +599,7 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
 
     from provider_rke2 import upgrade as upgrades
     from provider_rke2.cli import upgrade_terminated
-    from provider_rke2.errors import ProviderError
+    from provider_rke2.errors import Busy, ProviderError
 
     root = node.stylus_root()
     if not root.agent_mode:
@@ -629,6 +630,8 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
         else:
             with node.lock(where.lock_file, upgrades.LOCK_WAIT, "upgrade"):
                 result = upgrades.upgrade(request, where, node, say)
+    except Busy as err:  # another upgrade (or a boot) is at work: its journal is not this one's failure
+        result = upgrades.Result(upgrades.REFUSED, f"not upgraded, nothing changed: {err}")
     except Exception as err:  # noqa: BLE001 - a bug must still say where the node stands
         what = str(err) if isinstance(err, ProviderError) else f"internal error: {type(err).__name__}: {err}"
         if upgrades.pending(where):
@@ -730,34 +733,53 @@ def _cloud_configs(given: List[str], io: Streams) -> List[str]:
     return found
 
 
-def _finish_upgrade(node: LocalNode, stderr: TextIO) -> None:
-    """`status` first rolls back an upgrade a crash interrupted, unless one is running now."""
+def _finish_upgrade(node: LocalNode, stderr: TextIO) -> bool:
+    """`status` first rolls back an upgrade a crash interrupted, unless one is running now;
+    True when it could not."""
     from provider_rke2 import upgrade as upgrades
     from provider_rke2.errors import Busy, ProviderError
 
     where = node.paths(node.stylus_root().path)
     if not upgrades.pending(where):
-        return
+        return False
+    failed = False
     try:
         with node.lock(where.lock_file, 0, "status"):
             done = upgrades.recover(where, node, "status", start=True)
     except Busy as err:
         done = f"an interrupted upgrade is not rolled back now: {err}"
     except ProviderError as err:
-        done = f"error: {err}"
+        done, failed = f"error: {err}", True
     if done:
         stderr.write(f"status: {done}\n")
+    return failed
 
 
 def _scripts_env(root: Root, node: LocalNode) -> str:
     """rke2-paths.env for this node: the one its last boot laid beside the scripts (with the
-    kubelet dir its config names), else made from its recorded data dir or the root's defaults."""
+    kubelet dir its config names), else made from its recorded data dir or the root's defaults.
+    Refused when it would have a reset act on a system directory (a data dir `/usr`)."""
+    from provider_rke2.errors import ConfigError, Problem
     from provider_rke2.fsio import read_regular
+    from provider_rke2.paths import is_system_dir
+    from provider_rke2.root import assignments
 
     where = node.paths(root.path)
     try:
-        return read_regular(where.scripts_env, 65536).decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        pass
-    data_dir = where.effective_data_dir(node.read_state(where.data_dir_state))
-    return where.reset_plan(data_dir, where.kubelet_dir).env_file()
+        text, origin = read_regular(where.scripts_env, 65536).decode("utf-8"), where.scripts_env
+        values = assignments(text, origin)
+    except (OSError, UnicodeDecodeError, ConfigError):
+        data_dir = where.effective_data_dir(node.read_state(where.data_dir_state))
+        text, origin = where.reset_plan(data_dir, where.kubelet_dir).env_file(), where.data_dir_state
+        values = {"RKE2_DATA_DIR": data_dir}
+    for name in ("RKE2_DATA_DIR", "RKE2_KUBELET_DIR"):
+        value = values.get(name, "")
+        if value and (not value.startswith("/") or is_system_dir(value, where)):
+            raise ConfigError(
+                [
+                    Problem(
+                        origin, f"{name} is {value!r}: a reset would act on a system directory; not printed"
+                    )
+                ]
+            )
+    return text

@@ -44,6 +44,10 @@ TYPES = (
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 IDENTIFIER = "provider-rke2"
 LIMIT = 1024 * 1024  # bytes before a log (this one, provider-rke2.log) is rotated to .1
+# How often a follower looks for new records: a writer at full speed rotates a 1 MiB log every
+# 50 ms or so, and a follower misses a file only when three rotations pass between two looks.
+POLL = 0.05
+MAX_READ = 64 << 20  # bytes of a log read at once: a log grown past its limit by hand
 
 
 def now() -> str:
@@ -74,7 +78,11 @@ def record(
 
 
 def line(entry: Dict[str, Any]) -> bytes:
-    return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate quoted from input: JSON's own escape for it
+        return (json.dumps(entry, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def journal_message(entry: Dict[str, Any]) -> bytes:
@@ -90,7 +98,7 @@ def journal_message(entry: Dict[str, Any]) -> bytes:
         fields["PROVIDER_RKE2_ROLE"] = entry["role"]
     out = b""
     for key, value in fields.items():
-        data = value.encode("utf-8")
+        data = value.encode("utf-8", errors="backslashreplace")
         if b"\n" in data:
             out += key.encode() + b"\n" + len(data).to_bytes(8, "little") + data + b"\n"
         else:
@@ -118,58 +126,136 @@ def read_events(path: str) -> List[Dict[str, Any]]:
 
 def read_log(path: str) -> Tuple[List[Dict[str, Any]], int]:
     """The records, and how many lines were skipped (torn by a full disk, or not a record)."""
-    records: List[Dict[str, Any]] = []
-    skipped = 0
-    for name in (path + ".1", path):
-        try:
-            with open_regular(name) as handle:
-                lines = handle.read(64 << 20).decode("utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-        parsed = [_parse(line) for line in lines if line.strip()]
-        records += [r for r in parsed if r]
-        skipped += sum(1 for r in parsed if not r)
+    records, skipped, held = _read(path, final=True)
+    if held is not None:
+        held.close()
     return records, skipped
 
 
+def read_and_follow(
+    path: str, interval: float = POLL
+) -> Tuple[List[Dict[str, Any]], int, Iterator[List[Dict[str, Any]]]]:
+    """read_log, and then every record appended after what it read (follow), none twice."""
+    records, skipped, held = _read(path)
+    return records, skipped, follow(path, interval, held)
+
+
+def _read(path: str, final: bool = False) -> Tuple[List[Dict[str, Any]], int, Optional[_Held]]:
+    held = _Held.open(path)  # first: what is appended from here on is the follower's to read
+    records: List[Dict[str, Any]] = []
+    older = _Held.open(path + ".1")
+    if older is not None:
+        if held is None or older.inode != held.inode:  # (rotated meanwhile: the held file is it)
+            records += older.records(final=True)
+        older.close()
+    if held is not None:
+        records += held.records(final)
+    skipped = (older.skipped if older else 0) + (held.skipped if held else 0)
+    return records, skipped, held
+
+
 def _parse(line: str) -> Optional[Dict[str, Any]]:
+    """A record, or None for a line that is not one this provider could have written: a
+    reader of a log anyone with root once appended to takes nothing else (a `type` that is
+    a list, JSON nested past what a parser takes, NaN, which no JSON reader would read back)."""
     try:
-        record = json.loads(line)
-    except ValueError:
+        record = json.loads(line, parse_constant=_not_json)
+    except (ValueError, RecursionError):
         return None
-    return record if isinstance(record, dict) and "type" in record else None
+    if not (isinstance(record, dict) and isinstance(record.get("type"), str)):
+        return None
+    return record
 
 
-def follow(path: str, interval: float = 0.5) -> Iterator[List[Dict[str, Any]]]:
-    """New records as they are appended, across rotation (the file is renamed to .1)."""
-    position = _size(path)
-    inode = _inode(path)
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def follow(path: str, interval: float = POLL, held: Optional[_Held] = None) -> Iterator[List[Dict[str, Any]]]:
+    """Records as they are appended after `held` (else after the end of the file now), every
+    one of them: across rotations (the file held open is read to its end before the next one,
+    and one rotated in between), a truncation (`: > events.jsonl` reads again from its start)
+    and a record still being written (kept until its line ends)."""
+    held = held or _Held.open(path, at_end=True)
     while True:
-        time.sleep(interval)
-        if _inode(path) != inode:  # rotated: finish the old file (now .1), then start the new one
-            yield _read_from(path + ".1", position)
-            inode, position = _inode(path), 0
-        if _size(path) > position:
-            batch = _read_from(path, position)
-            position = _size(path)
+        batch = held.records() if held else []
+        if batch:
             yield batch
+        now = _inode(path)
+        if held is not None and now == held.inode:
+            time.sleep(interval)
+            continue
+        # Rotated, or made at last: once renamed, the held file gets no more records (writers
+        # rotate under the lock, then write to the new file). Read it to its end, then a file
+        # rotated in between, then the new one from its start.
+        rest: List[Dict[str, Any]] = []
+        if held is not None:
+            rest = held.records(final=True)
+            held.close()
+            between = _Held.open(path + ".1")
+            if between is not None:
+                if between.inode not in (held.inode, now):
+                    rest += between.records(final=True)
+                between.close()
+        if rest:
+            yield rest
+        held = _Held.open(path)
+        if held is None:
+            time.sleep(interval)
 
 
-def _read_from(path: str, offset: int) -> List[Dict[str, Any]]:
-    try:
-        with open_regular(path) as handle:
-            handle.seek(offset)
-            text = handle.read(64 << 20).decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return [r for r in (_parse(line) for line in text.splitlines()) if r]
+class _Held:
+    """An event log held open, read by what was consumed (whole lines), never by its size."""
 
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.inode = os.fstat(handle.fileno()).st_ino
+        self.position = 0
+        self.partial = b""
+        self.skipped = 0
 
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
+    @classmethod
+    def open(cls, path: str, at_end: bool = False) -> Optional[_Held]:
+        try:
+            held = cls(open_regular(path))
+        except OSError:
+            return None
+        if at_end:
+            held.position = os.fstat(held.handle.fileno()).st_size
+        return held
+
+    def records(self, final: bool = False) -> List[Dict[str, Any]]:
+        """The whole records appended since the last call; `final`: a last line without its end
+        counts too (the file gets no more)."""
+        fd = self.handle.fileno()
+        size = os.fstat(fd).st_size
+        if size < self.position:
+            # Cut back: a torn record removed (only what was not yet a whole line), or the
+            # file emptied by hand: its new records from the start.
+            self.position = size if size >= self.position - len(self.partial) else 0
+            self.partial = b""
+        found: List[Dict[str, Any]] = []
+        end = min(size, self.position + MAX_READ)  # the rest at the next call: memory stays bounded
+        while self.position < end:
+            data = os.pread(fd, min(end - self.position, 1 << 20), self.position)
+            if not data:
+                break
+            self.position += len(data)
+            lines = (self.partial + data).split(b"\n")
+            self.partial = lines.pop()
+            found += self._parsed(lines)
+        if final and self.partial:
+            found += self._parsed([self.partial])
+            self.partial = b""
+        return found
+
+    def _parsed(self, lines: List[bytes]) -> List[Dict[str, Any]]:
+        parsed = [_parse(line.decode("utf-8", errors="replace")) for line in lines if line.strip()]
+        self.skipped += sum(1 for r in parsed if r is None)
+        return [r for r in parsed if r]
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 def _inode(path: str) -> Optional[int]:

@@ -122,8 +122,11 @@ def node_lock(
                         f"{path} is held by {printable(holder) or 'another process'}; waited {wait:.0f} s"
                     ) from None
                 sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} ({doing})\n".encode(), 0)
+        try:  # who holds it, for the next one's message: not worth failing for (a full disk)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} ({doing})\n".encode(), 0)
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)
@@ -157,6 +160,18 @@ def read_regular(path: str, limit: int, follow: bool = False) -> bytes:
         return handle.read(limit)
 
 
+def read_whole(path: str, limit: int, follow: bool = False) -> bytes:
+    """A regular file whole (read_regular's rules), or OSError when it is over `limit` bytes:
+    what is read in part can read as something its author never wrote."""
+    return _whole(read_regular(path, limit + 1, follow), limit)
+
+
+def _whole(data: bytes, limit: int) -> bytes:
+    if len(data) > limit:
+        raise OSError(27, f"larger than {limit} bytes; not read in part")
+    return data
+
+
 def open_regular(path: str, follow: bool = False) -> BinaryIO:
     """A regular file opened for reading, checked before any read: a FIFO or a device is
     refused at once (opened non-blocking), a link too unless `follow`."""
@@ -173,9 +188,27 @@ def open_regular(path: str, follow: bool = False) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def trusted_directory(directory: str, mode: int = PRIVATE_DIR) -> None:
-    """Make `directory` (mode `mode`) if missing; OSError unless it and every directory on
-    the way belong to root (or this user) and no other user can write there, a root-owned
+def read_trusted(path: str, limit: int) -> bytes:
+    """A file that decides what root does (where it writes): read whole only if no other
+    user could have written it, else OSError. Refused: a link or a file of another user, a
+    file others may write, one in a directory another user controls, a FIFO, and one over
+    `limit` bytes (a cut would read as something its author did not write)."""
+    trusted_directory(os.path.dirname(path), make=False)
+    link = os.lstat(path)
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, os.geteuid()):
+        raise OSError(1, f"a link owned by uid {link.st_uid}")
+    with open_regular(path, follow=True) as handle:
+        found = os.fstat(handle.fileno())  # what was opened, not what a name led to before
+        if found.st_uid not in (0, os.geteuid()):
+            raise OSError(1, f"owned by uid {found.st_uid}, not root")
+        if found.st_mode & stat.S_IWOTH or (found.st_mode & stat.S_IWGRP and found.st_gid != 0):
+            raise OSError(1, f"writable by other users (mode {stat.S_IMODE(found.st_mode):04o})")
+        return _whole(handle.read(limit + 1), limit)
+
+
+def trusted_directory(directory: str, mode: int = PRIVATE_DIR, make: bool = True) -> None:
+    """Make `directory` (mode `mode`) if missing (`make`); OSError unless it and every directory
+    on the way belong to root (or this user) and no other user can write there, a root-owned
     sticky directory (/tmp) excepted, and no link on the way belongs to another user."""
     me = os.geteuid()
     current = ""
@@ -186,6 +219,8 @@ def trusted_directory(directory: str, mode: int = PRIVATE_DIR) -> None:
         try:
             link = os.lstat(current)
         except FileNotFoundError:
+            if not make:
+                raise
             os.makedirs(directory, mode=mode, exist_ok=True)
             return trusted_directory(directory, mode)
         if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, me):

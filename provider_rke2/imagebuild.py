@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from provider_rke2.errors import ProviderError, has_control
-from provider_rke2.fsio import open_regular
+from provider_rke2.fsio import open_regular, replace_file, trusted_directory
 from provider_rke2.paths import RELEASE_PREFIX, Paths, installs
 from provider_rke2.protocol import Response
 from provider_rke2.record import record
@@ -114,8 +114,13 @@ def install(req: InstallRequest, probe: VersionProbe) -> Response:
     """Verify, stage, read the release's own version, then move into place; on any error
     before the move (a release other than the one asked for included) nothing is changed."""
     archive, actual = verified_archive(req.artifacts, req.arch)
-    os.makedirs(req.prefix, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".provider-rke2-install.", dir=req.prefix)
+    try:
+        trusted_directory(req.prefix, 0o755)  # root writes binaries there: nobody else may
+        staging = tempfile.mkdtemp(prefix=".provider-rke2-install.", dir=req.prefix)
+    except OSError as err:
+        raise InstallError(
+            f"cannot install into {req.prefix}: {err.strerror or err}; nothing installed"
+        ) from None
     try:
         members = unpack_release(archive, staging, req.prefix)
         version = release_version(os.path.join(staging, "bin", "rke2"), probe)
@@ -194,17 +199,14 @@ def lay_down_scripts(root: str) -> List[str]:
     """The provider's node scripts into <root>/opt/rke2/scripts, mode 0755, and the paths they
     act on (the root's defaults until the first boot writes this node's own)."""
     paths = Paths(root)
-    target = paths.scripts_dir
-    os.makedirs(target, exist_ok=True)
-    with open(paths.scripts_env, "w", encoding="utf-8") as handle:
-        handle.write(paths.reset_plan(paths.data_dir, paths.kubelet_dir).env_file())
+    # replace_file: never through a link, never into a directory another user controls
+    env = paths.reset_plan(paths.data_dir, paths.kubelet_dir).env_file()
+    replace_file(paths.scripts_env, env.encode("utf-8"), 0o644)
     written = [paths.scripts_env]
     for entry in sorted(resources.files("provider_rke2").joinpath("scripts").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sh"):
-            path = os.path.join(target, entry.name)
-            with open(path, "wb") as handle:
-                handle.write(entry.read_bytes())
-            os.chmod(path, 0o755)  # noqa: S103 - scripts, run by root from the image
+            path = os.path.join(paths.scripts_dir, entry.name)
+            replace_file(path, entry.read_bytes(), 0o755)  # scripts, run by root from the image
             written.append(path)
     return written
 
@@ -281,6 +283,10 @@ def _members(
     try:
         with open_regular(archive, follow=True) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
             for member in tar:
+                if has_control(member.name):  # a PAX name may hold any byte, NUL included
+                    raise InstallError(
+                        f"{archive}: refusing member {member.name!r} (a control character in its name)"
+                    )
                 name = posixpath.normpath(member.name)
                 if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
                     raise InstallError(
@@ -310,18 +316,35 @@ def _point_units_at(staging: str, prefix: str) -> None:
     if prefix == RELEASE_PREFIX or not os.path.isdir(units):
         return
     for name in os.listdir(units):
+        member = f"lib/systemd/system/{name}"
         path = os.path.join(units, name)
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        if os.path.isdir(path):
+            raise InstallError(f"the release's {member} is a directory: a unit is a file")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except UnicodeDecodeError as err:
+            raise InstallError(f"the release's {member} is not UTF-8 text (byte {err.start})") from None
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text.replace(RELEASE_PREFIX, prefix))
 
 
 def _move_into_place(staging: str, prefix: str, files: List[str]) -> List[str]:
-    moved = []
-    for name in files:
-        target = os.path.join(prefix, name)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(os.path.join(staging, name), target)
-        moved.append(target)
-    return moved
+    """Every file renamed into place, once every directory it goes to is checked (made when
+    missing): root's alone, no link of another user's on the way, no directory at a file's name."""
+    targets = [os.path.join(prefix, name) for name in files]
+    try:
+        for target in targets:
+            trusted_directory(os.path.dirname(target), 0o755)
+            if os.path.isdir(target) and not os.path.islink(target):
+                raise OSError(21, f"{target} is a directory; the release has a file there")
+    except OSError as err:
+        raise InstallError(
+            f"cannot install into {prefix}: {err.strerror or err}; nothing installed"
+        ) from None
+    try:
+        for name, target in zip(files, targets):
+            os.replace(os.path.join(staging, name), target)
+    except OSError as err:
+        raise InstallError(f"cannot install {target}: {err.strerror or err}") from None
+    return targets

@@ -18,6 +18,7 @@ MAX_SCRIPT_OUTPUT = 8192
 VERSION_TIMEOUT = 30.0
 SYSTEMCTL_TIMEOUT = 180.0  # a stop waits for RKE2 to end its containers' shims
 MAX_DROP_IN = 1024 * 1024  # bytes read of another tool's config.d drop-in
+ENVIRONMENT_LIMIT = 64 * 1024  # /etc/spectro/environment: a few assignments
 
 
 @record
@@ -93,7 +94,7 @@ class LocalNode:
 
     def facts(self, paths: Any) -> Any:
         """What a check needs to know of this node (provider_rke2.spec.NodeFacts)."""
-        from provider_rke2.fsio import read_regular
+        from provider_rke2.fsio import read_whole
         from provider_rke2.rke2config import PROVIDER_DROP_IN, USER_DROP_IN, DropIn, parse_drop_in
         from provider_rke2.spec import NodeFacts
 
@@ -102,9 +103,15 @@ class LocalNode:
         for name in _yaml_files(paths.drop_in_dir):
             if name in (USER_DROP_IN, PROVIDER_DROP_IN):
                 continue
+            where = os.path.join(paths.drop_in_dir, name)
             try:
-                text = read_regular(os.path.join(paths.drop_in_dir, name), MAX_DROP_IN).decode("utf-8")
-            except (OSError, UnicodeDecodeError) as err:
+                text = read_whole(where, MAX_DROP_IN).decode("utf-8")
+            except OSError as err:
+                if err.errno == 27:  # RKE2 reads it whole: skipped here, it would decide unseen
+                    raise ConfigError([Problem(where, f"{err.strerror}: RKE2 would apply it all")]) from None
+                drop_ins.append(DropIn(name, problem=f"cannot be read ({err.strerror or err})"))
+                continue
+            except UnicodeDecodeError as err:
                 drop_ins.append(
                     DropIn(name, problem=f"cannot be read ({getattr(err, 'strerror', None) or err})")
                 )
@@ -154,9 +161,12 @@ class LocalNode:
         return roots.resolve(self.stylus_root_flag, self._environment_file(), self.environ)
 
     def _environment_file(self) -> Optional[str]:
+        # It decides where root writes everything: read only as written by root, whole, and
+        # as bytes (a text read would turn the CRLF that dash keeps into a plain line end).
+        from provider_rke2.fsio import read_trusted
+
         try:
-            with open(roots.STYLUS_ENVIRONMENT, encoding="utf-8") as handle:
-                return handle.read(65536)
+            return read_trusted(roots.STYLUS_ENVIRONMENT, ENVIRONMENT_LIMIT).decode("utf-8")
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as err:

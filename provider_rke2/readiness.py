@@ -106,42 +106,133 @@ def probes(found: List[Tuple[str, str, str]]) -> List[Probe]:
 
 
 def http_probe(url: str, expect: str, ca_file: Optional[str] = None, timeout: float = 5.0) -> Probe:
-    """A probe that passes when `url` answers 200 with body `expect` (no proxy, ever: loopback).
+    """A probe that passes when `url` answers 200 with body `expect`: asked directly (no proxy,
+    ever: loopback), never redirected (a redirect is not RKE2's answer), and on this node's
+    loopback only when root's process answers (any user may listen on the kubelet's port
+    while the kubelet is down). A `file://` URL is read as a file (a test's stand-in).
 
     The CA is read at each attempt: on a server it appears only once RKE2 has started.
     """
-    import os
-    import ssl
-    import urllib.request
+    from urllib.parse import urlsplit
 
     from provider_rke2.errors import Terminated
+
+    parts = urlsplit(url)
 
     def probe(budget: float) -> Tuple[bool, str]:
         limit = min(timeout, budget)
         if limit <= 0:
             return False, f"{url}: no time left to ask"
-        handlers: list = [urllib.request.ProxyHandler({})]
-        if ca_file:
-            if not os.path.exists(ca_file):
-                return False, f"{url}: waiting for the cluster CA at {ca_file}"
-            try:
-                handlers.append(
-                    urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca_file))
-                )
-            except (OSError, ssl.SSLError) as err:
-                return False, f"{url}: cannot use the cluster CA at {ca_file}: {err}"
         try:
-            with _at_most(limit), urllib.request.build_opener(*handlers).open(url, timeout=limit) as answer:
-                body = answer.read(256).decode("utf-8", errors="replace").strip()
+            with _at_most(limit):
+                body = _file(parts.path) if parts.scheme == "file" else _ask(parts, ca_file, limit)
         except _Expired:
             return False, f"{url}: no whole answer within {limit:.1f} s"
         except Terminated:
             raise  # the provider is told to stop: not an answer of the node's
+        except _NotReady as err:
+            return False, f"{url}: {err}"
         except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
             return False, f"{url}: {_why(err)}"
         return (body == expect), f"{url}: {body!r}"
 
     return probe
+
+
+class _NotReady(Exception):
+    """What a probe saw, in words, that is not readiness."""
+
+
+def _file(path: str) -> str:
+    from provider_rke2.fsio import read_regular
+
+    return read_regular(path, 256, follow=True).decode("utf-8", errors="replace").strip()
+
+
+def _ask(parts: Any, ca_file: Optional[str], limit: float) -> str:
+    """The body of a GET of `parts` (a split URL), once the answering end is known to be root's."""
+    import http.client
+
+    if parts.scheme == "https":
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=limit, context=_tls(ca_file)
+        )
+    elif parts.scheme == "http":
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=limit)
+    else:
+        raise _NotReady("not an http, https or file URL")
+    try:
+        connection.connect()
+        uid = _answering_uid(connection.sock)
+        if uid is not None and uid != 0:
+            raise _NotReady(f"answered by a process of uid {uid}, not root's: not RKE2")
+        connection.request("GET", parts.path or "/", headers={"Connection": "close"})
+        answer = connection.getresponse()
+        if answer.status != 200:
+            where = answer.getheader("Location", "")[:200]
+            moved = f" to {where!r}, not followed" if 300 <= answer.status < 400 else ""
+            raise _NotReady(f"HTTP {answer.status}{moved}")
+        return answer.read(256).decode("utf-8", errors="replace").strip()
+    finally:
+        connection.close()
+
+
+def _tls(ca_file: Optional[str]) -> Any:
+    """TLS that trusts the cluster's CA alone, read as a regular file (never a FIFO's wait)."""
+    import ssl
+
+    from provider_rke2.fsio import read_regular
+
+    if not ca_file:
+        return ssl.create_default_context()
+    try:
+        pem = read_regular(ca_file, 1 << 20, follow=True).decode("ascii")
+    except FileNotFoundError:
+        raise _NotReady(f"waiting for the cluster CA at {ca_file}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise _NotReady(f"cannot use the cluster CA at {ca_file}: {_why(err)}") from None
+    try:
+        return ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as err:
+        raise _NotReady(f"cannot use the cluster CA at {ca_file}: {err}") from None
+
+
+def _answering_uid(sock: Any) -> Optional[int]:
+    """Whose socket answered, when the other end is on this node's loopback (the kernel's
+    socket table lists both ends of a local connection, each with its owner); None when the
+    other end is elsewhere. A loopback peer the table does not list is nobody's to trust."""
+    import socket
+
+    peer, mine = sock.getpeername()[:2], sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        packed = socket.inet_pton(socket.AF_INET6, peer[0])
+        mapped = packed[:12] == bytes(10) + b"\xff\xff"  # ::ffff:127.0.0.1
+        loopback = packed == bytes(15) + b"\1" or (mapped and packed[12] == 127)
+        table = "/proc/net/tcp6"
+    else:
+        loopback, table = peer[0].startswith("127."), "/proc/net/tcp"
+    if not loopback:
+        return None
+    local, remote = _kernel_form(sock.family, *peer), _kernel_form(sock.family, *mine)
+    try:
+        with open(table, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 7 and fields[1] == local and fields[2] == remote:
+                    return int(fields[7])
+    except (OSError, ValueError):
+        pass
+    raise _NotReady(f"cannot tell whose process answered ({table} does not list it)")
+
+
+def _kernel_form(family: int, address: str, port: int) -> str:
+    """An address as /proc/net/tcp{,6} prints it: 32-bit words in host order, in hex."""
+    import socket
+    import sys
+
+    packed = socket.inet_pton(family, address)
+    words = (int.from_bytes(packed[i : i + 4], sys.byteorder) for i in range(0, len(packed), 4))
+    return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
 
 
 def _why(err: Exception) -> str:

@@ -64,7 +64,10 @@ def events(
         out.write("".join(json.dumps(r) + "\n" for r in chosen) if as_json else table(chosen))
         out.flush()
 
-    records, skipped = eventlog.read_log(path)
+    if follow:
+        records, skipped, later = eventlog.read_and_follow(path)
+    else:
+        records, skipped = eventlog.read_log(path)
     if not records and err is not None and not follow:
         err.write(f"events: no events recorded in {path}\n")
     if skipped and err is not None:
@@ -74,7 +77,7 @@ def events(
     show(records)
     if follow:
         try:
-            for batch in eventlog.follow(path):
+            for batch in later:
                 show(batch)
         except KeyboardInterrupt:
             pass

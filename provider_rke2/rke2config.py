@@ -26,7 +26,7 @@ from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
     RKE2Config = Dict[str, Any]
 
@@ -114,23 +114,59 @@ def with_drop_ins(
     )
     warnings = [Problem(f"{directory}/{d.name}", f"{d.problem}; skipped") for d in drop_ins if d.problem]
     result: RKE2Config = {}
+    # A key only appended to keeps its items as a dict (ordered, no duplicates) until the end:
+    # a new list per file made many drop-ins appending to one key cost quadratic time.
+    appended: Dict[str, Dict[Any, None]] = {}
+
+    def current(key: str) -> Any:
+        return list(appended[key]) if key in appended else result.get(key)
+
     for name, config in sources:
-        if name == USER_DROP_IN:
-            result = _fold(result, config)
-            continue
-        before = dict(result)
         try:
-            result = _fold(result, config)
+            additions = _additions(config, lambda key: None if key in appended else result.get(key))
         except ConfigError as err:
-            result = before
+            if name == USER_DROP_IN:
+                raise
             warnings.append(Problem(f"{directory}/{name}", f"{err.problems[0].message}; skipped"))
             continue
-        warnings += [
-            Problem(f"{directory}/{name}", f"sets {key}, replacing the value before it")
-            for key in map(str, config)
-            if key in before and before[key] != result[key] and not key.endswith("+")
-        ]
+        for key, value in config.items():
+            key = str(key)
+            if key.endswith("+"):
+                base = key[:-1]
+                if base not in appended:
+                    appended[base] = dict.fromkeys(list_items(result.get(base), base))
+                    result[base] = None  # its place in the order; the items come at the end
+                appended[base].update(additions[key])
+                continue
+            if name != USER_DROP_IN and key in result and current(key) != value:
+                warnings.append(Problem(f"{directory}/{name}", f"sets {key}, replacing the value before it"))
+            appended.pop(key, None)
+            result[key] = value
+    for key, items in appended.items():
+        result[key] = list(items)
     return result, warnings
+
+
+def _additions(config: Mapping[Any, Any], before: Callable[[str], Any]) -> Dict[str, Dict[Any, None]]:
+    """The items each `key+:` of one file adds; ConfigError, before anything is applied, when
+    one of them (or the value it adds to: `before`, None when known to be a list) is not a list."""
+    problems = []
+    additions: Dict[str, Dict[Any, None]] = {}
+    earlier: Dict[str, Any] = {}  # set by this file before it appends to them
+    for key, value in config.items():
+        key = str(key)
+        if not key.endswith("+"):
+            earlier[key] = value
+            continue
+        base = key[:-1]
+        try:
+            list_items(earlier[base] if base in earlier else before(base), base)
+            additions[key] = dict.fromkeys(list_items(value, base))
+        except ConfigError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise ConfigError(problems)
+    return additions
 
 
 def _fold(folded: RKE2Config, parsed: Mapping[Any, Any]) -> RKE2Config:

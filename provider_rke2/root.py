@@ -110,23 +110,25 @@ _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 
 def _commands(line: str) -> list:
-    """The line's simple commands, each a list of words, quotes removed."""
+    """The line's simple commands, each a list of (word, quotes removed; how many of its first
+    characters were unquoted): the shell takes `NAME=` as an assignment only when unquoted."""
     commands: list = [[]]
-    word, in_word, i = "", False, 0
+    word, plain, in_word, i = "", -1, False, 0
     while i < len(line):
         char = line[i]
         if char == "#" and not in_word:
             break
         if char in " \t;":
             if in_word:
-                commands[-1].append(word)
-                word, in_word = "", False
+                commands[-1].append((word, len(word) if plain < 0 else plain))
+                word, plain, in_word = "", -1, False
             if char == ";":
                 commands.append([])
         elif char in "'\"":
             end = line.find(char, i + 1)
             if end < 0:
                 raise ValueError("a quote that does not close on its line")
+            plain = len(word) if plain < 0 else plain
             word, in_word, i = word + _quoted(line[i + 1 : end], char), True, end
         elif char in _PLAIN:
             word, in_word = word + char, True
@@ -134,7 +136,7 @@ def _commands(line: str) -> list:
             raise ValueError(f"{char!r}, which the shell would interpret")
         i += 1
     if in_word:
-        commands[-1].append(word)
+        commands[-1].append((word, len(word) if plain < 0 else plain))
     return [command for command in commands if command]
 
 
@@ -146,16 +148,16 @@ def _quoted(inner: str, quote: str) -> str:
 
 
 def _assigned(words: list) -> dict:
-    if words[0] == "export":
+    if words[0][0] == "export" and words[0][1] == len("export"):
         words = words[1:]
-        plain_names = [w for w in words if "=" not in w]
-        if any(not _NAME.fullmatch(name) for name in plain_names):
-            raise ValueError(f"'export {' '.join(words)}' exports something that is not a name")
-        words = [w for w in words if "=" in w]
+        names = [word for word, plain in words if "=" not in word[:plain]]
+        if any(not _NAME.fullmatch(name) for name in names):
+            raise ValueError(f"'export {' '.join(w for w, _ in words)}' exports something that is not a name")
+        words = [(word, plain) for word, plain in words if "=" in word[:plain]]
     result = {}
-    for word in words:
+    for word, plain in words:
         name, sep, value = word.partition("=")
-        if not sep or not _NAME.fullmatch(name):
+        if not sep or len(name) >= plain or not _NAME.fullmatch(name):
             raise ValueError(f"'{word}' is a command")
         result[name] = value
     return result

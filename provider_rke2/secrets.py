@@ -44,8 +44,8 @@ def in_section(section: Any, config: Any = None) -> Set[str]:
         return found
     found.update(_texts([section.get("cluster_token")]))
     env = section.get("env")
-    if isinstance(env, dict):
-        for value in _texts(env.values()):
+    if isinstance(env, dict):  # a name too: a URL written where a name goes is echoed in a warning
+        for value in _texts([*env.keys(), *env.values()]):
             found |= url_passwords(value)
     if section.get("registries") is not None:
         from provider_rke2.registries import secrets  # only for a section that has them

@@ -128,12 +128,14 @@ def proxy_env(paths: Paths, unit: str, pairs: EnvPairs) -> Optional[Step]:
     )
 
 
-# The listing of the archives (links followed: names, sizes, times), taken a second
-# apart: while it changes, content is still being extracted there.
+# The listing of the archives (links followed: names, sizes, times), taken a second apart:
+# while it changes, content is still being extracted there. Bounded by the clock, not by a
+# count of rounds: over a hundred thousand archives one listing takes seconds, and `timeout`
+# ends a listing (its process group: find and its ls) when the time is up.
 _SETTLE = (
-    'prev=; while [ "$i" -lt "$max" ]; do'
-    ' now=$(find -L "$src" -type f \\( {names} \\) -exec ls -lnL {{}} + 2>/dev/null | cksum);'
-    ' [ "$now" = "$prev" ] && break; prev=$now; sleep 1; i=$((i + 1)); done'
+    'prev=; while left=$((end - $(date +%s))); [ "$left" -gt 0 ]; do'
+    ' now=$(timeout "$left" find -L "$src" -type f \\( {names} \\) -exec ls -lnL {{}} + 2>/dev/null | cksum);'
+    ' [ "$now" = "$prev" ] && break; prev=$now; sleep 1; done'
 )
 
 
@@ -142,20 +144,17 @@ def wait_for_images(source: str, seconds: int) -> Step:
 
     With `seconds` set (providerConfig.local_images_wait_seconds) the directory may also
     appear within that time; without, an absent directory means there is nothing to wait for.
+    One deadline for both.
     """
     bound = seconds or DEFAULT_IMAGES_SETTLE_SECONDS
-    appear = (
-        f'while [ ! -d "$src" ] && [ "$i" -lt {seconds} ]; do sleep 1; i=$((i + 1)); done; '
-        if seconds
-        else ""
-    )
+    appear = 'while [ ! -d "$src" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 1; done; ' if seconds else ""
     return Step(
         name=(
             f"Wait up to {bound} s while local image archives are still being extracted into {source}"
             " (providerConfig.local_images_wait_seconds)"
         ),
         commands=(
-            f"src={quote(source)}; max={bound}; i=0; {appear}"
+            f"src={quote(source)}; end=$(($(date +%s) + {bound})); {appear}"
             f'[ -d "$src" ] || exit 0; {_SETTLE.format(names=_names())}',
         ),
     )

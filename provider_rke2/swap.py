@@ -62,11 +62,14 @@ def stage(archive: str, prefix: str, top: str) -> SwapSet:
         os.makedirs(top, mode=0o700)
     except OSError as err:
         raise SwapError(f"cannot stage the release in {top}: {err.strerror or err}") from None
-    files = unpack_release(archive, top + "/new", prefix)
-    odd = [name for name in files if not is_release_name(name)]
-    if odd:  # (unpack_release bounds how many)
+    try:
+        files = unpack_release(archive, top + "/new", prefix)
+        odd = [name for name in files if not is_release_name(name)]
+        if odd:  # (unpack_release bounds how many)
+            raise SwapError(f"{archive} holds a file named {odd[0]!r}: not an RKE2 release")
+    except ProviderError:
         discard(top)
-        raise SwapError(f"{archive} holds a file named {odd[0]!r}: not an RKE2 release")
+        raise
     for name in files:
         _flush(os.path.join(top, "new", name))
     return SwapSet(prefix, top, tuple(sorted(files)))
@@ -80,6 +83,7 @@ def keep_previous(swap: SwapSet) -> SwapSet:
         _own_directory(swap.top)
         for name in swap.files:
             target = swap.target(name)
+            _no_one_elses(os.path.dirname(target))
             for parent in _parents(name):
                 if os.path.lexists(swap.target(parent)) and not os.path.isdir(swap.target(parent)):
                     raise SwapError(f"{swap.target(parent)} is not a directory; the release has files in it")
@@ -113,7 +117,7 @@ def swap_in(swap: SwapSet) -> None:
             staged, target = os.path.join(swap.new_dir, name), swap.target(name)
             if not os.path.lexists(staged):
                 continue  # swapped before an interruption, then the swap resumed
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _no_one_elses(os.path.dirname(target))  # again: a link planted since keep_previous
             os.replace(staged, target)
         _flush_dirs(swap.prefix, names)
     except OSError as err:
@@ -128,6 +132,7 @@ def restore(swap: SwapSet) -> List[str]:
             _own_directory(swap.top)  # what is renamed from here becomes RKE2's binary
         for name in swap.files:
             kept, target = os.path.join(swap.old_dir, name), swap.target(name)
+            _no_one_elses(os.path.dirname(target))
             if name in swap.added:
                 if os.path.lexists(target):
                     os.unlink(target)
@@ -141,6 +146,14 @@ def restore(swap: SwapSet) -> List[str]:
             f"cannot restore the previous release from {swap.old_dir}: {err.strerror or err}"
         ) from None
     return restored
+
+
+def _no_one_elses(directory: str) -> None:
+    """Where a release file goes (made when missing): root's alone, no link of another user's
+    on the way (fsio's rule), or OSError before anything is renamed there."""
+    from provider_rke2.fsio import trusted_directory
+
+    trusted_directory(directory, 0o755)
 
 
 def _own_directory(path: str) -> None:

@@ -17,12 +17,13 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 from provider_rke2 import eventlog, rke2version
 from provider_rke2.errors import ProviderError, Terminated
-from provider_rke2.paths import UNITS, Paths, server_ca, snapshot_dir, unit_for
+from provider_rke2.paths import UNITS, Paths, server_ca, server_token, snapshot_dir, unit_for
 from provider_rke2.record import Factory, as_dict, record
+from provider_rke2.secrets import in_config, scrub
 from provider_rke2.swap import (
     SwapError,
     SwapSet,
@@ -188,7 +189,7 @@ def upgrade(req: Request, paths: Paths, machine: Machine, say: Callable[[str], N
                 UNCHANGED, f"{plan.binary} is already {plan.new}; nothing changed", plan, notes=notes
             )
         _ready_before(plan, req, machine, say)
-        snapshot = _snapshot(plan, machine, say)
+        snapshot = _snapshot(plan, paths, machine, say)
         swap = keep_previous(swap)
         journal = _journal(plan, swap, snapshot)
         _write_journal(paths, journal)
@@ -381,7 +382,7 @@ def _ready_before(plan: Plan, req: Request, machine: Machine, say: Callable[[str
         )
 
 
-def _snapshot(plan: Plan, machine: Machine, say: Callable[[str], None]) -> str:
+def _snapshot(plan: Plan, paths: Paths, machine: Machine, say: Callable[[str], None]) -> str:
     if not plan.snapshot:
         return ""
     name = plan.snapshot[-1]
@@ -389,8 +390,31 @@ def _snapshot(plan: Plan, machine: Machine, say: Callable[[str], None]) -> str:
     done = machine.run(plan.snapshot, SNAPSHOT_TIMEOUT)
     if done.returncode != 0:
         why = "did not finish in time" if done.returncode is None else f"exited {done.returncode}"
-        raise Refused(f"the etcd snapshot {name} failed ({why}): {done.output[-400:]}".rstrip(": "))
+        output = scrub(done.output, node_secrets(paths.config_file, plan.data_dir))[-400:]
+        raise Refused(f"the etcd snapshot {name} failed ({why}): {output}".rstrip(": "))
     return name
+
+
+def node_secrets(config_file: str, data_dir: str) -> Set[str]:
+    """What RKE2's own output may quote that nobody may read: the upgrade reads no cloud-config,
+    so they come from the node: the secret options of the config.yaml RKE2 runs with, and the
+    server's token, whole and its password alone."""
+    from provider_rke2.fsio import read_regular
+    from provider_rke2.tokens import parts
+    from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config
+
+    found: Set[str] = set()
+    try:
+        found |= in_config(load_rke2_config(read_regular(config_file, 4 << 20).decode("utf-8")))
+    except (OSError, UnicodeDecodeError, YAMLSyntaxError, RecursionError):
+        pass
+    try:
+        held = read_regular(server_token(data_dir), 4096).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        held = ""
+    for token in {held, *found}:
+        found |= {token, parts(token)[1]} if token else set()
+    return found
 
 
 def _journal(plan: Plan, swap: SwapSet, snapshot: str) -> Dict[str, Any]:
@@ -513,6 +537,15 @@ def _put_back(journal: Dict[str, Any], swap: SwapSet, paths: Paths, machine: Mac
     machine.systemctl("stop", journal["unit"])
     restore(swap)
     machine.systemctl("daemon-reload")
+    # What is back is what the binary says, not what restore() believes: a rollback set removed
+    # or cut meanwhile restores nothing and must not read as a release put back.
+    wanted = rke2version.parse(journal["from"])
+    back = rke2version.of_output(machine.version_of(paths.binary))
+    if wanted is not None and (back is None or back.text != wanted.text):
+        raise SwapError(
+            f"{paths.binary} is {back.text if back else 'no RKE2 that runs'} after the previous files were"
+            f" put back, not {journal['from']}: the rollback set in {swap.old_dir} is incomplete"
+        )
     if start:
         code, output = machine.systemctl("start", journal["unit"])
         if code != 0:
@@ -538,10 +571,11 @@ def recover(paths: Paths, machine: Machine, by: str, start: bool) -> Optional[st
             _put_back(journal, swap, paths, machine, start=start and journal["was_active"] is True)
     except ProviderError as err:
         message = (
-            f"an interrupted upgrade {journal['from']} -> {journal['to']} could not be rolled back: {err}"
+            f"an interrupted upgrade {journal['from']} -> {journal['to']} could not be rolled back: {err};"
+            f" the journal {paths.upgrade_journal} is kept"
         )
         _emit(machine, paths, FAILED, message, journal["role"], details, by)
-        return message
+        raise SwapError(message) from None
     message = f"RKE2 {journal['to']} was {why}; {journal['from']} is back"
     _emit(machine, paths, ROLLED_BACK, message, journal["role"], {**details, "why": why}, by)
     _finish(paths)
@@ -560,6 +594,10 @@ def _read_journal(paths: Paths) -> Optional[Dict[str, Any]]:
         journal = json.loads(read_regular(paths.upgrade_journal, 1 << 20))
     except FileNotFoundError:
         return None
+    except RecursionError:  # nested past what json reads: none this provider wrote
+        raise SwapError(
+            f"the upgrade journal {paths.upgrade_journal} is not one this provider wrote"
+        ) from None
     except (OSError, ValueError) as err:
         raise SwapError(f"the upgrade journal {paths.upgrade_journal} cannot be read: {err}") from None
     names = journal.get("files") if isinstance(journal, dict) else None

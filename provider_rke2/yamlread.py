@@ -290,6 +290,23 @@ def parse_bool(text: str) -> bool | None:
     return None
 
 
+# PyYAML quotes what it stumbled on: a tag, an alias or an anchor may be a token written in
+# the wrong place (`token: !K10...`, `token: *K10...`), and a document that does not parse
+# gives up no secret to scrub it with. What it quotes is shown only when too short to be one.
+_QUOTED = re.compile(r"'([^']*)'")  # left to right, in pairs
+_TOKEN_NAME = re.compile(r"<[a-z ]+>")  # PyYAML's own words: '<stream end>', '<scalar>'
+
+
+def _unquoted(problem: str) -> str:
+    def shown(found: re.Match) -> str:
+        text = found.group(1)
+        if len(text) <= 4 or _TOKEN_NAME.fullmatch(text):
+            return found.group(0)
+        return f"'<{len(text)} characters, not shown>'"
+
+    return _QUOTED.sub(shown, problem)
+
+
 def _load(text: str, loader_class: type) -> Any:
     try:
         loader = loader_class(text)
@@ -312,9 +329,9 @@ def _load(text: str, loader_class: type) -> Any:
         problem = err.problem or str(err)
         if "'\\t'" in problem:  # PyYAML's words for the commonest mistake of all
             problem = "a tab where YAML expects spaces: YAML indents with spaces only"
-        raise YAMLSyntaxError(f"{problem}{where}", mark.line + 1 if mark else 0) from None
+        raise YAMLSyntaxError(f"{_unquoted(problem)}{where}", mark.line + 1 if mark else 0) from None
     except yaml.YAMLError as err:
-        raise YAMLSyntaxError(str(err)) from None
+        raise YAMLSyntaxError(_unquoted(str(err).split("\n")[0])) from None
     except RecursionError:
         raise YAMLSyntaxError(f"is nested more than {MAX_DEPTH} levels deep") from None
     finally:

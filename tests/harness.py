@@ -148,7 +148,8 @@ FAKE_RKE2 = """
 case "$1" in
 --version) echo "rke2 version {version} (abc)" ;;
 etcd-snapshot)
-	if [ -n "$FAIL_SNAPSHOT" ]; then echo "etcd: context deadline exceeded" >&2; return 1; fi
+	# failing, it quotes the config it was given, as a verbose RKE2 may: secrets included
+	if [ -n "$FAIL_SNAPSHOT" ]; then echo "etcd: context deadline exceeded; $(cat "$4")" >&2; return 1; fi
 	echo "snapshot $*" >> "$STUB_DIR/snapshots.log" ;;
 serve)
 	health={health}

@@ -22,10 +22,12 @@ from pathlib import Path
 import pytest
 
 from provider_rke2 import fsio
+from provider_rke2 import root as roots
 from provider_rke2.errors import ConfigError, OutputError
 from provider_rke2.node import LocalNode
 from provider_rke2.paths import Paths
 from provider_rke2.render import render
+from provider_rke2.rke2config import DropIn, with_drop_ins
 from provider_rke2.root import FROM_ENVIRON, Root
 
 from conftest import ROOT, cloud_config
@@ -664,3 +666,719 @@ class TestEveryBoundHolds:
         done = self.run(tmp_path, verb, str(fifo), timeout=10)
         assert done.returncode == 2 and f"cannot read {fifo}: not a regular file" in done.stderr
         assert time.monotonic() - start < 5
+
+
+class TestTheEnvironmentFileAsDashReadsIt:
+    """Issue 26, class 1: /etc/spectro/environment decides where root writes everything. What
+    dash would not assign is never read as an assignment; what cannot be read exactly, or
+    that another user could have written, is refused with the reason."""
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "'STYLUS_ROOT=/evil'\n",
+            '"STYLUS_ROOT=/evil"\n',
+            'STYLUS_ROOT"=/evil"\n',
+            'STYLUS_"ROOT"=/evil\n',
+            "export 'STYLUS_ROOT=/evil'\n",
+        ],
+    )
+    def test_a_quoted_name_or_equals_sign_is_a_command_not_an_assignment(self, text):
+        # dash runs such a word as a command named `STYLUS_ROOT=/evil`: it assigns nothing
+        with pytest.raises(ConfigError, match="is a command|exports something that is not a name"):
+            roots.assignments(text)
+
+    def test_dash_agrees_on_what_is_an_assignment(self, tmp_path):
+        text = "export A='/x y'\nB=\"/q\"'r'\nC=/c; export C\n"
+        script = tmp_path / "env"
+        script.write_text(text)
+        shell = subprocess.run(
+            ["dash", "-c", '. "$1"; printf "%s|%s|%s" "$A" "$B" "$C"', "dash", str(script)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        found = roots.assignments(text)
+        assert shell.stdout == "|".join([found["A"], found["B"], found["C"]]) == "/x y|/qr|/c"
+
+    def test_crlf_line_ends_are_refused_not_read_as_plain_ones(self, fs):
+        # dash keeps the `\r` in the value: `/persistent/spectro\r` is not the root meant
+        fs.create_file(roots.STYLUS_ENVIRONMENT, contents=b"STYLUS_ROOT=/persistent/spectro\r\n")
+        with pytest.raises(ConfigError, match=r"/etc/spectro/environment:1: '\\r', which the shell"):
+            LocalNode(environ={}).stylus_root()
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            pytest.param(b"# " + b"x" * (1 << 20) + b"\nSTYLUS_ROOT=/persistent/spectro\n", id="comments-then-it"),
+            pytest.param(b"STYLUS_ROOT=/persistent/spectro\n" * 2500, id="past-64k"),
+        ],
+    )  # fmt: skip
+    def test_a_file_too_large_to_read_whole_is_refused_not_cut(self, fs, text):
+        fs.create_file(roots.STYLUS_ENVIRONMENT, contents=text)
+        with pytest.raises(ConfigError, match="cannot read: larger than 65536 bytes; not read in part"):
+            LocalNode(environ={}).stylus_root()
+
+    def make(self, tmp_path, mode=0o644, owner=0):
+        directory = tmp_path / "spectro"
+        directory.mkdir(mode=0o755)
+        path = directory / "environment"
+        path.write_text("STYLUS_ROOT=/persistent/spectro\n")
+        path.chmod(mode)
+        os.chown(path, owner, owner)
+        return path
+
+    def test_roots_file_is_read(self, tmp_path):
+        assert fsio.read_trusted(str(self.make(tmp_path)), 65536) == b"STYLUS_ROOT=/persistent/spectro\n"
+
+    @pytest.mark.parametrize(
+        "mode, owner, why",
+        [
+            (0o666, 65534, "owned by uid 65534, not root"),
+            (0o644, 65534, "owned by uid 65534, not root"),
+            (0o666, 0, r"writable by other users \(mode 0666\)"),
+            (0o664, 1000, "owned by uid 1000"),
+        ],
+    )
+    def test_a_file_another_user_could_have_written_is_refused(self, tmp_path, mode, owner, why):
+        with pytest.raises(OSError, match=why):
+            fsio.read_trusted(str(self.make(tmp_path, mode, owner)), 65536)
+
+    def test_a_link_another_user_owns_is_refused(self, tmp_path):
+        target = self.make(tmp_path)
+        link = tmp_path / "spectro" / "link"
+        link.symlink_to(target)
+        os.lchown(link, 65534, 65534)
+        with pytest.raises(OSError, match="a link owned by uid 65534"):
+            fsio.read_trusted(str(link), 65536)
+
+    def test_a_directory_another_user_controls_is_refused(self, tmp_path):
+        path = self.make(tmp_path)
+        os.chown(path.parent, 65534, 65534)
+        with pytest.raises(OSError, match="belongs to uid 65534"):
+            fsio.read_trusted(str(path), 65536)
+
+    def test_a_fifo_is_refused_at_once(self, tmp_path):
+        (tmp_path / "spectro").mkdir()
+        os.mkfifo(tmp_path / "spectro" / "environment")
+        start = time.monotonic()
+        with pytest.raises(OSError, match="not a regular file"):
+            fsio.read_trusted(str(tmp_path / "spectro" / "environment"), 65536)
+        assert time.monotonic() - start < 1
+
+
+class TestDropInsReadWholeInLinearTime:
+    """Issue 26, class 0b: another tool's drop-in is applied as RKE2 applies it, all of it,
+    or the boot is refused; many drop-ins cost linear time."""
+
+    def test_a_drop_in_over_the_limit_refuses_the_boot_instead_of_a_cut(self, tmp_path):
+        paths = Paths(str(tmp_path))
+        os.makedirs(paths.drop_in_dir)
+        # a cut at 1 MiB would read `data-dir: /tmp/redte`, a data dir RKE2 never uses
+        text = "# " + "x" * ((1 << 20) - 14) + "\ndata-dir: /tmp/redteam\n"
+        Path(paths.drop_in_dir, "50_big.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="50_big.yaml: larger than 1048576 bytes; not read in part"):
+            LocalNode(environ={}).facts(paths)
+
+    def test_twenty_thousand_drop_ins_merge_in_linear_time(self):
+        def merge(count):
+            drop_ins = [
+                DropIn(f"{i:06d}.yaml", {"node-label+": [f"n{i}=x"], f"k{i}": i, "same": i})
+                for i in range(count)
+            ]
+            start = time.process_time()
+            merged, _ = with_drop_ins({"debug": True}, drop_ins, "/d")
+            return time.process_time() - start, merged
+
+        small, _ = merge(2000)
+        large, merged = merge(20000)
+        assert len(merged["node-label"]) == 20000 and merged["same"] == 19999
+        assert large < 10 * small * 3  # linear (ten times the work) with room for noise; was 60x
+
+
+class TestTheUpgradeSaysWhatHappened:
+    """Issue 26, class 0c: a recovery reports what the node holds, not what it meant to do; a
+    busy lock is a refusal; neither a full disk nor a forged journal fails a boot."""
+
+    NEW = "#!/bin/sh\necho 'rke2 version v1.31.2+rke2r1 (go1.22)'\n"
+
+    def interrupted(self, tmp_path, stub_bin):
+        """An upgrade killed while it waited for v1.31.2, its rollback set removed since."""
+        paths = Paths(str(tmp_path / "root"))
+        os.makedirs(os.path.dirname(paths.binary))
+        Path(paths.binary).write_text(self.NEW)
+        Path(paths.binary).chmod(0o755)
+        os.makedirs(paths.state_dir, mode=0o700)
+        journal = {
+            "phase": "waiting for readiness", "role": "worker", "unit": "rke2-agent.service", "was_active": True,
+            "from": "v1.30.5+rke2r1", "to": "v1.31.2+rke2r1", "snapshot": "", "files": ["bin/rke2"],
+            "added": [],
+        }  # fmt: skip
+        Path(paths.upgrade_journal).write_text(json.dumps(journal))
+        stub_bin("systemctl")
+        return paths
+
+    def cli(self, paths, stub_bin, *args):
+        return subprocess.run(
+            [sys.executable, "-m", "provider_rke2", *args, "--stylus-root", paths.root],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PATH": stub_bin.path},
+        )  # fmt: skip
+
+    def events(self, paths):
+        text = Path(paths.events_log).read_text() if os.path.exists(paths.events_log) else ""
+        return [json.loads(line) for line in text.splitlines()]
+
+    def test_a_removed_rollback_set_is_a_failure_not_a_rollback(self, tmp_path, stub_bin):
+        paths = self.interrupted(tmp_path, stub_bin)
+        done = self.cli(paths, stub_bin, "status")
+        assert done.returncode == 3, done.stderr
+        assert "could not be rolled back" in done.stderr and "is back" not in done.stderr
+        assert "is v1.31.2+rke2r1 after the previous files were put back, not v1.30.5+rke2r1" in done.stderr
+        kinds = [event["type"] for event in self.events(paths)]
+        assert kinds == ["error"] and "rke2_rolled_back" not in kinds
+        assert os.path.exists(paths.upgrade_journal), "the journal is kept for the next try"
+        assert "systemctl start rke2-agent.service" not in stub_bin.calls(), "v1.31.2 is never started"
+
+    def test_a_second_upgrade_turned_away_by_the_lock_is_a_refusal(self, tmp_path, stub_bin):
+        paths = self.interrupted(tmp_path, stub_bin)  # the first one's journal, as while it runs
+        (tmp_path / "artifacts").mkdir()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from provider_rke2.fsio import node_lock\n"
+             "with node_lock(sys.argv[1], 0, 'upgrade'):\n print('held', flush=True); time.sleep(60)",
+             paths.lock_file],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert holder.stdout.readline() == "held\n"
+            done = self.cli(
+                paths, stub_bin, "upgrade", "--artifacts", str(tmp_path / "artifacts"), "--role", "worker"
+            )
+        finally:
+            holder.kill()
+            holder.wait()
+        assert done.returncode == 1 and "not upgraded, nothing changed" in done.stdout
+        assert "could NOT be rolled back" not in done.stdout
+        assert os.path.exists(paths.upgrade_journal) and stub_bin.calls() == []
+
+    def test_a_full_disk_under_the_lock_file_fails_nothing_by_itself(self, tmp_path, monkeypatch):
+        def full(*args):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "pwrite", full)
+        monkeypatch.setattr(os, "ftruncate", full)
+        entered = []
+        with fsio.node_lock(str(tmp_path / "state" / "lock"), 0, "boot"):
+            entered.append(True)
+        assert entered
+
+    def test_a_journal_nested_past_json_limits_only_warns_at_boot(self, tmp_path):
+        paths = Paths(str(tmp_path / "root"))
+        os.makedirs(paths.state_dir, mode=0o700)
+        Path(paths.upgrade_journal).write_text("[" * 100_000 + "]" * 100_000)
+        answer, code, stderr = provider("agent.boot", boot_payload(tmp_path), tmp_path / "root")
+        assert code == 0 and answer["state"] == "success", answer
+        assert "is not one this provider wrote" in answer["log"] and "Traceback" not in stderr
+
+
+RELEASE = {
+    "bin/rke2": b"#!/bin/sh\necho 'rke2 version v1.31.2+rke2r1 (abc)'\n",
+    "lib/systemd/system/rke2-server.service": b"[Service]\nExecStart=/usr/local/bin/rke2 server\n",
+    "share/rke2/LICENSE.txt": b"license",
+}
+
+
+def release_dir(tmp_path, members=RELEASE, body=None):
+    import hashlib
+
+    from conftest import make_tarball
+
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    body = make_tarball(members) if body is None else body
+    (artifacts / "rke2.linux-amd64.tar.gz").write_bytes(body)
+    (artifacts / "sha256sum-amd64.txt").write_text(
+        f"{hashlib.sha256(body).hexdigest()}  rke2.linux-amd64.tar.gz\n"
+    )
+    return str(artifacts)
+
+
+def foreign_link(at: Path, tmp_path) -> Path:
+    """A link at `at`, owned by uid 65534, to a directory of theirs outside the root."""
+    outside = tmp_path / "theirs"
+    outside.mkdir(exist_ok=True)
+    os.chown(outside, 65534, 65534)
+    at.parent.mkdir(parents=True, exist_ok=True)
+    at.symlink_to(outside)
+    os.lchown(at, 65534, 65534)
+    return outside
+
+
+class TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites:
+    """Issue 26, class 2: init.provider.install and upgrade put binaries, units and scripts
+    that root runs: never through a link another user owns, never into a directory another
+    user can write, never through a link at a script's name."""
+
+    def install(self, tmp_path, members=RELEASE):
+        from provider_rke2.imagebuild import InstallRequest, install
+
+        root = tmp_path / "root"
+        request = InstallRequest(
+            release_dir(tmp_path, members), str(root / "usr/local"), str(root), "amd64", ""
+        )
+        return install(request, lambda binary: None)
+
+    @pytest.mark.parametrize("where", ["usr/local/bin", "usr/local/lib/systemd/system", "usr/local/share"])
+    def test_a_release_directory_that_is_another_users_link_is_refused(self, tmp_path, where):
+        from provider_rke2.imagebuild import InstallError
+
+        outside = foreign_link(tmp_path / "root" / where, tmp_path)
+        with pytest.raises(InstallError, match="is a link owned by uid 65534; nothing installed"):
+            self.install(tmp_path)
+        assert list(outside.iterdir()) == []
+        assert not (tmp_path / "root/usr/local/bin/rke2").exists()
+
+    def test_the_scripts_directory_as_another_users_link_is_refused(self, tmp_path):
+        outside = foreign_link(tmp_path / "root/opt/rke2/scripts", tmp_path)
+        with pytest.raises(OutputError, match="scripts is a link owned by uid 65534"):
+            self.install(tmp_path)
+        assert list(outside.iterdir()) == []
+
+    @pytest.mark.parametrize("name", ["rke2-uninstall.sh", "rke2-paths.env"])
+    def test_a_link_at_a_scripts_name_is_never_written_through(self, tmp_path, name):
+        target = planted_target(tmp_path)
+        target.chmod(0o600)
+        scripts = tmp_path / "root/opt/rke2/scripts"
+        scripts.mkdir(parents=True)
+        (scripts / name).symlink_to(target)
+        with pytest.raises(OutputError, match="exists and is not a regular file; not replaced"):
+            self.install(tmp_path)
+        assert target.read_text() == "untouched\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+    @pytest.mark.parametrize(
+        "mode, owner, why",
+        [
+            (0o777, 0, "usr/local is writable by other users"),
+            (0o755, 1000, "usr/local belongs to uid 1000"),
+            (0o775, (0, 1000), "usr/local is writable by other users"),
+        ],
+    )
+    def test_a_prefix_another_user_controls_is_refused(self, tmp_path, mode, owner, why):
+        from provider_rke2.imagebuild import InstallError
+
+        prefix = tmp_path / "root/usr/local"
+        prefix.mkdir(parents=True)
+        prefix.chmod(mode)
+        uid, gid = owner if isinstance(owner, tuple) else (owner, owner)
+        os.chown(prefix, uid, gid)
+        with pytest.raises(InstallError, match=why):
+            self.install(tmp_path)
+        assert sorted(p.name for p in prefix.iterdir()) == []
+
+    def test_an_upgrade_refuses_a_unit_directory_that_is_another_users_link(self, tmp_path):
+        from provider_rke2.swap import SwapError, keep_previous, stage
+
+        paths = Paths(str(tmp_path / "root"))
+        Path(paths.binary).parent.mkdir(parents=True)
+        Path(paths.binary).write_text("old")
+        outside = foreign_link(Path(paths.install_prefix) / "lib/systemd/system", tmp_path)
+        archive = os.path.join(release_dir(tmp_path), "rke2.linux-amd64.tar.gz")
+        swap = stage(archive, paths.install_prefix, paths.upgrade_dir)
+        with pytest.raises(SwapError, match="system is a link owned by uid 65534"):
+            keep_previous(swap)
+        assert list(outside.iterdir()) == [] and Path(paths.binary).read_text() == "old"
+
+
+class TestReleaseArchivesReadAsUntrusted:
+    """Issue 26, class 3: whatever a release archive holds, a refusal that names the member,
+    never an internal error; and an upgrade's own words never carry the node's token."""
+
+    @pytest.mark.parametrize(
+        "members, why",
+        [
+            (
+                {**RELEASE, "lib/systemd/system/rke2-agent.service": b"[Service]\nExecStart=\xff\xfe\n"},
+                r"lib/systemd/system/rke2-agent.service is not UTF-8 text \(byte 20\)",
+            ),
+            (
+                {**RELEASE, "lib/systemd/system/extra/x.service": b"[Service]\n"},
+                "lib/systemd/system/extra is a directory: a unit is a file",
+            ),
+        ],
+    )
+    def test_a_unit_no_release_has_is_named(self, tmp_path, members, why):
+        from provider_rke2.imagebuild import InstallError
+
+        with pytest.raises(InstallError, match=why):
+            TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites().install(tmp_path, members)
+        assert not (tmp_path / "root/usr/local/bin/rke2").exists()
+
+    def test_a_unit_path_that_is_a_directory_is_named(self, tmp_path):
+        import tarfile
+
+        from provider_rke2.imagebuild import InstallError, InstallRequest, install
+
+        from conftest import make_tarball
+
+        unit_dir = tarfile.TarInfo("lib/systemd/system/rke2-agent.service")
+        unit_dir.type, unit_dir.mode = tarfile.DIRTYPE, 0o755
+        body = make_tarball(RELEASE, [unit_dir])
+        root = tmp_path / "root"
+        request = InstallRequest(
+            release_dir(tmp_path, body=body), str(root / "usr/local"), str(root), "amd64", ""
+        )
+        with pytest.raises(InstallError, match="rke2-agent.service is a directory: a unit is a file"):
+            install(request, lambda binary: None)
+
+    def truncated(self, declared, before=True):
+        import gzip
+        import io
+        import tarfile
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            if before:
+                info = tarfile.TarInfo("bin/rke2")
+                info.size = len(RELEASE["bin/rke2"])
+                tar.addfile(info, io.BytesIO(RELEASE["bin/rke2"]))
+        data = buffer.getvalue().rstrip(b"\0")
+        data += b"\0" * (-len(data) % 512)
+        big = tarfile.TarInfo("share/rke2/big" if before else "bin/rke2")
+        big.size = declared
+        return gzip.compress(data + big.tobuf(format=tarfile.PAX_FORMAT) + b"y" * 4096)
+
+    @pytest.mark.parametrize(
+        "declared, before, why",
+        [
+            (2 << 30, True, "more than 1024 MiB"),
+            (100 << 20, True, "unexpected end of data"),
+            (100 << 20, False, "unexpected end of data"),
+        ],
+    )
+    def test_a_truncated_archive_or_a_member_past_the_bound_is_refused(self, tmp_path, declared, before, why):
+        from provider_rke2.imagebuild import InstallError, InstallRequest, install, release_listing
+
+        artifacts = release_dir(tmp_path, body=self.truncated(declared, before))
+        archive = os.path.join(artifacts, "rke2.linux-amd64.tar.gz")
+        with pytest.raises(InstallError, match=why):
+            release_listing(archive)  # what a dry run reads
+        root = tmp_path / "root"
+        with pytest.raises(InstallError, match=why):
+            install(
+                InstallRequest(artifacts, str(root / "usr/local"), str(root), "amd64", ""), lambda b: None
+            )
+        assert not (root / "usr/local/bin/rke2").exists()
+
+    @pytest.mark.parametrize("name", ["bin/rk\0e2", "bin/rke2\x1b[2J", "share/a\nb"])
+    def test_a_member_name_with_a_control_character_is_named(self, tmp_path, name):
+        import gzip
+        import io
+        import tarfile
+
+        from provider_rke2.imagebuild import InstallError, release_listing
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("bin/rke2")
+            info.size, info.pax_headers = 3, {"path": name}
+            tar.addfile(info, io.BytesIO(b"abc"))
+        archive = os.path.join(
+            release_dir(tmp_path, body=gzip.compress(buffer.getvalue())), "rke2.linux-amd64.tar.gz"
+        )
+        with pytest.raises(InstallError, match="a control character in its name"):
+            release_listing(archive)
+
+
+class TestTheImagesWaitHoldsItsBound:
+    """Issue 26, class 4: the wait for image archives is bounded by the clock, even when one
+    listing of the directory takes longer than the whole bound (100,000 archives)."""
+
+    def test_a_listing_slower_than_the_bound_is_cut_at_the_bound(self, tmp_path, stub_bin):
+        from provider_rke2 import stages
+
+        images = tmp_path / "images"
+        images.mkdir()
+        (images / "a.tar").write_bytes(b"x")
+        stub_bin("find", 'echo "$$" > "${0%/*}/find.pid"; sleep 30')  # a listing of a huge tree
+        start = time.monotonic()
+        done = subprocess.run(
+            ["dash", "-c", stages.wait_for_images(str(images), 3).commands[0]],
+            env={**os.environ, "PATH": stub_bin.path}, capture_output=True, timeout=20,
+        )  # fmt: skip
+        took = time.monotonic() - start
+        assert done.returncode == 0 and took < 4.5, took  # the bound, a second of date's rounding
+        assert len([c for c in stub_bin.calls() if c.startswith("find")]) == 1
+        pid = int((tmp_path / "stub-bin" / "find.pid").read_text())
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+
+
+SERVER = """import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if sys.argv[2] != "-":
+            self.send_response(302); self.send_header("Location", sys.argv[2]); self.end_headers(); return
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *args): pass
+server = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+class TestReadinessNoLocalUserCanFake:
+    """Issue 26, class 4: ready is what root's RKE2 answers: not any process a local user
+    runs on the kubelet's port while the kubelet is down, not where a redirect points, and a
+    wait on a cluster CA that is a FIFO still ends at its deadline."""
+
+    def serve(self, uid=0, redirect="-"):
+        # the distribution's python: another user cannot run this machine's pyenv
+        process = subprocess.Popen(
+            ["/usr/bin/python3", "-c", SERVER, "x", redirect], stdout=subprocess.PIPE, text=True,
+            preexec_fn=(lambda: os.setuid(uid)) if uid else None,
+        )  # fmt: skip
+        return process, int(process.stdout.readline())
+
+    def watch(self, tmp_path, stub_bin, *args):
+        stub_bin("systemctl", "echo active")
+        start = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "provider_rke2", "wait-ready", "--stylus-root", str(tmp_path / "root"),
+             "--timeout", "2", "--max-interval", "0.2", "--after", "started", *args],
+            capture_output=True, text=True, cwd=ROOT, timeout=30, env={**os.environ, "PATH": stub_bin.path},
+        )  # fmt: skip
+        log = tmp_path / "root/var/log/provider-rke2/events.jsonl"
+        kinds = [json.loads(line)["type"] for line in log.read_text().splitlines()] if log.exists() else []
+        return done, kinds, time.monotonic() - start
+
+    def test_another_users_process_on_the_kubelets_port_is_not_the_kubelet(self, tmp_path, stub_bin):
+        process, port = self.serve(uid=65534)
+        try:
+            done, kinds, _ = self.watch(
+                tmp_path, stub_bin, "--role", "worker", "--kubelet-url", f"http://127.0.0.1:{port}/healthz"
+            )
+        finally:
+            process.kill()
+            process.wait()
+        assert done.returncode == 1 and "answered by a process of uid 65534, not root's" in done.stdout
+        assert "cluster_ready" not in kinds and "error" in kinds
+
+    def test_roots_own_answer_is_ready(self, tmp_path, stub_bin):
+        process, port = self.serve()
+        try:
+            done, kinds, _ = self.watch(
+                tmp_path, stub_bin, "--role", "worker", "--kubelet-url", f"http://127.0.0.1:{port}/healthz"
+            )
+        finally:
+            process.kill()
+            process.wait()
+        assert done.returncode == 0 and "cluster_ready" in kinds, done.stdout
+
+    def test_a_redirect_is_not_followed(self, tmp_path, stub_bin):
+        good, port = self.serve()
+        moved, other = self.serve(redirect=f"http://127.0.0.1:{port}/healthz")
+        try:
+            done, kinds, _ = self.watch(
+                tmp_path, stub_bin, "--role", "worker", "--kubelet-url", f"http://127.0.0.1:{other}/healthz"
+            )
+        finally:
+            for process in (good, moved):
+                process.kill()
+                process.wait()
+        assert (
+            done.returncode == 1
+            and f"HTTP 302 to 'http://127.0.0.1:{port}/healthz', not followed" in done.stdout
+        )
+        assert "cluster_ready" not in kinds
+
+    def test_a_cluster_ca_that_is_a_fifo_never_holds_the_wait_past_its_deadline(self, tmp_path, stub_bin):
+        from provider_rke2.paths import server_ca
+
+        ca = Path(server_ca(Paths(str(tmp_path / "root")).data_dir))
+        ca.parent.mkdir(parents=True)
+        os.mkfifo(ca)
+        (tmp_path / "healthz").write_text("ok")
+        done, kinds, took = self.watch(
+            tmp_path, stub_bin, "--role", "init", "--kubelet-url", f"file://{tmp_path}/healthz",
+            "--supervisor-url", "https://127.0.0.1:9/ping",
+        )  # fmt: skip
+        assert done.returncode == 1 and took < 6, took
+        assert f"cannot use the cluster CA at {ca}: not a regular file" in done.stdout
+
+
+class TestTheEventLogUnderLoadAndForgery:
+    """Issue 26, class 5: a fleet manager tailing the event log gets every record, whatever
+    the rate, rotation or truncation; any line anyone appended leaves every reader working."""
+
+    def log(self, tmp_path):
+        path = tmp_path / "root/var/log/provider-rke2/events.jsonl"
+        path.parent.mkdir(parents=True)
+        path.parent.chmod(0o700)
+        return path
+
+    def follow(self, tmp_path):
+        # Into a file, as a fleet manager's collector drains it: a test thread reading a pipe
+        # while this process writes would measure the test's GIL, not the follower.
+        out = (tmp_path / "followed").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "provider_rke2", "events", "--follow", "--json", "--stylus-root", str(tmp_path / "root")],
+            stdout=out, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        )  # fmt: skip
+        time.sleep(1.5)  # it has read what was there and holds the file
+        return process
+
+    def received(self, process, count, within=30):
+        followed = process.args and Path(process.args[-1]).parent / "followed"
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and len(followed.read_text().splitlines()) < count:
+            time.sleep(0.2)
+        process.kill()
+        process.wait()
+        return [json.loads(line)["message"] for line in followed.read_text().splitlines()]
+
+    def test_a_burst_across_several_rotations_loses_nothing(self, tmp_path):
+        from provider_rke2 import eventlog
+
+        path = self.log(tmp_path)
+        fsio.append_record(str(path), b'{"type": "config_updated", "message": "before"}\n', eventlog.LIMIT)
+        process = self.follow(tmp_path)
+        writer = (  # 4 MB: four rotations of a 1 MiB log, from another process as fast as it can
+            "import json, sys\nfrom provider_rke2 import eventlog, fsio\n"
+            "for n in range(4000):\n"
+            "    entry = json.dumps({'type': 'config_updated', 'message': f'{n} ' + 'x' * 1000})\n"
+            "    fsio.append_record(sys.argv[1], entry.encode() + b'\\n', eventlog.LIMIT)\n"
+        )
+        subprocess.run([sys.executable, "-c", writer, str(path)], cwd=ROOT, check=True, timeout=60)
+        messages = self.received(process, 4001)
+        assert messages[0] == "before" and [int(m.split()[0]) for m in messages[1:]] == list(range(4000))
+
+    def test_a_log_emptied_by_hand_loses_none_of_the_next_records(self, tmp_path):
+        path = self.log(tmp_path)
+        path.write_text(
+            "".join(json.dumps({"type": "error", "message": f"old {n}"}) + "\n" for n in range(50))
+        )
+        process = self.follow(tmp_path)
+        path.write_text("")  # `: > events.jsonl`
+        time.sleep(1)
+        for n in range(3):
+            fsio.append_record(
+                str(path), json.dumps({"type": "error", "message": f"new {n}"}).encode() + b"\n", 1 << 20
+            )
+        assert self.received(process, 53)[50:] == ["new 0", "new 1", "new 2"]
+
+    FORGED = (
+        '{"type": ["config_updated"], "message": "a list"}',
+        '{"type": {"a": 1}, "message": "an object"}',
+        '{"type": "error", "nested": ' + "[" * 10000 + "]" * 10000 + "}",
+        '{"type": "error", "message": "nan", "n": NaN}',
+        '{"type": "error", "message": "inf", "n": -Infinity}',
+        '{"type": 7}',
+    )
+
+    @pytest.mark.parametrize("args", [("status",), ("status", "--json"), ("events",), ("events", "--json")])
+    def test_forged_records_leave_every_reader_working(self, tmp_path, stub_bin, args):
+        path = self.log(tmp_path)
+        good = json.dumps({"type": "cluster_ready", "message": "real", "time": "2026-12-06T08:00:00Z"})
+        path.write_text("\n".join([*self.FORGED, good]) + "\n")
+        stub_bin("systemctl", "echo inactive")
+        done = subprocess.run(
+            [sys.executable, "-m", "provider_rke2", *args, "--stylus-root", str(tmp_path / "root")],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PATH": stub_bin.path},
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr and "internal error" not in done.stderr
+        assert "real" in done.stdout and "a list" not in done.stdout and "NaN" not in done.stdout
+        if args == ("events", "--json"):
+            assert [json.loads(line)["message"] for line in done.stdout.splitlines()] == ["real"]
+            assert f"skipped {len(self.FORGED)} unreadable line(s)" in done.stderr
+        if args == ("status", "--json"):
+            assert json.loads(done.stdout)["last_events"]["cluster_ready"]["message"] == "real"
+
+    @pytest.mark.parametrize("args", [("status", "--json"), ("events", "--json"), ("paths",)])
+    def test_a_closed_stdout_is_no_traceback(self, tmp_path, stub_bin, args):
+        stub_bin("systemctl", "echo inactive")
+        done = subprocess.run(
+            ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "provider_rke2", *args, "--stylus-root", str(tmp_path / "root")],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PATH": stub_bin.path},
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+class TestSmallerDefects:
+    """Issue 26, class 6: each once a real defect."""
+
+    def test_a_lone_surrogate_in_a_record_is_written_and_read_back(self, tmp_path):
+        from provider_rke2 import eventlog
+
+        path = str(tmp_path / "log" / "events.jsonl")
+        entry = eventlog.record(eventlog.ERROR, "cluster.role: '\udc80' is not one of init")
+        eventlog.append(path, entry, str(tmp_path / "no-journal"))
+        assert eventlog.read_events(path)[0]["message"] == entry["message"]
+        assert b"\\udc80" in eventlog.journal_message(entry)
+
+    @pytest.mark.parametrize(
+        "config, shown",
+        [
+            ("token: !SECRETTOKEN1234 x\n", "for the tag '<16 characters, not shown>'"),
+            ("token: *SECRETTOKEN5678\n", "found undefined alias '<15 characters, not shown>'"),
+        ],
+    )
+    def test_a_token_in_a_yaml_error_reaches_no_log(self, tmp_path, config, shown):
+        payload = boot_payload(tmp_path, config=config)
+        answer, _, _ = provider("agent.boot", payload, tmp_path / "root")
+        assert answer["state"] == "error" and shown in answer["error"]
+        logs = tmp_path / "root/var/log/provider-rke2"
+        for text in [json.dumps(answer), *(p.read_text() for p in logs.iterdir())]:
+            assert "SECRETTOKEN" not in text
+
+    def test_a_cloud_config_tag_holding_a_token_is_not_quoted_either(self, tmp_path):
+        text = "#cloud-config\ncluster:\n  role: init\n  cluster_token: !K10abcdef0123456789::server:pass\n"
+        answer, _, _ = provider("agent.boot", {"config": text}, tmp_path / "root")
+        assert answer["state"] == "error" and "K10abcdef" not in json.dumps(answer)
+
+    def test_an_env_name_holding_credentials_is_never_echoed(self, tmp_path):
+        payload = boot_payload(tmp_path, env={"http://u:SECRETPASS99@proxy.lan": "x"})
+        answer, _, _ = provider("agent.boot", payload, tmp_path / "root")
+        assert "cluster.env.http://u:<redacted>@proxy.lan: ignored" in answer["log"]
+        assert "SECRETPASS99" not in (tmp_path / "root/var/log/provider-rke2/provider-rke2.log").read_text()
+
+    @pytest.mark.parametrize("recorded", ["/usr", "/", "/var/lib"])
+    def test_paths_env_refuses_a_recorded_data_dir_a_reset_would_wreck(self, tmp_path, recorded):
+        state = tmp_path / "root/var/lib/provider-rke2"
+        state.mkdir(parents=True)
+        (state / "data-dir").write_text(recorded + "\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "provider_rke2", "paths", "--env", "--stylus-root", str(tmp_path / "root")],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1 and done.stdout == ""
+        assert f"RKE2_DATA_DIR is '{recorded}': a reset would act on a system directory" in done.stderr
+
+    def test_a_laid_paths_file_naming_a_system_directory_is_refused_too(self, tmp_path):
+        scripts = Paths(str(tmp_path / "root")).scripts_env
+        Path(scripts).parent.mkdir(parents=True)
+        Path(scripts).write_text("RKE2_DATA_DIR=/usr\nRKE2_KUBELET_DIR=/x/kubelet\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "provider_rke2", "paths", "--env", "--stylus-root", str(tmp_path / "root")],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1 and "RKE2_DATA_DIR is '/usr'" in done.stderr
+
+    def test_a_sender_that_never_closes_stdin_gets_an_answer(self, tmp_path):
+        program = "import sys\nfrom provider_rke2 import cli\ncli.STDIN_DEADLINE = 2.0\nsys.exit(cli.main(['agent.boot']))"
+        process = subprocess.Popen(
+            [sys.executable, "-c", program], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+            env={**os.environ, "STYLUS_ROOT": str(tmp_path / "root")},
+        )  # fmt: skip
+        start = time.monotonic()
+        process.stdin.write(b'{"name": "agent.boot", "data": ')
+        process.stdin.flush()  # and never closed
+        try:
+            import select
+
+            assert select.select([process.stdout], [], [], 10)[0], "no answer within 10 s"
+            answer = json.loads(process.stdout.readline())
+        finally:
+            process.kill()
+            process.wait()
+            process.stdin.close()
+        assert time.monotonic() - start < 10
+        assert answer["state"] == "error"
+        assert answer["error"] == "no whole event on stdin within 2 s: the sender never closed it"

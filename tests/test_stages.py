@@ -258,7 +258,7 @@ def test_the_wait_is_bounded_even_while_content_keeps_changing(tmp_path):
 
 def test_the_default_bound_is_the_go_providers_two_minutes():
     step = stages.wait_for_images("/opt/content/images", 0)
-    assert "max=120;" in step.commands[0] and step.name.startswith("Wait up to 120 s")
+    assert "+ 120));" in step.commands[0] and step.name.startswith("Wait up to 120 s")
 
 
 # --- service start: restart only when the configuration changed ---------------------------

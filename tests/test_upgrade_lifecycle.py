@@ -130,6 +130,10 @@ def test_a_failed_snapshot_stops_the_upgrade_before_any_change(server_node):
     assert phase["response"]["status"] == 1
     assert "the etcd snapshot provider-rke2-pre-v1-31-2-rke2r1 failed" in outcome(phase)["message"]
     assert "context deadline exceeded" in outcome(phase)["message"]
+    # the upgrade reads no cloud-config: the node's own secrets are scrubbed from RKE2's words
+    assert "token: <redacted>" in outcome(phase)["message"]
+    assert TOKEN not in phase["response"]["stdout"] + phase["response"]["stderr"]
+    assert TOKEN not in phase["after"][paths.events_log]
     assert called(phase, "rke2 etcd-snapshot") == [
         f"rke2 etcd-snapshot save --config {paths.config_file} --data-dir {paths.data_dir}"
         " --name provider-rke2-pre-v1-31-2-rke2r1"
