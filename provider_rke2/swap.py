@@ -18,6 +18,7 @@ import stat
 from typing import List, Sequence, Tuple
 
 from provider_rke2.errors import ProviderError
+from provider_rke2.fsio import sync_directory, trusted_directory
 from provider_rke2.record import record
 
 # A release file's name, relative to the prefix: what a journal may list.
@@ -83,7 +84,7 @@ def keep_previous(swap: SwapSet) -> SwapSet:
         _own_directory(swap.top)
         for name in swap.files:
             target = swap.target(name)
-            _no_one_elses(os.path.dirname(target))
+            trusted_directory(os.path.dirname(target), 0o755)  # root's alone (made when missing)
             for parent in _parents(name):
                 if os.path.lexists(swap.target(parent)) and not os.path.isdir(swap.target(parent)):
                     raise SwapError(f"{swap.target(parent)} is not a directory; the release has files in it")
@@ -117,7 +118,7 @@ def swap_in(swap: SwapSet) -> None:
             staged, target = os.path.join(swap.new_dir, name), swap.target(name)
             if not os.path.lexists(staged):
                 continue  # swapped before an interruption, then the swap resumed
-            _no_one_elses(os.path.dirname(target))  # again: a link planted since keep_previous
+            trusted_directory(os.path.dirname(target), 0o755)  # again: a link planted since keep_previous
             os.replace(staged, target)
         _flush_dirs(swap.prefix, names)
     except OSError as err:
@@ -132,7 +133,7 @@ def restore(swap: SwapSet) -> List[str]:
             _own_directory(swap.top)  # what is renamed from here becomes RKE2's binary
         for name in swap.files:
             kept, target = os.path.join(swap.old_dir, name), swap.target(name)
-            _no_one_elses(os.path.dirname(target))
+            trusted_directory(os.path.dirname(target), 0o755)  # root's alone (made when missing)
             if name in swap.added:
                 if os.path.lexists(target):
                     os.unlink(target)
@@ -146,14 +147,6 @@ def restore(swap: SwapSet) -> List[str]:
             f"cannot restore the previous release from {swap.old_dir}: {err.strerror or err}"
         ) from None
     return restored
-
-
-def _no_one_elses(directory: str) -> None:
-    """Where a release file goes (made when missing): root's alone, no link of another user's
-    on the way (fsio's rule), or OSError before anything is renamed there."""
-    from provider_rke2.fsio import trusted_directory
-
-    trusted_directory(directory, 0o755)
 
 
 def _own_directory(path: str) -> None:
@@ -184,7 +177,5 @@ def _flush(path: str) -> None:
 
 def _flush_dirs(base: str, names: Sequence[str] = ()) -> None:
     """Make the renames durable: the directories that hold them, synced."""
-    from provider_rke2.fsio import sync_directory
-
     for directory in sorted({os.path.dirname(os.path.join(base, name)) for name in names} | {base}):
         sync_directory(directory)

@@ -390,12 +390,12 @@ def _snapshot(plan: Plan, paths: Paths, machine: Machine, say: Callable[[str], N
     done = machine.run(plan.snapshot, SNAPSHOT_TIMEOUT)
     if done.returncode != 0:
         why = "did not finish in time" if done.returncode is None else f"exited {done.returncode}"
-        output = scrub(done.output, node_secrets(paths.config_file, plan.data_dir))[-400:]
+        output = scrub(done.output, _node_secrets(paths.config_file, plan.data_dir))[-400:]
         raise Refused(f"the etcd snapshot {name} failed ({why}): {output}".rstrip(": "))
     return name
 
 
-def node_secrets(config_file: str, data_dir: str) -> Set[str]:
+def _node_secrets(config_file: str, data_dir: str) -> Set[str]:
     """What RKE2's own output may quote that nobody may read: the upgrade reads no cloud-config,
     so they come from the node: the secret options of the config.yaml RKE2 runs with, and the
     server's token, whole and its password alone."""

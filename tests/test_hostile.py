@@ -972,6 +972,24 @@ class TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites:
             self.install(tmp_path)
         assert sorted(p.name for p in prefix.iterdir()) == []
 
+    @pytest.mark.parametrize(
+        "uid, gid, mode, why",
+        [
+            (65534, 65534, 0o755, "bin belongs to uid 65534"),
+            (0, 1000, 0o775, "bin is writable by other users"),
+        ],
+    )
+    def test_a_bin_directory_another_user_controls_is_refused(self, tmp_path, uid, gid, mode, why):
+        from provider_rke2.imagebuild import InstallError
+
+        binaries = tmp_path / "root/usr/local/bin"
+        binaries.mkdir(parents=True)
+        binaries.chmod(mode)
+        os.chown(binaries, uid, gid)
+        with pytest.raises(InstallError, match=why):
+            self.install(tmp_path)
+        assert list(binaries.iterdir()) == []
+
     def test_an_upgrade_refuses_a_unit_directory_that_is_another_users_link(self, tmp_path):
         from provider_rke2.swap import SwapError, keep_previous, stage
 
