@@ -39,6 +39,7 @@ tools:
 lint: $(STAMP)
 	$(BIN)/ruff check provider_rke2 tests build
 	$(BIN)/ruff format --check provider_rke2 tests build
+	$(BIN)/python -m mypy
 
 test: $(STAMP) tools lint reproducible package image realstack
 	tests/isolated.sh $(BIN)/python -m pytest

@@ -16,7 +16,7 @@ import shutil
 import tarfile
 import tempfile
 from importlib import resources
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from provider_rke2.errors import ProviderError, has_control
 from provider_rke2.fsio import open_regular, replace_file, trusted_directory
@@ -277,8 +277,8 @@ def _members(
     """Each member of a release archive, checked, to `on_file` (name, mode, a stream of its
     bytes) or `on_dir`: regular files and directories only, each inside, each once, at most
     MAX_MEMBERS and MAX_RELEASE_BYTES in all; read as a stream, so nothing is held whole."""
-    seen = set()
-    regular = set()
+    seen: Set[str] = set()
+    regular: Set[str] = set()
     total = 0
     try:
         with open_regular(archive, follow=True) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:

@@ -226,7 +226,9 @@ class LocalNode:
         with ExitStack() as stack:
             path = installed
             if not os.path.isfile(path):
-                packaged = resources.files("provider_rke2").joinpath("scripts", os.path.basename(installed))
+                # one name a joinpath: Python 3.9's takes no more
+                scripts = resources.files("provider_rke2").joinpath("scripts")
+                packaged = scripts.joinpath(os.path.basename(installed))
                 path = str(stack.enter_context(resources.as_file(packaged)))
             done = self.run(["/bin/sh", path], timeout, {roots.VARIABLE: root.path, **paths_env})
         return ScriptResult(path, done.returncode, done.output)

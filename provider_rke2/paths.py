@@ -273,7 +273,7 @@ class Paths:
     def release_files(self) -> Tuple[str, ...]:
         """What RKE2's release installed at the prefix."""
         prefix = self.install_prefix
-        files = (self.binary, prefix + "/share/rke2")
+        files: Tuple[str, ...] = (self.binary, prefix + "/share/rke2")
         files += tuple(
             f"{prefix}/lib/systemd/system/{unit_name(unit)}{suffix}"
             for unit in UNITS

@@ -122,7 +122,7 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
     # Imported here: the YAML and schema code is for the events that need it.
     from provider_rke2.spec import root_for_section
 
-    root = root_for_section(section.data, context.root)
+    root = root_for_section(section.data, context.root or node.stylus_root())
     paths = node.paths(root.path)  # where RKE2 is: an interrupted upgrade is rolled back there
     with node.lock(paths.lock_file, LOCK_WAIT, BOOT):
         return _boot_locked(section, root, paths, node, context)
@@ -207,7 +207,7 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
 
     # A reset must work even when the rest of the section no longer validates:
     # only the root, and the directories RKE2 uses, matter here.
-    root = root_for_section(section.data, context.root)
+    root = root_for_section(section.data, context.root or node.stylus_root())
     context.root = root
     data = section.data
     role = data.get("role") if isinstance(data, dict) else None

@@ -22,7 +22,7 @@ from provider_rke2.rke2config import (
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
+    from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
     EnvPairs = List[Tuple[str, str]]
 
@@ -83,7 +83,10 @@ def node_subnets(ipv4_routes: str, ipv6_routes: str) -> List[str]:
     """The subnets this node is directly attached to, from /proc/net/route and
     /proc/net/ipv6_route: routes without a gateway, but not the default route, loopback,
     link-local or multicast, nor the cluster's own interfaces."""
-    found = [*_ipv4_links(ipv4_routes), *_ipv6_links(ipv6_routes)]
+    found: List[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]] = [
+        *_ipv4_links(ipv4_routes),
+        *_ipv6_links(ipv6_routes),
+    ]
     return _unique(
         str(n) for n in found if n.prefixlen > 0 and not (n.is_loopback or n.is_link_local or n.is_multicast)
     )

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, TypeVar
+
+    from typing_extensions import dataclass_transform
+
+    _T = TypeVar("_T")
+else:
+
+    def dataclass_transform(**kwargs: object) -> Any:  # what a type checker reads, nothing at run time
+        return lambda decorator: decorator
 
 
 _NOTHING = object()
@@ -23,13 +31,21 @@ class FrozenError(AttributeError):
     """A field of a frozen record was assigned or deleted."""
 
 
-class Factory:
+class _Factory:
     """A default made for each instance (dataclasses' default_factory)."""
 
     def __init__(self, make: Callable[[], Any]):
         self.make = make
 
 
+if TYPE_CHECKING:  # to a type checker, a field's default is what the factory makes
+
+    def Factory(make: Callable[[], _T]) -> _T: ...  # a class at run time
+else:
+    Factory = _Factory
+
+
+@dataclass_transform(eq_default=True, order_default=False, frozen_default=True)
 def record(cls: Any = None, *, frozen: bool = True, order: bool = False) -> Any:
     """Make `cls` a record class (see the module's docstring); a base record's fields first."""
 
@@ -45,7 +61,7 @@ def record(cls: Any = None, *, frozen: bool = True, order: bool = False) -> Any:
             value = cls.__dict__.get(name, _NOTHING)
             if value is not _NOTHING:
                 defaults[name] = value
-                if isinstance(value, Factory):
+                if isinstance(value, _Factory):
                     delattr(cls, name)
             elif defaults:
                 raise TypeError(
@@ -89,7 +105,7 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
             if name not in defaults:
                 raise TypeError(f"{cls.__name__}() missing required argument {name!r}")
             default = defaults[name]
-            values[name] = default.make() if isinstance(default, Factory) else default
+            values[name] = default.make() if isinstance(default, _Factory) else default
         object.__setattr__(self, name, values[name])
 
 

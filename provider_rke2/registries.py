@@ -20,7 +20,7 @@ from provider_rke2.yamlread import parse_bool
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+    from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 WHERE = "cluster.registries"
 TOP_KEYS = ("mirrors", "configs")
@@ -44,7 +44,7 @@ def check(value: Any) -> Tuple[Optional[Dict[str, Any]], List[Problem], List[Pro
     return (content if not reader.problems else None), reader.problems, reader.warnings
 
 
-def text(content: Dict[str, Any]) -> str:
+def text(content: Mapping[str, Any]) -> str:
     return HEADER + "\n" + yamlwrite.dump(content)
 
 

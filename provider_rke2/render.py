@@ -17,7 +17,7 @@ from provider_rke2.spec import NO_FACTS, NodeFacts, NodeSpec, Section, check, re
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import List, Optional, Tuple
+    from typing import Any, List, Mapping, Optional, Tuple
 
 OUTPUT_MODE = 0o600
 APPLIANCE = Root(APPLIANCE_ROOT, FROM_DEFAULT)
@@ -168,7 +168,7 @@ def _image_steps(spec: NodeSpec) -> List[Optional[yip.Step]]:
     ]
 
 
-def _registries_text(content: Optional[dict]) -> str:
+def _registries_text(content: Optional[Mapping[str, Any]]) -> str:
     if not content:
         return ""
     from provider_rke2 import registries  # only for a node that has them

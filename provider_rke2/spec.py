@@ -21,7 +21,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations on
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-    SchemaCheck = Callable[[Any, Mapping[str, Any], str], List[Problem]]
+    SchemaCheck = Callable[[Any, str, str], List[Problem]]  # (document, schema name, where)
 
 
 def _nothing_there(path: str) -> bool:

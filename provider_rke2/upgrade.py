@@ -221,7 +221,7 @@ def dry_run(req: Request, paths: Paths, machine: Machine) -> Result:
     except Refused as err:
         refusals.append(str(err))
         role, role_from = "", "unknown"
-    new_version, names = "", []
+    new_version, names = "", []  # type: Tuple[str, List[str]]
     arch = ARCHITECTURES.get(machine.machine())
     if not os.path.isdir(req.artifacts):
         refusals.append(f"no directory {req.artifacts} (--artifacts): no release to plan for")

@@ -20,6 +20,7 @@ from provider_rke2.yamlwrite import BOOL_WORDS, TRUE_WORDS
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
+    from types import FrameType
     from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -29,7 +30,8 @@ _BOOL = re.compile("^(?:" + "|".join(f"{w}|{w.capitalize()}|{w.upper()}" for w i
 class _TextLoader(yaml.SafeLoader):
     """Plain scalars stay text; null and merge keys resolve."""
 
-    yaml_implicit_resolvers: ClassVar[dict] = {}
+    # PyYAML keeps its resolvers per class (its stubs call them per instance)
+    yaml_implicit_resolvers: ClassVar[dict] = {}  # type: ignore[misc]
 
     def fetch_flow_collection_start(self, token_class: type) -> None:
         # Checked as the scanner meets each `[` or `{`: past the bound it stops at once
@@ -48,7 +50,7 @@ _TextLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<
 class _RKE2Loader(_TextLoader):
     """As _TextLoader, plus YAML 1.1 booleans, which RKE2 itself resolves."""
 
-    yaml_implicit_resolvers: ClassVar[dict] = dict(_TextLoader.yaml_implicit_resolvers)
+    yaml_implicit_resolvers: ClassVar[dict] = dict(_TextLoader.yaml_implicit_resolvers)  # type: ignore[misc]
 
 
 _RKE2Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("yYnNtTfFoO"))
@@ -340,7 +342,8 @@ def _load(text: str, loader_class: type) -> Any:
 
 
 def _frames() -> int:
-    frame, depth = sys._getframe(), 0
+    frame: Optional[FrameType] = sys._getframe()
+    depth = 0
     while frame is not None:
         frame, depth = frame.f_back, depth + 1
     return depth
