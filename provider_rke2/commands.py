@@ -432,9 +432,9 @@ def plan(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     from provider_rke2.errors import ConfigError
     from provider_rke2.fsio import read_regular
     from provider_rke2.paths import unit_for
-    from provider_rke2.render import rendered as render_spec
+    from provider_rke2.render import render_section
     from provider_rke2.secrets import in_section, scrub
-    from provider_rke2.spec import check, read_section, root_for_section
+    from provider_rke2.spec import read_section, root_for_section
 
     section = read_section(text)
     if section is None:
@@ -444,11 +444,9 @@ def plan(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     root = root_for_section(section.data, node.stylus_root())
     paths = node.paths(root.path)
     facts = node.facts(paths)
+    key = (node.read_state(paths.fingerprint_key) or "").encode()
     try:
-        spec = check(section, root, facts)
-        rendered = render_spec(
-            spec, (node.read_state(paths.fingerprint_key) or "").encode(), _boot_executable(node)
-        )
+        rendered = render_section(section, root, key, _boot_executable(node), facts)
     except ConfigError:
         for finding in validation.validate(text, root):
             io.stderr.write(f"{finding.level}: {scrub(str(finding.problem), secrets)}\n")
@@ -464,7 +462,7 @@ def plan(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     action, why = changes.rke2_action(
         state.strip(), node.read_state(paths.started_stamp), rendered.fingerprint
     )
-    reset = paths.reset_plan(spec.data_dir.path, spec.kubelet_dir)
+    reset = paths.reset_plan(rendered.data_dir.path, rendered.spec.kubelet_dir)
     result = changes.Changes(
         output=rendered.path,
         files=changes.file_changes(old, new, secrets),

@@ -19,6 +19,8 @@ TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations on
 if TYPE_CHECKING:
     from typing import Any, List, Mapping, Optional, Tuple
 
+    from provider_rke2.spec import SchemaCheck
+
 OUTPUT_MODE = 0o600
 APPLIANCE = Root(APPLIANCE_ROOT, FROM_DEFAULT)
 
@@ -36,15 +38,28 @@ DEFAULT_EXECUTABLE = PROVIDER_DIRS[0] + "/agent-provider-rke2"
 
 @record
 class Rendered:
-    """A render's result: the YIP text, where it goes, and what the boot records of it."""
+    """A render's result: the YIP text, where it goes, and the checked node it was made for."""
 
     path: str
     text: str
-    role: str
-    root: Root
-    warnings: Tuple[Problem, ...]
     fingerprint: str  # of the RKE2 configuration and proxy environment; no secret is recoverable from it
-    data_dir: datadir.DataDir
+    spec: NodeSpec
+
+    @property
+    def role(self) -> str:
+        return self.spec.cluster.role
+
+    @property
+    def root(self) -> Root:
+        return self.spec.root
+
+    @property
+    def warnings(self) -> Tuple[Problem, ...]:
+        return self.spec.warnings
+
+    @property
+    def data_dir(self) -> datadir.DataDir:
+        return self.spec.data_dir
 
 
 def render(
@@ -71,13 +86,15 @@ def render_section(
     key: bytes = b"",
     executable: str = DEFAULT_EXECUTABLE,
     facts: NodeFacts = NO_FACTS,
+    schema_check: SchemaCheck = schema.problems,
 ) -> Rendered:
-    """`render` for a `cluster:` section already read (a boot reads the cloud-config once),
-    for the root its caller resolved with root_for_section."""
-    return rendered(check(section, root, facts), key, executable)
+    """The one pipeline: a `cluster:` section already read (read_section: the cloud-config is
+    read once), checked for the root its caller resolved with root_for_section and the node's
+    facts, and rendered. What agent.boot writes, and what render, plan and validate show."""
+    return _rendered(check(section, root, facts, schema_check), key, executable)
 
 
-def rendered(spec: NodeSpec, key: bytes = b"", executable: str = DEFAULT_EXECUTABLE) -> Rendered:
+def _rendered(spec: NodeSpec, key: bytes, executable: str) -> Rendered:
     """The document for a checked node, checked against the yip schema before anyone writes it."""
     document, fingerprint = build_document(spec, key, executable)
     found = schema.problems(document, schema.YIP, "yip")
@@ -86,16 +103,7 @@ def rendered(spec: NodeSpec, key: bytes = b"", executable: str = DEFAULT_EXECUTA
             "the rendered document breaks the yip schema (a provider bug, nothing was written): "
             + "; ".join(str(p) for p in found)
         )
-    cluster = spec.cluster
-    return Rendered(
-        cluster.output_path,
-        yip.dump(document),
-        cluster.role,
-        spec.root,
-        spec.warnings,
-        fingerprint,
-        spec.data_dir,
-    )
+    return Rendered(spec.cluster.output_path, yip.dump(document), fingerprint, spec)
 
 
 def build_document(

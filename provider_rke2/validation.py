@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from provider_rke2 import schema, spec
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.record import record
-from provider_rke2.render import rendered
+from provider_rke2.render import render_section
 from provider_rke2.root import Root
 from provider_rke2.yamlread import YAMLSyntaxError, line_numbers, load_cloud_config
 
@@ -57,9 +57,8 @@ def validate(text: str, root: Root) -> List[Finding]:
     try:
         # One check, as a boot makes it, but with jsonschema itself for the section's schema.
         root = spec.root_for_section(section, root)
-        node = spec.check(spec.Section.of(section), root, schema_check=schema.jsonschema_problems)
-        warnings += node.warnings
-        rendered(node)
+        done = render_section(spec.Section.of(section), root, schema_check=schema.jsonschema_problems)
+        warnings += done.warnings
     except ConfigError as err:
         errors += err.problems
         warnings += err.warnings
