@@ -7,7 +7,13 @@ import re
 
 from provider_rke2 import schema
 from provider_rke2.errors import ConfigError, Problem
-from provider_rke2.paths import CLOUD_CONFIG_DIRS, CLUSTER_OUTPUT, is_clean_absolute, runs_at_boot
+from provider_rke2.paths import (
+    CLOUD_CONFIG_DIRS,
+    CLUSTER_OUTPUT,
+    is_clean_absolute,
+    runs_at_boot,
+    unit_for,
+)
 from provider_rke2.record import Factory, record
 from provider_rke2.secrets import MIN_SECRET
 from provider_rke2.yamlread import parse_bool
@@ -16,7 +22,6 @@ TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations on
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
-ROLES = ("init", "controlplane", "worker")
 DEFAULT_OUTPUT_PATH = CLUSTER_OUTPUT
 
 # providerConfig keys this provider reads (values are strings, as in the SDK).
@@ -31,20 +36,6 @@ MAX_READY_TIMEOUT = 86400
 MAX_WAIT_FOR_IMAGES = 3600
 
 PROVIDER_CONFIG_KEYS = (WAIT_FOR_IMAGES, CLUSTER_ROOT_PATH, READY_TIMEOUT, TOKEN_ROTATED)
-
-KNOWN_KEYS = (
-    "cluster_token",
-    "control_plane_host",
-    "role",
-    "config",
-    "providerConfig",
-    "env",
-    "ca_certs",
-    "import_local_images",
-    "local_images_path",
-    "cluster_config_path",
-    "registries",
-)
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
@@ -76,7 +67,7 @@ class Cluster:
 
     @property
     def unit(self) -> str:
-        return "rke2-server.service" if self.is_server else "rke2-agent.service"
+        return unit_for(self.role)
 
     @property
     def server_url(self) -> str:
@@ -122,7 +113,7 @@ class _Reader:
             self.problems.append(Problem(path, message))
 
     def cluster(self) -> Cluster:
-        self.unknown(self.section, KNOWN_KEYS, "cluster")
+        self.unknown(self.section, tuple(schema.load(schema.CLUSTER)["properties"]), "cluster")
         role = self.text("role")
         provider_config = self.string_map("providerConfig")
         self.unknown(provider_config, PROVIDER_CONFIG_KEYS, "cluster.providerConfig")

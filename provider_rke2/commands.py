@@ -12,6 +12,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TextIO
 
+from provider_rke2.paths import ROLES
 from provider_rke2.record import record
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from provider_rke2.root import Root
 
 ROOT_HELP = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
-ROLES = ("init", "controlplane", "worker")
 
 
 @record

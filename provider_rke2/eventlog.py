@@ -13,6 +13,7 @@ import time
 
 from provider_rke2 import __version__
 from provider_rke2.fsio import append_record, open_regular
+from provider_rke2.paths import ROLES
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def record(
         "time": at or now(),
         "provider_version": __version__,
     }
-    if role in ("init", "controlplane", "worker"):
+    if role in ROLES:
         entry["role"] = role
     if event:
         entry["event"] = event

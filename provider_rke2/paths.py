@@ -29,7 +29,10 @@ CLOUD_CONFIG_DIRS = ("/system/oem", "/oem", "/usr/local/cloud-config")
 # state here: it never put the data dir under the root.
 DEFAULT_DATA_DIR = "/var/lib/rancher/rke2"
 
-UNITS = ("rke2-server.service", "rke2-agent.service")
+# A node's roles, named once: a worker runs RKE2's agent, the others its server.
+ROLES = ("init", "controlplane", "worker")
+SERVER_UNIT, AGENT_UNIT = "rke2-server.service", "rke2-agent.service"
+UNITS = (SERVER_UNIT, AGENT_UNIT)
 # Where RKE2's release installs itself: its units name this prefix, and so do the seed's
 # path table and agent mode (<root>/usr/local).
 RELEASE_PREFIX = "/usr/local"
@@ -315,8 +318,8 @@ class Paths:
             ("private registries", self.registries_file),
             ("data dir", self.data_dir + "/"),
             ("kubelet dir", self.kubelet_dir + "/"),
-            ("proxy env (server)", self.env_file("rke2-server.service")),
-            ("proxy env (agent)", self.env_file("rke2-agent.service")),
+            ("proxy env (server)", self.env_file(SERVER_UNIT)),
+            ("proxy env (agent)", self.env_file(AGENT_UNIT)),
             ("binary", self.binary),
             ("logs", self.log_file),
             ("provider log", self.provider_log),
@@ -418,7 +421,7 @@ def unit_links(units: Tuple[str, ...], base: str = SYSTEMD_DIRS[0]) -> Tuple[str
 
 
 def unit_for(role: str) -> str:
-    return "rke2-agent.service" if role == "worker" else "rke2-server.service"
+    return AGENT_UNIT if role == "worker" else SERVER_UNIT
 
 
 def server_ca(data_dir: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequ
 
 from provider_rke2 import eventlog, rke2version
 from provider_rke2.errors import ProviderError, Terminated
-from provider_rke2.paths import UNITS, Paths, server_ca, server_token, snapshot_dir, unit_for
+from provider_rke2.paths import ROLES, UNITS, Paths, server_ca, server_token, snapshot_dir, unit_for
 from provider_rke2.record import Factory, as_dict, record
 from provider_rke2.secrets import in_config, scrub
 from provider_rke2.swap import (
@@ -38,7 +38,6 @@ from provider_rke2.swap import (
 SNAPSHOT_TIMEOUT = 600.0
 LOCK_WAIT = 10.0  # a boot holds the lock for well under a second
 PROBE_INTERVAL = 5.0
-ROLES = ("init", "controlplane", "worker")
 
 PLANNED, UNCHANGED, UPGRADED = "planned", "unchanged", "upgraded"
 REFUSED, ROLLED_BACK, FAILED = "refused", "rolled_back", "failed"

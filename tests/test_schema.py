@@ -124,3 +124,9 @@ def test_cluster_sections_get_the_same_answer_from_both(section):
 )  # fmt: skip
 def test_cluster_messages_name_the_field_and_what_was_expected(section, expected):
     assert ours(section, schema.CLUSTER, "cluster") == expected == oracle(section, schema.CLUSTER, "cluster")
+
+
+def test_the_roles_the_schema_takes_are_the_roles_the_provider_knows():
+    from provider_rke2.paths import ROLES
+
+    assert schema.load(schema.CLUSTER)["properties"]["role"]["enum"] == list(ROLES)
