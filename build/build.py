@@ -259,11 +259,10 @@ def _unchecked_pyc(text: bytes, filename: str) -> bytes:
 
 def launcher(build_id: str) -> bytes:
     """build/launcher.py with what it must know without importing the package: the CLI's
-    verbs, the events answered, the empty answer, the event size bound, and the build id
+    verbs, the events answered, the empty answer, the event's size and time bounds, and the build id
     that names this build's unpacked tree."""
     sys.path.insert(0, str(PROJECT))
-    from provider_rke2.cli import COMMANDS
-    from provider_rke2.events import EMPTY_RESPONSE, HANDLED, MAX_EVENT_BYTES
+    from provider_rke2.names import COMMANDS, EMPTY_RESPONSE, HANDLED, MAX_EVENT_BYTES, STDIN_DEADLINE
 
     text = (HERE / "launcher.py").read_text()
     values = {
@@ -271,6 +270,7 @@ def launcher(build_id: str) -> bytes:
         "HANDLED": tuple(sorted(HANDLED)),
         "EMPTY_RESPONSE": EMPTY_RESPONSE,
         "MAX_EVENT_BYTES": MAX_EVENT_BYTES,
+        "STDIN_DEADLINE": STDIN_DEADLINE,
         "BUILD_ID": build_id,
     }
     for name, value in values.items():

@@ -27,10 +27,11 @@ IMAGE_ROOT = "/usr/lib/provider-rke2"
 RUNTIME_ROOT = "/run/provider-rke2"
 MIN_PYTHON = (3, 9)
 # Filled in at build time (build/build.py), from the package and from shiv's build:
-COMMANDS = ()  # provider_rke2.cli.COMMANDS
-HANDLED = ()  # provider_rke2.events.HANDLED
-EMPTY_RESPONSE = ""  # provider_rke2.events.EMPTY_RESPONSE
-MAX_EVENT_BYTES = 0  # provider_rke2.events.MAX_EVENT_BYTES
+COMMANDS = ()  # provider_rke2.names.COMMANDS
+HANDLED = ()  # provider_rke2.names.HANDLED
+EMPTY_RESPONSE = ""  # provider_rke2.names.EMPTY_RESPONSE
+MAX_EVENT_BYTES = 0  # provider_rke2.names.MAX_EVENT_BYTES
+STDIN_DEADLINE = 0.0  # provider_rke2.names.STDIN_DEADLINE
 BUILD_ID = ""  # shiv's build id: the unpacked tree is <root>/<name>_<build id>
 
 
@@ -39,10 +40,18 @@ def _unhandled(args):
 
 
 def _answer_unhandled():
-    """Drain the event (so the agent's write never meets a closed pipe), answer, exit."""
+    """Drain the event (so the agent's write never meets a closed pipe), answer, exit; a
+    sender that never ends its event is answered all the same at STDIN_DEADLINE."""
+    import select
+    import time
+
     left = MAX_EVENT_BYTES + 1
+    end = time.monotonic() + STDIN_DEADLINE
     try:
         while left > 0:
+            wait = end - time.monotonic()
+            if wait <= 0 or not select.select([0], [], [], wait)[0]:
+                break
             chunk = os.read(0, min(left, 1 << 16))
             if not chunk:
                 break

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import sys
 
-from provider_rke2.events import MAX_EVENT_BYTES
+from provider_rke2.names import COMMANDS, MAX_EVENT_BYTES, STDIN_DEADLINE
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, Set, TextIO
+    from typing import List, Optional, Set, TextIO
 
     from provider_rke2.protocol import Response
     from provider_rke2.provider import Context, Node
@@ -26,14 +26,6 @@ if TYPE_CHECKING:
 # Only os, sys and the event names at the top: most events are not ours, and
 # their answer must cost no more than starting Python. Everything else is
 # imported where it is needed.
-
-COMMANDS = (
-    "render", "validate", "plan", "paths", "mode", "events", "status", "wait-ready", "install", "upgrade",
-    "no-proxy",
-)  # fmt: skip
-# The agent writes the event and closes stdin at once: a sender that never closes it gets an
-# error answer after this long, not a boot that waits forever.
-STDIN_DEADLINE = 60.0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -50,20 +42,21 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def event_mode(name: str) -> int:
-    from provider_rke2.events import EMPTY_RESPONSE, HANDLED
+    from provider_rke2.names import EMPTY_RESPONSE, HANDLED
 
     if name not in HANDLED:
-        _read_stdin()  # drained, so the agent's write never meets a closed pipe
+        _read_stdin(STDIN_DEADLINE)  # drained, so the agent's write never meets a closed pipe
         sys.stdout.write(EMPTY_RESPONSE + "\n")
         sys.stdout.flush()
         return 0
     import _signal  # `signal` without the enum classes it builds on import (0.5 ms a boot)
 
     from provider_rke2.node import LocalNode
+    from provider_rke2.process import at_a_terminal, terminates
 
     # Terminated mid-write, the cleanup in `finally` blocks must still run: no
     # temporary file is left behind, and the earlier output stays as it was.
-    _signal.signal(_signal.SIGTERM, _terminated)
+    _signal.signal(_signal.SIGTERM, terminates("the event"))
     if at_a_terminal(sys.stdin):  # a person, not the agent: say what is awaited
         sys.stderr.write(
             f"agent-provider-rke2 {name}: reading one JSON event from stdin (end it with Ctrl-D);"
@@ -213,20 +206,6 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         return 1
 
 
-def _terminated(signum: int, frame: object, doing: str = "the event") -> None:
-    # Raised where the handler runs: cleanups unwind (temporary files, a script's process
-    # group), and the event still ends in an answer and an `error` event.
-    import signal
-
-    from provider_rke2.errors import Terminated
-
-    raise Terminated(f"terminated by {signal.Signals(signum).name} before {doing} finished")
-
-
-def upgrade_terminated(signum: int, frame: object) -> None:
-    _terminated(signum, frame, "the upgrade")
-
-
 def _claim_stdout() -> Optional[TextIO]:
     """Keep fd 1 for the response alone: anything else that writes there goes to stderr.
     None when there is no stdout at all (closed by the caller)."""
@@ -240,13 +219,6 @@ def _claim_stdout() -> Optional[TextIO]:
     except OSError:
         pass  # no stderr to send stray output to: fd 1 stays as it was
     return os.fdopen(fd, "w", encoding="utf-8")
-
-
-def at_a_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream is not None and stream.isatty())
-    except (OSError, ValueError):
-        return False
 
 
 def _read_stdin(deadline: Optional[float] = None) -> Optional[str]:

@@ -3,7 +3,7 @@
 
 Each handler gets the parsed options, the node and the streams, and returns the exit
 status; errors it does not handle itself are reported by cli.command_mode. The verbs are
-cli.COMMANDS: the launcher's list is generated from that at build time.
+names.COMMANDS: the launcher's list is generated from that at build time.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ Handler = Callable[[argparse.Namespace, "LocalNode", Streams], int]
 
 def build_parser() -> argparse.ArgumentParser:
     from provider_rke2 import __version__
-    from provider_rke2.cli import COMMANDS
-    from provider_rke2.events import BOOT, INFO, INSTALL, RESET
+    from provider_rke2.names import BOOT, COMMANDS, INFO, INSTALL, RESET
 
     parser = argparse.ArgumentParser(
         prog="agent-provider-rke2",
@@ -596,8 +595,8 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     import signal
 
     from provider_rke2 import upgrade as upgrades
-    from provider_rke2.cli import upgrade_terminated
     from provider_rke2.errors import Busy, ProviderError
+    from provider_rke2.process import terminates
 
     root = node.stylus_root()
     if not root.agent_mode:
@@ -621,7 +620,8 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
         io.stderr.write(f"upgrade: {line}\n")
         io.stderr.flush()
 
-    signal.signal(signal.SIGTERM, upgrade_terminated)  # a stop mid-upgrade puts the previous release back
+    # a stop mid-upgrade puts the previous release back
+    signal.signal(signal.SIGTERM, terminates("the upgrade"))
     try:
         if options.dry_run:  # writes nothing, the lock file included
             result = upgrades.dry_run(request, where, node)
@@ -685,7 +685,7 @@ _NO_HEADER = "does not start with #cloud-config: Kairos reads no configuration f
 
 
 def _read_source(source: str, io: Streams) -> Optional[str]:
-    from provider_rke2.cli import at_a_terminal
+    from provider_rke2.process import at_a_terminal
 
     try:
         if source == "-":

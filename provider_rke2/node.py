@@ -7,7 +7,7 @@ import os
 from provider_rke2 import root as roots
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.eventlog import JOURNAL_SOCKET, LIMIT
-from provider_rke2.events import MAX_EVENT_BYTES
+from provider_rke2.names import MAX_EVENT_BYTES
 from provider_rke2.record import record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
@@ -199,7 +199,7 @@ class LocalNode:
         from provider_rke2 import readiness
 
         # An upgrade's wait: at a terminal, what it still waits for (an upgrade may wait 15 min).
-        progress = readiness.at_a_terminal(sys.stderr)
+        progress = readiness.progress_at(sys.stderr)
         return readiness.wait(readiness.probes(list(checks)), timeout, max_interval=5.0, progress=progress)
 
     def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from provider_rke2.errors import JSON_KINDS, EventError, has_control, kind_of
-from provider_rke2.events import MAX_EVENT_BYTES
+from provider_rke2.names import MAX_EVENT_BYTES
 from provider_rke2.record import as_dict, record, replace
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from provider_rke2.errors import EventError, ProviderError
-from provider_rke2.events import BOOT, INFO, INSTALL, RESET
+from provider_rke2.names import BOOT, INFO, INSTALL, RESET
 from provider_rke2.protocol import Event, Response, payload
 from provider_rke2.record import Factory, record
 from provider_rke2.root import Root

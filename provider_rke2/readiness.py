@@ -262,7 +262,7 @@ _ACTIVE_POLL = 2.0
 PROGRESS_EVERY = 15.0
 
 
-def at_a_terminal(stream: Any, every: float = PROGRESS_EVERY) -> Optional[Callable[[float, str], None]]:
+def progress_at(stream: Any, every: float = PROGRESS_EVERY) -> Optional[Callable[[float, str], None]]:
     """A `progress` for `wait` that tells a person at `stream` (a terminal) what it still
     waits for, every `every` seconds; None where nobody watches (the watcher's unit, a pipe)."""
     try:
@@ -313,7 +313,7 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
             probes(found),
             max(0.0, deadline - time.monotonic()),
             options.max_interval,
-            progress=at_a_terminal(stderr),
+            progress=progress_at(stderr),
         )
         if not outcome.ready:
             message = f"RKE2 was not ready after {options.timeout:.0f} s: {outcome.detail}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provider_rke2 import __version__, cli, provider
+from provider_rke2 import __version__, cli, names, provider
 from provider_rke2.protocol import Response
 
 from conftest import ROOT, cloud_config
@@ -388,8 +388,8 @@ def test_a_bug_in_the_bookkeeping_still_answers_the_agent():
 def test_every_verb_has_its_handler_and_the_launcher_knows_them_all():
     from provider_rke2 import commands
 
-    assert tuple(commands.VERBS) == cli.COMMANDS
-    for verb in cli.COMMANDS:  # each one parsed (its --help exits 0), so the parser knows it
+    assert tuple(commands.VERBS) == names.COMMANDS
+    for verb in names.COMMANDS:  # each one parsed (its --help exits 0), so the parser knows it
         with pytest.raises(SystemExit) as done:
             commands.build_parser().parse_args([verb, "--help"])
         assert done.value.code == 0, verb

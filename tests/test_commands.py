@@ -300,9 +300,8 @@ def test_validate_takes_json_like_every_other_verb(tmp_path):
 def test_every_verb_and_option_says_what_it_is_for_and_the_help_names_the_agent_events():
     import argparse
 
-    from provider_rke2.cli import COMMANDS
     from provider_rke2.commands import build_parser
-    from provider_rke2.events import HANDLED
+    from provider_rke2.names import COMMANDS, HANDLED
 
     parser = build_parser()
     [verbs] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

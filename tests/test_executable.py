@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import os
+import select
 import stat
 import subprocess
 import sys
@@ -706,3 +707,31 @@ def test_the_quicker_yaml_reader_refuses_exactly_what_pyyaml_refuses():
     assert [m.start() for m in old.finditer(text)] == [m.start() for m in new.finditer(text)]
     # C0 but tab, LF, CR (29); DEL and C1 but NEL (32); the surrogates (2048); U+FFFE, U+FFFF.
     assert len(new.findall(text)) == 29 + 32 + 2048 + 2
+
+
+def test_an_unhandled_event_whose_sender_never_closes_stdin_is_answered_at_the_deadline(binary, tmp_path):
+    with zipfile.ZipFile(binary) as bundle:
+        assert "STDIN_DEADLINE = 60.0" in bundle.read("__main__.py").decode()  # names.STDIN_DEADLINE, baked
+    program = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('launcher', sys.argv[1])\n"
+        "launcher = importlib.util.module_from_spec(spec); spec.loader.exec_module(launcher)\n"
+        "launcher.STDIN_DEADLINE, launcher.MAX_EVENT_BYTES = 1.0, 1000\n"
+        "launcher.EMPTY_RESPONSE = '{}'\n"
+        "launcher._answer_unhandled()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program, str(BUILD / "launcher.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    process.stdin.write(b'{"name": "agent.install.challenge"')
+    process.stdin.flush()  # and never closed
+    try:
+        assert select.select([process.stdout], [], [], 10)[0], "no answer within 10 s"
+        assert process.stdout.readline() == b"{}\n"
+        assert process.wait(5) == 0
+    finally:
+        process.kill()
+        process.wait()
+        process.stdin.close()

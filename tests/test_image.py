@@ -167,7 +167,7 @@ def run(command):
 def test_the_image_carries_shell_completion_and_a_man_page_made_from_the_parser():
     """Generated at build (shtab, argparse-manpage) from the verbs' own parser: every verb is
     completed and documented, and groff reads the page without a warning."""
-    from provider_rke2.cli import COMMANDS
+    from provider_rke2.names import COMMANDS
 
     tree = ROOT / "build" / "image"
     completion = tree / "usr/share/bash-completion/completions/agent-provider-rke2"

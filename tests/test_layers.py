@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "provider_rke2"
 
 # What a check, a render, a plan and a validation are made of.
 CORE = (
-    "changes", "cluster", "datadir", "errors", "events", "fingerprint", "fleet", "paths", "protocol",
+    "changes", "cluster", "datadir", "errors", "fingerprint", "fleet", "names", "paths", "protocol",
     "proxy", "record", "registries", "render", "rke2check", "rke2config", "rke2version", "root",
     "schema", "secrets", "spec", "stages", "timespec", "tokens", "validation", "yamlread",
     "yamlwrite", "yip",
@@ -73,6 +73,7 @@ def test_every_module_is_placed():
         "fsio",
         "imagebuild",
         "node",
+        "process",
         "provider",
         "readiness",
         "report",

@@ -364,7 +364,7 @@ def test_run_by_hand_it_only_prints_records_nothing_and_restarts_nothing(
 def test_at_a_terminal_a_wait_says_what_it_still_waits_for():
     import io
 
-    from provider_rke2.readiness import at_a_terminal, wait
+    from provider_rke2.readiness import progress_at, wait
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -373,7 +373,7 @@ def test_at_a_terminal_a_wait_says_what_it_still_waits_for():
     screen, now = Terminal(), [0.0]
     wait([lambda budget: (False, "http://k/healthz: connection refused")], 40, max_interval=5,
          sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0],
-         progress=at_a_terminal(screen, every=15))  # fmt: skip
+         progress=progress_at(screen, every=15))  # fmt: skip
     lines = screen.getvalue().splitlines()
     assert (
         lines
@@ -382,4 +382,4 @@ def test_at_a_terminal_a_wait_says_what_it_still_waits_for():
             "waiting for RKE2 (32 s so far): http://k/healthz: connection refused",
         ]
     )
-    assert at_a_terminal(io.StringIO()) is None, "nobody watches a pipe: nothing said"
+    assert progress_at(io.StringIO()) is None, "nobody watches a pipe: nothing said"
