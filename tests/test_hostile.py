@@ -1167,8 +1167,8 @@ class TestReadinessNoLocalUserCanFake:
         kinds = [json.loads(line)["type"] for line in log.read_text().splitlines()] if log.exists() else []
         return done, kinds, time.monotonic() - start
 
-    def test_another_users_process_on_the_kubelets_port_is_not_the_kubelet(self, tmp_path, stub_bin):
-        process, port = self.serve(uid=65534)
+    def watch_a_kubelet_run_by(self, uid, tmp_path, stub_bin):
+        process, port = self.serve(uid)
         try:
             done, kinds, _ = self.watch(
                 tmp_path, stub_bin, "--role", "worker", "--kubelet-url", f"http://127.0.0.1:{port}/healthz"
@@ -1176,18 +1176,15 @@ class TestReadinessNoLocalUserCanFake:
         finally:
             process.kill()
             process.wait()
+        return done, kinds
+
+    def test_another_users_process_on_the_kubelets_port_is_not_the_kubelet(self, tmp_path, stub_bin):
+        done, kinds = self.watch_a_kubelet_run_by(65534, tmp_path, stub_bin)
         assert done.returncode == 1 and "answered by a process of uid 65534, not root's" in done.stdout
         assert "cluster_ready" not in kinds and "error" in kinds
 
     def test_roots_own_answer_is_ready(self, tmp_path, stub_bin):
-        process, port = self.serve()
-        try:
-            done, kinds, _ = self.watch(
-                tmp_path, stub_bin, "--role", "worker", "--kubelet-url", f"http://127.0.0.1:{port}/healthz"
-            )
-        finally:
-            process.kill()
-            process.wait()
+        done, kinds = self.watch_a_kubelet_run_by(0, tmp_path, stub_bin)
         assert done.returncode == 0 and "cluster_ready" in kinds, done.stdout
 
     def test_a_redirect_is_not_followed(self, tmp_path, stub_bin):
