@@ -112,9 +112,7 @@ class LocalNode:
                 drop_ins.append(DropIn(name, problem=f"cannot be read ({err.strerror or err})"))
                 continue
             except UnicodeDecodeError as err:
-                drop_ins.append(
-                    DropIn(name, problem=f"cannot be read ({getattr(err, 'strerror', None) or err})")
-                )
+                drop_ins.append(DropIn(name, problem=f"cannot be read ({err})"))
                 continue
             drop_ins.append(parse_drop_in(name, text))
         return NodeFacts(

@@ -389,12 +389,12 @@ def _snapshot(plan: Plan, paths: Paths, machine: Machine, say: Callable[[str], N
     done = machine.run(plan.snapshot, SNAPSHOT_TIMEOUT)
     if done.returncode != 0:
         why = "did not finish in time" if done.returncode is None else f"exited {done.returncode}"
-        output = scrub(done.output, _node_secrets(paths.config_file, plan.data_dir))[-400:]
+        output = scrub(done.output, _node_secrets(paths.config_file, plan.data_dir, machine))[-400:]
         raise Refused(f"the etcd snapshot {name} failed ({why}): {output}".rstrip(": "))
     return name
 
 
-def _node_secrets(config_file: str, data_dir: str) -> Set[str]:
+def _node_secrets(config_file: str, data_dir: str, machine: Machine) -> Set[str]:
     """What RKE2's own output may quote that nobody may read: the upgrade reads no cloud-config,
     so they come from the node: the secret options of the config.yaml RKE2 runs with, and the
     server's token, whole and its password alone."""
@@ -407,10 +407,7 @@ def _node_secrets(config_file: str, data_dir: str) -> Set[str]:
         found |= in_config(load_rke2_config(read_regular(config_file, 4 << 20).decode("utf-8")))
     except (OSError, UnicodeDecodeError, YAMLSyntaxError, RecursionError):
         pass
-    try:
-        held = read_regular(server_token(data_dir), 4096).decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        held = ""
+    held = machine.read_state(server_token(data_dir)) or ""  # a state file's reading: never a link
     for token in {held, *found}:
         found |= {token, parts(token)[1]} if token else set()
     return found

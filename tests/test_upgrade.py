@@ -520,3 +520,16 @@ def test_a_dry_run_writes_nothing_not_even_the_lock(agent_node, tmp_path):
     assert "stage the release in" in done.stdout
     assert tree(tmp_path) == before
     assert not os.path.exists(paths.lock_file)
+
+
+def test_a_failed_snapshot_is_scrubbed_of_the_secrets_the_node_itself_holds(tmp_path):
+    from provider_rke2.node import LocalNode
+    from provider_rke2.paths import server_token
+
+    paths = Paths(str(tmp_path / "root"))
+    Path(paths.config_file).parent.mkdir(parents=True)
+    Path(paths.config_file).write_text("agent-token: agent-secret-123\nnode-label: [a=b]\n")
+    Path(server_token(paths.data_dir)).parent.mkdir(parents=True)
+    Path(server_token(paths.data_dir)).write_text("K10abcdef::server:server-password-9\n")
+    found = upgrade._node_secrets(paths.config_file, paths.data_dir, LocalNode(environ={}))
+    assert found == {"agent-secret-123", "K10abcdef::server:server-password-9", "server-password-9"}
