@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/worker-behind-proxy.yaml
 
-.PHONY: test example stages lint tools clean build package image-tree image reproducible bench wheels realstack
+.PHONY: test example stages lint tools clean build package image-tree image reproducible bench crossings wheels realstack
 
 # Everything the executable is made from: a change to any of it rebuilds it (and what
 # contains it), so no artefact is ever stale.
@@ -92,6 +92,10 @@ package: image-tree
 
 bench: build realstack
 	$(BIN)/python build/bench.py
+
+# How many times one typical boot calls from one module of the package into another.
+crossings: $(STAMP)
+	$(BIN)/python build/crossings.py
 
 # Build the executable, then render a bundled example through it, as agent.boot would,
 # and print the YIP document.

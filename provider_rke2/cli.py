@@ -18,8 +18,10 @@ from provider_rke2.names import COMMANDS, MAX_EVENT_BYTES, STDIN_DEADLINE
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import List, Optional, Set, TextIO
+    from typing import List, Optional, Set, TextIO, Union
 
+    from provider_rke2.errors import ProviderError
+    from provider_rke2.paths import Paths
     from provider_rke2.protocol import Response
     from provider_rke2.provider import Context, Node
 
@@ -83,6 +85,7 @@ def run_event(name: str, stdin_text: Optional[str], node: Node) -> Response:
 
     from provider_rke2 import provider
     from provider_rke2.errors import ProviderError
+    from provider_rke2.paths import Paths
     from provider_rke2.protocol import EventError, Response, parse_event
 
     context = provider.Context()
@@ -102,16 +105,21 @@ def run_event(name: str, stdin_text: Optional[str], node: Node) -> Response:
         response = Response(state="error", error=f"internal error: {type(err).__name__}: {err}")
     response = _scrubbed(response.noted(stray.getvalue().strip()), context.secrets)
     try:
-        return _logged(name, _emitted(name, response, context, node), context, node)
+        try:  # the root the handler found, else the node's: the logs are where its paths say
+            logs: Union[Paths, ProviderError] = Paths((context.root or node.stylus_root()).path)
+        except ProviderError as err:
+            logs = err
+        return _logged(name, _emitted(name, response, context, node, logs), context, node, logs)
     except Exception as err:  # noqa: BLE001 - bookkeeping must never cost the agent its answer
         return response.noted(f"warning: events or log not written: internal error: {type(err).__name__}")
 
 
-def _emitted(name: str, response: Response, context: Context, node: Node) -> Response:
+def _emitted(
+    name: str, response: Response, context: Context, node: Node, logs: Union[Paths, ProviderError]
+) -> Response:
     """Write the handler's events, and an `error` event for a failure; never fails the event."""
     from provider_rke2 import eventlog
     from provider_rke2.errors import ProviderError
-    from provider_rke2.paths import Paths
     from provider_rke2.secrets import scrub
 
     events = list(context.events)
@@ -119,15 +127,13 @@ def _emitted(name: str, response: Response, context: Context, node: Node) -> Res
         events.append((eventlog.ERROR, response.error))
     if not events:
         return response
-    try:
-        path = Paths((context.root or node.stylus_root()).path).events_log
-    except ProviderError as err:
-        return response.noted("\n".join(f"warning: event lost: {kind} ({err})" for kind, _ in events))
+    if isinstance(logs, ProviderError):
+        return response.noted("\n".join(f"warning: event lost: {kind} ({logs})" for kind, _ in events))
     lost = []
     for kind, message in events:
         entry = eventlog.record(kind, scrub(message, context.secrets), context.role, name)
         try:
-            node.emit(path, entry)
+            node.emit(logs.events_log, entry)
         except ProviderError as err:
             lost.append(f"warning: event lost: {kind} ({err})")
     return response.noted("\n".join(lost))
@@ -144,12 +150,13 @@ def _scrubbed(response: Response, secrets: Set[str]) -> Response:
     )
 
 
-def _logged(name: str, response: Response, context: Context, node: Node) -> Response:
+def _logged(
+    name: str, response: Response, context: Context, node: Node, logs: Union[Paths, ProviderError]
+) -> Response:
     """Append the (already scrubbed) outcome to the provider log; never fails the event."""
     from provider_rke2 import __version__
     from provider_rke2.errors import ProviderError
     from provider_rke2.eventlog import now
-    from provider_rke2.paths import Paths
 
     lines = [
         ("warning", line[9:]) if line.startswith("warning: ") else ("info", line)
@@ -167,9 +174,10 @@ def _logged(name: str, response: Response, context: Context, node: Node) -> Resp
         f"{stamp} provider-rke2/{__version__} {printable(name)} role={role} {level}: {printable(message)}\n"
         for level, message in lines
     )
+    if isinstance(logs, ProviderError):
+        return response.noted(f"warning: provider log not written: {logs}")
     try:
-        root = context.root or node.stylus_root()
-        node.append_log(Paths(root.path).provider_log, text)
+        node.append_log(logs.provider_log, text)
     except ProviderError as err:
         return response.noted(f"warning: provider log not written: {err}")
     return response

@@ -121,7 +121,7 @@ class LocalNode:
             rke2_drop_ins=tuple(_yaml_files(paths.rke2_drop_in_dir)),
             has_state=has_rke2_state,
             resolve=os.path.realpath,
-            prefix=paths.prefix,  # the caller's paths come from self.paths: RKE2 found once
+            paths=paths,  # the caller's come from self.paths: RKE2 found once
             held_token=_held_token,
             registries_written=_written_by_provider(paths.registries_file),
             last_token=lambda: _config_token(paths.config_file),

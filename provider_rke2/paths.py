@@ -81,179 +81,137 @@ _CNI_DIRS = ("/etc/cni", "/opt/cni/bin", "/var/lib/cni")
 _POD_LOG_DIRS = ("/var/log/pods", "/var/log/containers")
 
 
+class _Derived:
+    """What Paths.__post_init__ derives from the root and the prefix: attributes, not fields
+    (a record compares and prints by its fields alone)."""
+
+    agent_mode: bool
+    config_dir: str
+    drop_in_dir: str
+    user_drop_in: str
+    provider_drop_in: str
+    config_file: str
+    registries_file: str
+    rke2_drop_in_dir: str
+    node_dir: str
+    data_dir: str
+    kubelet_dir: str
+    default_prefix: str
+    install_prefix: str
+    binary: str
+    log_file: str
+    provider_log_dir: str
+    provider_log: str
+    events_log: str
+    state_dir: str
+    rendered_state: str
+    started_stamp: str
+    restart_pending: str
+    fingerprint_key: str
+    data_dir_state: str
+    role_state: str
+    lock_file: str
+    upgrade_journal: str
+    upgrade_dir: str
+    upgrade_plan_dir: str
+    scripts_dir: str
+    uninstall_script: str
+    scripts_env: str
+    local_images: str
+
+
 @record
-class Paths:
-    """Every path of one root; `prefix` where RKE2 is installed under it."""
+class Paths(_Derived):
+    """Every path of one root; `prefix` where RKE2 is installed under it. The paths are
+    plain values, each derived once when the record is made (`__post_init__`): a reader
+    finds every one in the table there, and reading one is not a call."""
 
     root: str = "/"
     # Where RKE2 is installed (absolute, the root included); "" for the root's default.
     # A node's own is found by `located`.
     prefix: str = ""
 
+    def __post_init__(self) -> None:
+        under = self.under
+        agent_mode = self.root != "/"
+        config_dir = under("/etc/rancher/rke2")
+        # RKE2 reads config.yaml.d itself; config.d is the provider's own record of the two
+        # inputs it merged into config.yaml.
+        drop_in_dir = config_dir + "/config.d"
+        # Where RKE2 goes when it is installed under this root (see IMAGE_PREFIX).
+        default_prefix = under(RELEASE_PREFIX) if agent_mode else IMAGE_PREFIX
+        # Where RKE2's release tarball is installed: bin/rke2, lib/systemd/system, share/rke2.
+        install_prefix = self.prefix or default_prefix
+        provider_log_dir = under("/var/log/provider-rke2")
+        state_dir = under("/var/lib/provider-rke2")
+        # The new release staged (new/) and the files it replaced (old/, the rollback set):
+        # beside the files they swap with, so that each swap is one rename.
+        upgrade_dir = install_prefix + "/.provider-rke2-upgrade"
+        scripts_dir = under("/opt/rke2/scripts")
+        derived = dict(
+            agent_mode=agent_mode,
+            config_dir=config_dir,
+            drop_in_dir=drop_in_dir,
+            user_drop_in=drop_in_dir + "/90_userdata.yaml",
+            provider_drop_in=drop_in_dir + "/99_userdata.yaml",
+            config_file=config_dir + "/config.yaml",
+            # RKE2's private registry configuration (its --private-registry), from cluster.registries.
+            registries_file=config_dir + "/registries.yaml",
+            # RKE2's own drop-ins, read after config.yaml (RKE2 >= 1.21.1).
+            rke2_drop_in_dir=config_dir + "/config.yaml.d",
+            # The node password RKE2 keeps between registrations.
+            node_dir=under("/etc/rancher/node"),
+            # The root's default data dir (a node may use another: see provider_rke2.datadir).
+            data_dir=under(DEFAULT_DATA_DIR),
+            # The kubelet's default root dir under the root (`kubelet-arg: root-dir=` moves it).
+            kubelet_dir=under("/var/lib/kubelet"),
+            default_prefix=default_prefix,
+            install_prefix=install_prefix,
+            binary=install_prefix + "/bin/rke2",
+            log_file=under("/var/log/rke2.log"),
+            provider_log_dir=provider_log_dir,
+            provider_log=provider_log_dir + "/provider-rke2.log",
+            events_log=provider_log_dir + "/events.jsonl",
+            state_dir=state_dir,
+            # The fingerprint of the last successful render (for config_updated).
+            rendered_state=state_dir + "/rendered",
+            # The fingerprint RKE2 was last (re)started with (for restarting only on change).
+            started_stamp=state_dir + "/started",
+            # The fingerprint a boot could not restart RKE2 with while it was still starting:
+            # the readiness watcher restarts it once it is ready (see stages.start_service).
+            restart_pending=state_dir + "/restart-pending",
+            fingerprint_key=state_dir + "/fingerprint.key",
+            # The data dir of the last successful render: what RKE2 on this node really uses.
+            data_dir_state=state_dir + "/data-dir",
+            # The role of the last successful render (what `upgrade` upgrades without --role).
+            role_state=state_dir + "/role",
+            # Held by a boot, a reset and an upgrade, so that none of them overlaps another.
+            lock_file=state_dir + "/lock",
+            # What a running upgrade has done so far: found by the next command after a crash.
+            upgrade_journal=state_dir + "/upgrade.json",
+            upgrade_dir=upgrade_dir,
+            # Where `upgrade --dry-run` unpacks the release to read its version, then removes it.
+            upgrade_plan_dir=upgrade_dir + "-plan",
+            scripts_dir=scripts_dir,
+            uninstall_script=scripts_dir + "/rke2-uninstall.sh",
+            # The paths the scripts act on, for an operator who runs them by hand.
+            scripts_env=scripts_dir + "/rke2-paths.env",
+            local_images=under("/opt/content/images"),
+        )
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
     def under(self, path: str) -> str:
         """`path` (absolute) below the root."""
-        return path if self.root == "/" else self.root + path
-
-    @property
-    def agent_mode(self) -> bool:
-        return self.root != "/"
-
-    @property
-    def config_dir(self) -> str:
-        return self.under("/etc/rancher/rke2")
-
-    @property
-    def drop_in_dir(self) -> str:
-        # RKE2 reads config.yaml.d itself; config.d is the provider's own record of
-        # the two inputs it merged into config.yaml.
-        return self.config_dir + "/config.d"
-
-    @property
-    def user_drop_in(self) -> str:
-        return self.drop_in_dir + "/90_userdata.yaml"
-
-    @property
-    def provider_drop_in(self) -> str:
-        return self.drop_in_dir + "/99_userdata.yaml"
-
-    @property
-    def config_file(self) -> str:
-        return self.config_dir + "/config.yaml"
-
-    @property
-    def registries_file(self) -> str:
-        """RKE2's private registry configuration (its --private-registry), from cluster.registries."""
-        return self.config_dir + "/registries.yaml"
-
-    @property
-    def rke2_drop_in_dir(self) -> str:
-        """RKE2's own drop-ins, read after config.yaml (RKE2 >= 1.21.1)."""
-        return self.config_dir + "/config.yaml.d"
-
-    @property
-    def node_dir(self) -> str:
-        """The node password RKE2 keeps between registrations."""
-        return self.under("/etc/rancher/node")
-
-    @property
-    def data_dir(self) -> str:
-        """The root's default data dir (a node may use another: see provider_rke2.datadir)."""
-        return self.under(DEFAULT_DATA_DIR)
+        return _below(self.root, path)
 
     def effective_data_dir(self, recorded: Optional[str]) -> str:
         """The data dir this node's last boot recorded (see provider_rke2.datadir), else the root's."""
         return recorded if recorded and recorded.startswith("/") else self.data_dir
 
-    @property
-    def kubelet_dir(self) -> str:
-        """The kubelet's default root dir under the root (`kubelet-arg: root-dir=` moves it)."""
-        return self.under("/var/lib/kubelet")
-
     def env_file(self, unit: str) -> str:
         """The proxy environment of a unit (`/etc/default/%N` in RKE2's own unit)."""
         return self.under("/etc/default/" + unit_name(unit))
-
-    @property
-    def install_prefix(self) -> str:
-        """Where RKE2's release tarball is installed: bin/rke2, lib/systemd/system, share/rke2."""
-        return self.prefix or self.default_prefix
-
-    @property
-    def default_prefix(self) -> str:
-        """Where RKE2 goes when it is installed under this root (see IMAGE_PREFIX)."""
-        return self.under(RELEASE_PREFIX) if self.agent_mode else IMAGE_PREFIX
-
-    @property
-    def binary(self) -> str:
-        return self.install_prefix + "/bin/rke2"
-
-    @property
-    def log_file(self) -> str:
-        return self.under("/var/log/rke2.log")
-
-    @property
-    def provider_log_dir(self) -> str:
-        return self.under("/var/log/provider-rke2")
-
-    @property
-    def provider_log(self) -> str:
-        return self.provider_log_dir + "/provider-rke2.log"
-
-    @property
-    def events_log(self) -> str:
-        return self.provider_log_dir + "/events.jsonl"
-
-    @property
-    def state_dir(self) -> str:
-        return self.under("/var/lib/provider-rke2")
-
-    @property
-    def rendered_state(self) -> str:
-        """The fingerprint of the last successful render (for config_updated)."""
-        return self.state_dir + "/rendered"
-
-    @property
-    def started_stamp(self) -> str:
-        """The fingerprint RKE2 was last (re)started with (for restarting only on change)."""
-        return self.state_dir + "/started"
-
-    @property
-    def restart_pending(self) -> str:
-        """The fingerprint a boot could not restart RKE2 with while it was still starting: the
-        readiness watcher restarts it once it is ready (see stages.start_service)."""
-        return self.state_dir + "/restart-pending"
-
-    @property
-    def fingerprint_key(self) -> str:
-        return self.state_dir + "/fingerprint.key"
-
-    @property
-    def data_dir_state(self) -> str:
-        """The data dir of the last successful render: what RKE2 on this node really uses."""
-        return self.state_dir + "/data-dir"
-
-    @property
-    def role_state(self) -> str:
-        """The role of the last successful render (what `upgrade` upgrades without --role)."""
-        return self.state_dir + "/role"
-
-    @property
-    def lock_file(self) -> str:
-        """Held by a boot, a reset and an upgrade, so that none of them overlaps another."""
-        return self.state_dir + "/lock"
-
-    @property
-    def upgrade_journal(self) -> str:
-        """What a running upgrade has done so far: found by the next command after a crash."""
-        return self.state_dir + "/upgrade.json"
-
-    @property
-    def upgrade_dir(self) -> str:
-        """The new release staged (new/) and the files it replaced (old/, the rollback set):
-        beside the files they swap with, so that each swap is one rename."""
-        return self.install_prefix + "/.provider-rke2-upgrade"
-
-    @property
-    def upgrade_plan_dir(self) -> str:
-        """Where `upgrade --dry-run` unpacks the release to read its version, then removes it."""
-        return self.upgrade_dir + "-plan"
-
-    @property
-    def scripts_dir(self) -> str:
-        return self.under("/opt/rke2/scripts")
-
-    @property
-    def uninstall_script(self) -> str:
-        return self.scripts_dir + "/rke2-uninstall.sh"
-
-    @property
-    def scripts_env(self) -> str:
-        """The paths the scripts act on, for an operator who runs them by hand."""
-        return self.scripts_dir + "/rke2-paths.env"
-
-    @property
-    def local_images(self) -> str:
-        return self.under("/opt/content/images")
 
     @staticmethod
     def unit_drop_in_dir(unit: str) -> str:
@@ -386,14 +344,18 @@ def is_system_dir(path: str, paths: Paths) -> bool:
 
 def installs(root: str) -> Tuple[Paths, ...]:
     """The paths of this root with RKE2 at each of PREFIXES, in the order they are looked at."""
-    base = Paths(root)
-    return tuple(Paths(root, base.under(prefix)) for prefix in PREFIXES)
+    return tuple(Paths(root, _below(root, prefix)) for prefix in PREFIXES)
 
 
 def located(root: str, is_file: Callable[[str], bool]) -> Paths:
     """The paths of this root with RKE2 where it really is (the first of PREFIXES that holds
     bin/rke2), else where it would be installed; `is_file` is the edge's look at the node."""
-    return next((paths for paths in installs(root) if is_file(paths.binary)), Paths(root))
+    found = next((prefix for prefix in PREFIXES if is_file(_below(root, prefix) + "/bin/rke2")), None)
+    return Paths(root) if found is None else Paths(root, _below(root, found))
+
+
+def _below(root: str, path: str) -> str:
+    return path if root == "/" else root + path
 
 
 def runs_at_boot(path: str) -> bool:

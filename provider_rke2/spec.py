@@ -45,7 +45,8 @@ class NodeFacts:
     rke2_drop_ins: Tuple[str, ...] = ()  # names of the files in RKE2's own config.yaml.d/
     has_state: Callable[[str], bool] = _nothing_there  # RKE2 cluster state in a data dir?
     resolve: Callable[[str], str] = _as_is  # a path with its links followed
-    prefix: str = ""  # where RKE2 is installed ("": not found, the root's default)
+    # The node's paths, RKE2's prefix where it really is (None: the root's defaults)
+    paths: Optional[Paths] = None
     # Secrets, read only when a check needs them and never put in a message:
     held_token: Callable[[str], Optional[str]] = _no_token  # a data dir's server/token
     last_token: Callable[[], Optional[str]] = _no_token  # `token` of the config.yaml RKE2 runs with
@@ -68,12 +69,8 @@ class NodeSpec:
     kubelet_dir: str
     proxy_env: List[Tuple[str, str]]  # the unit's proxy environment; empty without a proxy
     warnings: Tuple[Problem, ...]
-    prefix: str = ""  # NodeFacts.prefix
+    paths: Paths  # the root's, with RKE2 where the node has it (NodeFacts.paths)
     stale_registries: bool = False  # the provider's registries.yaml is there, no longer asked for
-
-    @property
-    def paths(self) -> Paths:
-        return Paths(self.root.path, self.prefix)
 
 
 @record
@@ -125,7 +122,7 @@ def check(
     section: Section, root: Root, facts: NodeFacts = NO_FACTS, schema_check: SchemaCheck = schema.problems
 ) -> NodeSpec:
     """The node's specification; ConfigError with every problem, and the warnings found."""
-    paths = Paths(root.path, facts.prefix)
+    paths = facts.paths if facts.paths is not None and facts.paths.root == root.path else Paths(root.path)
     problems: List[Problem] = []
     warnings: List[Problem] = []
     cluster = _cluster(section, schema_check, problems, warnings)
@@ -180,7 +177,7 @@ def check(
     merged_drop_ins = tuple(d for d in facts.drop_ins if d.config is not None)
     return NodeSpec(
         cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(warnings),
-        facts.prefix, facts.registries_written and not cluster.registries,
+        paths, facts.registries_written and not cluster.registries,
     )  # fmt: skip
 
 

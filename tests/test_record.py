@@ -135,3 +135,23 @@ def test_a_field_without_a_default_after_one_with_is_refused_as_dataclasses_refu
 
             a: int = 0
             b: int
+
+
+def test_post_init_derives_values_that_are_read_as_attributes_but_compared_by_fields_alone():
+    @record
+    class Span:
+        """Derived values."""
+
+        start: int
+        end: int = 0
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "length", self.end - self.start)
+
+    span = Span(2, 7)
+    assert span.length == 5 and replace(span, end=12).length == 10  # replace derives again
+    assert span == Span(2, 7) and repr(span).endswith(".Span(start=2, end=7)")
+    assert hash(span) == hash(Span(2, 7))
+    with pytest.raises(FrozenError):
+        span.length = 1
+    assert not hasattr(Point, "__post_init__") and Point.__init__ is not Span.__init__
