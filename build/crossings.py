@@ -48,7 +48,7 @@ def main() -> int:
             return 1
         pairs: Counter = Counter()
 
-        def profile(frame, kind, arg):  # noqa: ANN001 - sys.setprofile's signature
+        def profile(frame, kind, arg):
             if kind != "call":
                 return
             callee = module_of(frame.f_code.co_filename)

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from typing import List, Optional, Set, TextIO, Union
 
     from provider_rke2.errors import ProviderError
+    from provider_rke2.machine import Machine
     from provider_rke2.paths import Paths
     from provider_rke2.protocol import Response
-    from provider_rke2.provider import Context, Node
+    from provider_rke2.provider import Context
 
 # Only os, sys and the event names at the top: most events are not ours, and
 # their answer must cost no more than starting Python. Everything else is
@@ -77,7 +78,7 @@ def event_mode(name: str) -> int:
     return 0
 
 
-def run_event(name: str, stdin_text: Optional[str], node: Node) -> Response:
+def run_event(name: str, stdin_text: Optional[str], node: Machine) -> Response:
     """The one place where every failure becomes a response; nothing escapes as a traceback.
     `stdin_text` None: the event never ended (stdin held open past its deadline)."""
     import io
@@ -115,7 +116,7 @@ def run_event(name: str, stdin_text: Optional[str], node: Node) -> Response:
 
 
 def _emitted(
-    name: str, response: Response, context: Context, node: Node, logs: Union[Paths, ProviderError]
+    name: str, response: Response, context: Context, node: Machine, logs: Union[Paths, ProviderError]
 ) -> Response:
     """Write the handler's events, and an `error` event for a failure; never fails the event."""
     from provider_rke2 import eventlog
@@ -151,7 +152,7 @@ def _scrubbed(response: Response, secrets: Set[str]) -> Response:
 
 
 def _logged(
-    name: str, response: Response, context: Context, node: Node, logs: Union[Paths, ProviderError]
+    name: str, response: Response, context: Context, node: Machine, logs: Union[Paths, ProviderError]
 ) -> Response:
     """Append the (already scrubbed) outcome to the provider log; never fails the event."""
     from provider_rke2 import __version__

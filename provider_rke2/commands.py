@@ -16,7 +16,7 @@ from provider_rke2.paths import ROLES
 from provider_rke2.record import record
 
 if TYPE_CHECKING:
-    from provider_rke2.node import LocalNode
+    from provider_rke2.machine import Machine
     from provider_rke2.root import Root
 
 ROOT_HELP = "STYLUS_ROOT to use (default: /etc/spectro/environment, then $STYLUS_ROOT, then /)"
@@ -31,7 +31,7 @@ class Streams:
     stderr: TextIO
 
 
-Handler = Callable[[argparse.Namespace, "LocalNode", Streams], int]
+Handler = Callable[[argparse.Namespace, "Machine", Streams], int]
 
 
 # --- the parser ------------------------------------------------------------------------
@@ -360,7 +360,7 @@ def _absolute(text: str) -> str:
 # --- the handlers ------------------------------------------------------------------------
 
 
-def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def render(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     text = _read_source(options.file, io)
     if text is None:
         return 2
@@ -423,7 +423,7 @@ def render(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return 0
 
 
-def plan(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def plan(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     text = _read_source(options.file, io)
     if text is None:
         return 2
@@ -477,7 +477,7 @@ def plan(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return 0
 
 
-def validate(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def validate(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     from provider_rke2 import validation
 
     as_json = options.json or options.format == "json"
@@ -511,7 +511,7 @@ def validate(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return 1 if any(validation.has_errors(found) for _, found in results) else 0
 
 
-def paths(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def paths(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     from provider_rke2 import report
 
     root = node.stylus_root()
@@ -522,7 +522,7 @@ def paths(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return 0
 
 
-def mode(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def mode(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     from provider_rke2 import report
 
     root, seen = node.stylus_root(), report.gather()
@@ -530,7 +530,7 @@ def mode(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return 0
 
 
-def events(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def events(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     from provider_rke2 import report
 
     root = node.stylus_root()
@@ -539,7 +539,7 @@ def events(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     )
 
 
-def status(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def status(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     from provider_rke2 import report
 
     failed = _finish_upgrade(node, io.stderr)
@@ -547,13 +547,13 @@ def status(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return 3 if failed else shown  # the upgrade's own status for a release it could not put back
 
 
-def wait_ready(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def wait_ready(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     from provider_rke2.readiness import wait_ready as watch
 
     return watch(options, node, io.stderr, io.stdout)
 
 
-def install(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def install(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     import json
 
     from provider_rke2 import imagebuild
@@ -567,7 +567,7 @@ def install(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     }
     payload = {"provider": imagebuild.PROVIDER, "version": options.version, "config": config}
     try:
-        request = imagebuild.request(payload, node.machine())
+        request = imagebuild.request(payload, node.architecture())
         if request is None:  # never: the payload names this provider
             raise ProviderError("not an rke2 install request")
         binary = request.prefix + "/bin/rke2"
@@ -591,7 +591,7 @@ def install(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return 0
 
 
-def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def upgrade(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     import signal
 
     from provider_rke2 import upgrade as upgrades
@@ -643,7 +643,7 @@ def upgrade(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
     return result.exit_status
 
 
-def no_proxy(options: argparse.Namespace, node: LocalNode, io: Streams) -> int:
+def no_proxy(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     from provider_rke2 import proxy
     from provider_rke2.fsio import read_regular
     from provider_rke2.paths import Paths
@@ -704,14 +704,13 @@ def _read_source(source: str, io: Streams) -> Optional[str]:
         return None
 
 
-def _boot_executable(node: LocalNode) -> str:
+def _boot_executable(node: Machine) -> str:
     """The path a node runs the provider from: this one's own when it is in a providers
     directory, else where an image has it, whoever runs `render` or `plan` from wherever."""
-    from provider_rke2.paths import PROVIDER_DIRS
-    from provider_rke2.render import DEFAULT_EXECUTABLE
+    from provider_rke2.paths import DEFAULT_EXECUTABLE, PROVIDER_DIRS
 
     executable = node.executable()
-    return executable if os.path.dirname(executable) in PROVIDER_DIRS else DEFAULT_EXECUTABLE
+    return executable if executable and os.path.dirname(executable) in PROVIDER_DIRS else DEFAULT_EXECUTABLE
 
 
 def _cloud_configs(given: List[str], io: Streams) -> List[str]:
@@ -731,7 +730,7 @@ def _cloud_configs(given: List[str], io: Streams) -> List[str]:
     return found
 
 
-def _finish_upgrade(node: LocalNode, stderr: TextIO) -> bool:
+def _finish_upgrade(node: Machine, stderr: TextIO) -> bool:
     """`status` first rolls back an upgrade a crash interrupted, unless one is running now;
     True when it could not."""
     from provider_rke2 import upgrade as upgrades
@@ -753,7 +752,7 @@ def _finish_upgrade(node: LocalNode, stderr: TextIO) -> bool:
     return failed
 
 
-def _scripts_env(root: Root, node: LocalNode) -> str:
+def _scripts_env(root: Root, node: Machine) -> str:
     """rke2-paths.env for this node: the one its last boot laid beside the scripts (with the
     kubelet dir its config names), else made from its recorded data dir or the root's defaults.
     Refused when it would have a reset act on a system directory (a data dir `/usr`)."""

@@ -1,4 +1,5 @@
-"""The real machine: the files, environment and processes a handler may touch."""
+"""The real machine (provider_rke2.machine.Machine): the files, environment and processes
+of the node this runs on, each method one primitive."""
 
 from __future__ import annotations
 
@@ -7,27 +8,22 @@ import os
 from provider_rke2 import root as roots
 from provider_rke2.errors import ConfigError, OutputError, Problem
 from provider_rke2.eventlog import JOURNAL_SOCKET, LIMIT
+from provider_rke2.machine import ScriptResult
 from provider_rke2.names import MAX_EVENT_BYTES
-from provider_rke2.record import record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, ContextManager, List, Mapping, Optional, Sequence, Tuple
+    from typing import Any, ContextManager, Mapping, Optional, Sequence, Tuple
+
+    from provider_rke2.machine import Check
+    from provider_rke2.paths import Paths
+    from provider_rke2.readiness import Outcome
+    from provider_rke2.spec import NodeFacts
 
 MAX_SCRIPT_OUTPUT = 8192
 VERSION_TIMEOUT = 30.0
 SYSTEMCTL_TIMEOUT = 180.0  # a stop waits for RKE2 to end its containers' shims
-MAX_DROP_IN = 1024 * 1024  # bytes read of another tool's config.d drop-in
 ENVIRONMENT_LIMIT = 64 * 1024  # /etc/spectro/environment: a few assignments
-
-
-@record
-class ScriptResult:
-    """How a command ran: its status and the end of its output."""
-
-    path: str
-    returncode: Optional[int]  # None: killed at the time limit
-    output: str
 
 
 class LocalNode:
@@ -41,16 +37,14 @@ class LocalNode:
         self.environ = os.environ if environ is None else environ
         self.journal_socket = journal_socket
 
-    def executable(self) -> str:
+    def executable(self) -> Optional[str]:
         """This program's own path, when it runs as the packaged executable."""
         import sys
 
-        from provider_rke2.render import DEFAULT_EXECUTABLE
-
         argv0 = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-        return argv0 if argv0 and not argv0.endswith(".py") and os.path.isfile(argv0) else DEFAULT_EXECUTABLE
+        return argv0 if argv0 and not argv0.endswith(".py") and os.path.isfile(argv0) else None
 
-    def paths(self, root: str) -> Any:
+    def paths(self, root: str) -> Paths:
         """The paths of `root` with RKE2 where this node really has it (paths.located)."""
         from provider_rke2.paths import located
 
@@ -92,40 +86,15 @@ class LocalNode:
         except UnicodeDecodeError as err:
             raise OSError(84, f"not UTF-8 text (byte {err.start})") from None
 
-    def facts(self, paths: Any) -> Any:
-        """What a check needs to know of this node (provider_rke2.spec.NodeFacts)."""
-        from provider_rke2.fsio import read_whole
-        from provider_rke2.rke2config import PROVIDER_DROP_IN, USER_DROP_IN, DropIn, parse_drop_in
-        from provider_rke2.spec import NodeFacts
+    def facts(self, paths: Paths) -> NodeFacts:
+        """What a check needs to know of this node (provider_rke2.nodefacts)."""
+        from provider_rke2.nodefacts import read
 
-        recorded = self.read_state(paths.data_dir_state)
-        drop_ins = []
-        for name in _yaml_files(paths.drop_in_dir):
-            if name in (USER_DROP_IN, PROVIDER_DROP_IN):
-                continue
-            where = os.path.join(paths.drop_in_dir, name)
-            try:
-                text = read_whole(where, MAX_DROP_IN).decode("utf-8")
-            except OSError as err:
-                if err.errno == 27:  # RKE2 reads it whole: skipped here, it would decide unseen
-                    raise ConfigError([Problem(where, f"{err.strerror}: RKE2 would apply it all")]) from None
-                drop_ins.append(DropIn(name, problem=f"cannot be read ({err.strerror or err})"))
-                continue
-            except UnicodeDecodeError as err:
-                drop_ins.append(DropIn(name, problem=f"cannot be read ({err})"))
-                continue
-            drop_ins.append(parse_drop_in(name, text))
-        return NodeFacts(
-            recorded_data_dir=recorded if recorded and recorded.startswith("/") else None,
-            drop_ins=tuple(drop_ins),
-            rke2_drop_ins=tuple(_yaml_files(paths.rke2_drop_in_dir)),
-            has_state=has_rke2_state,
-            resolve=os.path.realpath,
-            paths=paths,  # the caller's come from self.paths: RKE2 found once
-            held_token=_held_token,
-            registries_written=_written_by_provider(paths.registries_file),
-            last_token=lambda: _config_token(paths.config_file),
-        )
+        return read(paths, self.read_state)
+
+    def exists(self, path: str) -> bool:
+        """Whether anything is at `path`, a dangling link too."""
+        return os.path.lexists(path)
 
     def remove_file(self, path: str) -> bool:
         """Remove a regular file (never through a link); False when there was none."""
@@ -174,7 +143,7 @@ class LocalNode:
     # subprocess, platform and importlib.resources are imported by the methods that
     # need them: agent.boot, the common handled event, uses none of them.
 
-    def machine(self) -> str:
+    def architecture(self) -> str:
         import platform
 
         return platform.machine()
@@ -191,7 +160,7 @@ class LocalNode:
         done = self.run(["systemctl", *args], timeout)
         return (124 if done.returncode is None else done.returncode), done.output
 
-    def wait_ready(self, checks: Sequence[Tuple[str, str, str]], timeout: float) -> Any:
+    def wait_ready(self, checks: Sequence[Check], timeout: float) -> Outcome:
         import sys
 
         from provider_rke2 import readiness
@@ -204,15 +173,6 @@ class LocalNode:
         from provider_rke2.fsio import node_lock
 
         return node_lock(path, wait, doing)
-
-    def finish_upgrade(self, paths: Any, by: str) -> Optional[str]:
-        """Roll back an upgrade a crash interrupted (see provider_rke2.upgrade), leaving the
-        unit stopped for the boot stage to start; what was done, or None."""
-        if not os.path.lexists(paths.upgrade_journal):  # nearly every boot: nothing to import
-            return None
-        from provider_rke2 import upgrade
-
-        return upgrade.recover(paths, self, by, start=False)
 
     def run_script(
         self, installed: str, root: roots.Root, timeout: float, paths_env: Mapping[str, str]
@@ -287,60 +247,6 @@ def _end_group(process: Any) -> None:
         except OSError:
             pass
     process.wait()
-
-
-def has_rke2_state(data_dir: str) -> bool:
-    """Whether RKE2 has run with this data dir (see provider_rke2.datadir.STATE_MARKERS)."""
-    from provider_rke2.datadir import STATE_MARKERS
-
-    return any(os.path.isdir(os.path.join(data_dir, marker)) for marker in STATE_MARKERS)
-
-
-def _written_by_provider(path: str) -> bool:
-    """Whether the file is there, a regular file whose first line is the provider's header."""
-    if not os.path.lexists(path):  # nearly every node: nothing to import
-        return False
-    from provider_rke2.fsio import read_regular
-    from provider_rke2.registries import HEADER
-
-    try:
-        return read_regular(path, len(HEADER) + 1).decode("utf-8", errors="replace").startswith(HEADER + "\n")
-    except OSError:
-        return False
-
-
-def _held_token(path: str) -> Optional[str]:
-    """RKE2's server/token (a secret: compared, never shown); None when it cannot be read."""
-    from provider_rke2.fsio import read_regular
-
-    try:
-        return read_regular(path, 4096).decode("utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _config_token(path: str) -> Optional[str]:
-    """`token` of the config.yaml the provider last wrote, which RKE2 runs with; None without.
-    The provider writes every top-level key at the start of a line, one line each for a
-    scalar: only that line is read as YAML, not a config of thousands of labels."""
-    from provider_rke2.fsio import read_regular
-    from provider_rke2.yamlread import YAMLSyntaxError, load_rke2_config
-
-    try:
-        text = read_regular(path, MAX_DROP_IN).decode("utf-8")
-        line = next((line for line in text.splitlines() if line.startswith("token:")), None)
-        config = load_rke2_config(line) if line else None
-    except (OSError, UnicodeDecodeError, YAMLSyntaxError, RecursionError):
-        return None
-    token = config.get("token") if isinstance(config, dict) else None
-    return token if isinstance(token, str) and token else None
-
-
-def _yaml_files(directory: str) -> List[str]:
-    try:
-        return sorted(name for name in os.listdir(directory) if name.endswith(".yaml"))
-    except OSError:
-        return []
 
 
 def _read_or_empty(path: str) -> str:

@@ -21,6 +21,8 @@ CLUSTER_OUTPUT = "/usr/local/cloud-config/cluster.kairos.yaml"
 # Where the Kairos agent looks for providers after $PATH: the image's directory, and the one
 # providers shipped as systemd-sysext images use.
 PROVIDER_DIRS = ("/system/providers", "/usr/local/system/providers")
+# Where a node runs the provider from when it does not say: an image's providers directory.
+DEFAULT_EXECUTABLE = PROVIDER_DIRS[0] + "/agent-provider-rke2"
 # Where the boot stages run cloud-configs from (kairos-agent's cloud-init paths): the
 # *.yaml and *.yml files anywhere below them, nothing else.
 CLOUD_CONFIG_DIRS = ("/system/oem", "/oem", "/usr/local/cloud-config")

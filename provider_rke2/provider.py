@@ -1,4 +1,5 @@
-"""Dispatch of agent events to their handlers; node I/O comes in through `Node`."""
+"""Dispatch of agent events to their handlers; every node I/O goes through the machine
+(provider_rke2.machine.Machine)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from provider_rke2.secrets import in_config, in_section
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Callable, ContextManager, List, Mapping, Optional, Protocol, Set, Tuple
+    from typing import Callable, List, Optional, Set, Tuple
 
-    from provider_rke2.spec import Section
+    from provider_rke2.machine import Machine as Node
+    from provider_rke2.machine import ScriptResult
+    from provider_rke2.paths import Paths
+    from provider_rke2.spec import NodeFacts, Section
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
@@ -33,48 +37,6 @@ class Context:
     events: List[Tuple[str, str]] = Factory(list)  # (type, message) for the event log
 
 
-if TYPE_CHECKING:
-
-    class Node(Protocol):
-        """What a handler may do to the machine it runs on."""
-
-        def read_text(self, path: str) -> str: ...
-
-        def write_private(self, path: str, text: str) -> None: ...
-
-        def stylus_root(self) -> Root: ...
-
-        def run_script(
-            self, installed: str, root: Root, timeout: float, paths_env: Mapping[str, str]
-        ) -> Any: ...
-
-        def facts(self, paths: Any) -> Any: ...
-
-        def remove_file(self, path: str) -> bool: ...
-
-        def version_of(self, binary: str) -> Optional[str]: ...
-
-        def machine(self) -> str: ...
-
-        def append_log(self, path: str, text: str) -> None: ...
-
-        def emit(self, path: str, entry: dict) -> None: ...
-
-        def executable(self) -> str: ...
-
-        def read_state(self, path: str) -> Optional[str]: ...
-
-        def write_state(self, path: str, text: str) -> None: ...
-
-        def fingerprint_key(self, path: str) -> bytes: ...
-
-        def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]: ...
-
-        def finish_upgrade(self, paths: Any, by: str) -> Optional[str]: ...
-
-        def paths(self, root: str) -> Any: ...
-
-
 def handle(event: Event, node: Node, context: Optional[Context] = None) -> Response:
     """The response to one event; raises ProviderError for the CLI to report."""
     context = Context() if context is None else context
@@ -87,7 +49,7 @@ def handle(event: Event, node: Node, context: Optional[Context] = None) -> Respo
 
         if event.name == INFO:
             return imagebuild.info(node.version_of, imagebuild.binaries(node.stylus_root().path))
-        request = imagebuild.request(payload(event, node.read_text), node.machine())
+        request = imagebuild.request(payload(event, node.read_text), node.architecture())
         if request is None:
             return Response(state="non-applicable", log="not an rke2 install request")
         return imagebuild.install(request, node.version_of)
@@ -128,18 +90,15 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
         return _boot_locked(section, root, paths, node, context)
 
 
-def _boot_locked(section: Section, root: Root, paths: Any, node: Node, context: Context) -> Response:
+def _boot_locked(section: Section, root: Root, paths: Paths, node: Node, context: Context) -> Response:
     from provider_rke2.eventlog import CONFIG_UPDATED, DATA_DIR_KEPT
+    from provider_rke2.paths import DEFAULT_EXECUTABLE
     from provider_rke2.render import render_section
 
     notes = []
-    try:
-        # Before anything else: an upgrade a crash interrupted is rolled back (its own events).
-        finished = node.finish_upgrade(paths, BOOT)
-    except ProviderError as err:
-        finished = f"warning: {err}"
-    if finished:
-        notes.append(finished if finished.startswith("warning: ") else f"warning: {finished}")
+    # Before anything else: an upgrade a crash interrupted is rolled back (its own events).
+    if node.exists(paths.upgrade_journal):  # nearly every boot: nothing to import
+        notes += _finish_upgrade(paths, node)
     facts = _noting_tokens(node.facts(paths), context.secrets)
     for drop_in in facts.drop_ins:
         context.secrets |= in_config(drop_in.config)
@@ -148,7 +107,7 @@ def _boot_locked(section: Section, root: Root, paths: Any, node: Node, context: 
     except ProviderError as err:
         key = b""
         notes.append(f"warning: fingerprint key not kept ({err}); change detection still works")
-    rendered = render_section(section, root, key, node.executable(), facts)
+    rendered = render_section(section, root, key, node.executable() or DEFAULT_EXECUTABLE, facts)
     context.root, context.role = rendered.root, rendered.role
     node.write_private(rendered.path, rendered.text)
     if node.read_state(paths.rendered_state) != rendered.fingerprint:
@@ -173,7 +132,19 @@ def _boot_locked(section: Section, root: Root, paths: Any, node: Node, context: 
     return Response(state="success", log="\n".join(lines))
 
 
-def _noting_tokens(facts: Any, secrets: Set[str]) -> Any:
+def _finish_upgrade(paths: Paths, node: Node) -> List[str]:
+    """Roll back the upgrade a crash interrupted, leaving the unit stopped for the boot stage
+    to start (see provider_rke2.upgrade); what was done, as a warning."""
+    from provider_rke2.upgrade import recover
+
+    try:
+        finished = recover(paths, node, BOOT, start=False)
+    except ProviderError as err:
+        return [f"warning: {err}"]
+    return [f"warning: {finished}"] if finished else []
+
+
+def _noting_tokens(facts: NodeFacts, secrets: Set[str]) -> NodeFacts:
     """The facts, each token read from the node added to the secrets scrubbed from messages
     (no message quotes one: this holds should one ever do so)."""
     from provider_rke2.record import replace
@@ -234,7 +205,7 @@ def _reset(event: Event, node: Node, context: Context) -> Response:
     return Response(state="success", log="\n".join(line for line in lines if line).strip())
 
 
-def _failure(result: Any) -> str:
+def _failure(result: ScriptResult) -> str:
     if result.returncode is None:
         return f"{result.path} did not finish within {RESET_TIMEOUT} s: {result.output}".strip()
     return result.output or f"{result.path} exited with status {result.returncode}"

@@ -14,10 +14,14 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, TextIO, Tuple
 
 from provider_rke2 import eventlog
 from provider_rke2.record import record
+
+if TYPE_CHECKING:
+    from provider_rke2.machine import Machine
+    from provider_rke2.paths import Paths
 
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 SUPERVISOR_PING = "https://127.0.0.1:9345/ping"
@@ -281,7 +285,7 @@ def progress_at(stream: Any, every: float = PROGRESS_EVERY) -> Optional[Callable
     return progress
 
 
-def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO] = None) -> int:
+def wait_ready(options: Any, node: Machine, stderr: TextIO, stdout: Optional[TextIO] = None) -> int:
     """0 when RKE2 became ready within the bound (a restart the boot stage left pending
     applied once it was), 1 when it did not."""
     from provider_rke2.errors import ProviderError
@@ -336,7 +340,7 @@ def wait_ready(options: Any, node: Any, stderr: TextIO, stdout: Optional[TextIO]
 
 
 def _apply_pending(
-    paths: Any, node: Any, unit: str, deadline: float, poll: float
+    paths: Paths, node: Machine, unit: str, deadline: float, poll: float
 ) -> Optional[Tuple[str, str]]:
     """The restart a boot left pending while the unit was starting, done once the unit is
     active: (event type, message), or None when nothing was pending.
@@ -382,7 +386,7 @@ def _apply_pending(
     )
 
 
-def _forget(node: Any, path: str, applied: str) -> None:
+def _forget(node: Machine, path: str, applied: str) -> None:
     """Remove the pending restart, unless a boot has left another one there meanwhile."""
     from provider_rke2.errors import ProviderError
 

@@ -9,7 +9,7 @@ import shlex
 from provider_rke2 import datadir, rke2config, schema, stages, yip
 from provider_rke2.errors import OutputError, Problem
 from provider_rke2.fingerprint import keyed
-from provider_rke2.paths import PROVIDER_DIRS, images_dir
+from provider_rke2.paths import DEFAULT_EXECUTABLE, images_dir
 from provider_rke2.record import record
 from provider_rke2.rke2config import DropIn
 from provider_rke2.root import APPLIANCE_ROOT, FROM_DEFAULT, Root
@@ -33,7 +33,6 @@ _MERGED_HEADER = (
 
 
 # Where Kairos keeps providers; the readiness watcher runs this executable.
-DEFAULT_EXECUTABLE = PROVIDER_DIRS[0] + "/agent-provider-rke2"
 
 
 @record

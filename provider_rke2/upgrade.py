@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from provider_rke2 import eventlog, rke2version
 from provider_rke2.errors import ProviderError, Terminated
@@ -35,6 +35,9 @@ from provider_rke2.swap import (
     swap_in,
 )
 
+if TYPE_CHECKING:
+    from provider_rke2.machine import Check, Machine
+
 SNAPSHOT_TIMEOUT = 600.0
 LOCK_WAIT = 10.0  # a boot holds the lock for well under a second
 PROBE_INTERVAL = 5.0
@@ -47,31 +50,9 @@ EXIT = {PLANNED: 0, UNCHANGED: 0, UPGRADED: 0, REFUSED: 1, ROLLED_BACK: 1, FAILE
 SWAPPING, WAITING, ROLLING_BACK, COMMITTED = "swapping", "waiting for readiness", "rolling back", "committed"
 _PHASES = (SWAPPING, WAITING, ROLLING_BACK, COMMITTED)
 
-Check = Tuple[str, str, str]  # url, expected answer, CA file ("" for none): readiness.checks
-
 
 class Refused(ProviderError):
     """The upgrade was not started: nothing on the node changed."""
-
-
-class Machine(Protocol):
-    """What an upgrade does to the node (provider_rke2.node.LocalNode)."""
-
-    def version_of(self, binary: str) -> Optional[str]: ...
-
-    def machine(self) -> str: ...
-
-    def systemctl(self, *args: str) -> Tuple[int, str]: ...
-
-    def run(self, argv: Sequence[str], timeout: float) -> Any: ...
-
-    def wait_ready(self, checks: Sequence[Check], timeout: float) -> Any: ...
-
-    def emit(self, path: str, entry: dict) -> None: ...
-
-    def read_state(self, path: str) -> Optional[str]: ...
-
-    def write_state(self, path: str, text: str) -> None: ...
 
 
 @record
@@ -221,11 +202,11 @@ def dry_run(req: Request, paths: Paths, machine: Machine) -> Result:
         refusals.append(str(err))
         role, role_from = "", "unknown"
     new_version, names = "", []  # type: Tuple[str, List[str]]
-    arch = ARCHITECTURES.get(machine.machine())
+    arch = ARCHITECTURES.get(machine.architecture())
     if not os.path.isdir(req.artifacts):
         refusals.append(f"no directory {req.artifacts} (--artifacts): no release to plan for")
     elif arch is None:
-        refusals.append(f"unsupported architecture {machine.machine()!r}: expected amd64 or arm64")
+        refusals.append(f"unsupported architecture {machine.architecture()!r}: expected amd64 or arm64")
     else:
         try:
             names, new_version = release_listing(verified_archive(req.artifacts, arch)[0])
@@ -326,9 +307,9 @@ def _staged(req: Request, paths: Paths, machine: Machine, top: str) -> SwapSet:
     """The release for this machine's architecture, verified against its sums, unpacked in `top`."""
     from provider_rke2.imagebuild import ARCHITECTURES, InstallError, verified_archive
 
-    arch = ARCHITECTURES.get(machine.machine())
+    arch = ARCHITECTURES.get(machine.architecture())
     if arch is None:
-        raise Refused(f"unsupported architecture {machine.machine()!r}: expected amd64 or arm64")
+        raise Refused(f"unsupported architecture {machine.architecture()!r}: expected amd64 or arm64")
     try:
         archive, _ = verified_archive(req.artifacts, arch)
         return stage(archive, paths.install_prefix, top)

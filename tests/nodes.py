@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import ContextManager, Dict, List, Optional, Tuple
 
-from provider_rke2.node import ScriptResult
-from provider_rke2.paths import Paths, located
+from provider_rke2.machine import ScriptResult
+from provider_rke2.paths import DEFAULT_EXECUTABLE, Paths, located
 from provider_rke2.record import replace
-from provider_rke2.render import APPLIANCE, DEFAULT_EXECUTABLE
+from provider_rke2.render import APPLIANCE
 from provider_rke2.root import Root
 from provider_rke2.spec import NO_FACTS, NodeFacts
 
@@ -37,14 +37,13 @@ class MemoryNode:
         self.node_facts = facts
         self.removed: List[str] = []
         self.locks: List[Tuple[str, str]] = []
-        self.upgrade_note: Optional[str] = None  # what finish_upgrade reports
 
     def lock(self, path: str, wait: float, doing: str) -> ContextManager[None]:
         self.locks.append((path, doing))
         return contextlib.nullcontext()
 
-    def finish_upgrade(self, paths, by: str) -> Optional[str]:
-        return self.upgrade_note
+    def exists(self, path: str) -> bool:
+        return path in self.files or path in self.state
 
     def paths(self, root: str) -> Paths:
         """RKE2 where the files this node holds put it (paths.located)."""
@@ -106,7 +105,7 @@ class MemoryNode:
     def version_of(self, binary: str) -> Optional[str]:
         return None
 
-    def machine(self) -> str:
+    def architecture(self) -> str:
         return "x86_64"
 
     def event_types(self) -> List[str]:

@@ -7,7 +7,7 @@ import pytest
 from provider_rke2 import datadir
 from provider_rke2.cli import run_event
 from provider_rke2.errors import ConfigError
-from provider_rke2.node import has_rke2_state
+from provider_rke2.nodefacts import has_rke2_state
 from provider_rke2.paths import Paths
 from provider_rke2.render import render
 from provider_rke2.root import FROM_ENVIRON, Root

@@ -131,7 +131,7 @@ def test_a_token_in_an_error_never_reaches_the_event_log():
 
 
 def test_reset_emits_cluster_reset_or_error():
-    from provider_rke2.node import ScriptResult
+    from provider_rke2.machine import ScriptResult
 
     event = json.dumps({"data": json.dumps({"config": cloud_config(role="worker")})})
     done = MemoryNode(script=ScriptResult("/s/rke2-uninstall.sh", 0, "ok"))

@@ -24,7 +24,8 @@ IO = frozenset(
     {
         "os", "subprocess", "socket", "shutil", "tempfile", "fcntl", "select", "signal", "_signal",
         "http.client", "urllib.request", "tarfile", "platform", "importlib.resources", "io",
-        "provider_rke2.fsio", "provider_rke2.node", "provider_rke2.eventlog", "provider_rke2.readiness",
+        "provider_rke2.fsio", "provider_rke2.node", "provider_rke2.nodefacts", "provider_rke2.eventlog",
+        "provider_rke2.readiness",
     }
 )  # fmt: skip
 
@@ -72,7 +73,9 @@ def test_every_module_is_placed():
         "eventlog",
         "fsio",
         "imagebuild",
+        "machine",
         "node",
+        "nodefacts",
         "process",
         "provider",
         "readiness",

@@ -7,7 +7,8 @@ import pytest
 from provider_rke2 import provider
 from provider_rke2.cli import run_event
 from provider_rke2.errors import OutputError
-from provider_rke2.node import LocalNode, ScriptResult
+from provider_rke2.machine import ScriptResult
+from provider_rke2.node import LocalNode
 from provider_rke2.paths import Paths
 from provider_rke2.render import APPLIANCE
 from provider_rke2.root import FROM_ENVIRON, Root

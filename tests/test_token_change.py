@@ -180,7 +180,7 @@ def test_a_refused_boot_keeps_the_nodes_output_and_shows_no_token(tmp_path):
     "written", ["token: plain-old-secret\n", "token: 'quoted: old-secret'\n", 'token: "0755"\n']
 )
 def test_the_token_an_agent_ran_with_is_read_from_the_config_the_provider_wrote(tmp_path, written):
-    from provider_rke2.node import _config_token
+    from provider_rke2.nodefacts import _config_token
     from provider_rke2.yamlread import load_rke2_config
 
     config = tmp_path / "config.yaml"

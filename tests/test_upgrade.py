@@ -18,7 +18,7 @@ from provider_rke2 import rke2version, upgrade
 from provider_rke2.errors import Busy
 from provider_rke2.fsio import node_lock
 from provider_rke2.imagebuild import InstallError
-from provider_rke2.node import ScriptResult
+from provider_rke2.machine import ScriptResult
 from provider_rke2.paths import Paths
 from provider_rke2.report import last_upgrade
 from provider_rke2.swap import SwapError, keep_previous, restore, stage, swap_in
@@ -193,7 +193,7 @@ class ScriptedMachine:
         text = Path(binary).read_text()
         return text.split("echo '")[1].split("'")[0] if "echo '" in text else None
 
-    def machine(self) -> str:
+    def architecture(self) -> str:
         return {"amd64": "x86_64", "arm64": "aarch64"}[ARCH]
 
     def systemctl(self, *args: str) -> Tuple[int, str]:

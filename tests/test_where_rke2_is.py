@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from provider_rke2.cli import run_event
-from provider_rke2.node import ScriptResult
+from provider_rke2.machine import ScriptResult
 from provider_rke2.paths import Paths, located
 from provider_rke2.render import APPLIANCE
 
