@@ -289,7 +289,7 @@ def image_tree() -> None:
     /usr/local), byte-compiled for every Python from 3.9 this machine has, so that no boot
     unpacks or compiles anything."""
     sys.path.insert(0, str(PROJECT))
-    from provider_rke2.paths import PROVIDER_DIRS  # where the Kairos agent finds providers
+    from provider_rke2.core.paths import PROVIDER_DIRS  # where the Kairos agent finds providers
 
     providers = os.environ.get("PROVIDERS_DIR") or PROVIDER_DIRS[0]
     if providers not in PROVIDER_DIRS:
@@ -353,7 +353,7 @@ def cli_docs(tree: Path) -> None:
     from build_manpages.manpage import Manpage
 
     from provider_rke2 import __version__
-    from provider_rke2.commands import build_parser
+    from provider_rke2.verbs.commands import build_parser
 
     texts = {shell: shtab.complete(build_parser(), shell=shell) for shell in ("bash", "zsh")}
     page = Manpage(build_parser())

@@ -5,7 +5,7 @@ One `agent.boot` of examples/worker-behind-proxy.yaml runs in this process again
 under a temporary STYLUS_ROOT, twice (the first fills the imports and the node's state; the
 second, an unchanged re-boot as most boots are, is counted). Every Python call whose caller
 and callee are in different modules of provider_rke2 is one crossing; the constructors that
-`record` makes (record.py) are not counted: they are data, not a hop. Prints the total, the
+`record` makes (core/record.py) are not counted: they are data, not a hop. Prints the total, the
 module pairs, and the busiest pairs.
 """
 
@@ -31,7 +31,7 @@ def module_of(filename: str) -> str:
 def main() -> int:
     sys.path.insert(0, str(PROJECT))
     from provider_rke2.cli import run_event
-    from provider_rke2.node import LocalNode
+    from provider_rke2.machine.node import LocalNode
 
     with tempfile.TemporaryDirectory(prefix="crossings-") as work:
         config = (PROJECT / "examples" / "worker-behind-proxy.yaml").read_text()
@@ -53,7 +53,7 @@ def main() -> int:
                 return
             callee = module_of(frame.f_code.co_filename)
             caller = module_of(frame.f_back.f_code.co_filename) if frame.f_back else ""
-            if callee and caller and callee != caller and callee != "record":
+            if callee and caller and callee != caller and not callee.endswith("record"):
                 pairs[(caller, callee)] += 1
 
         sys.setprofile(profile)

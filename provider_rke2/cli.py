@@ -1,7 +1,7 @@
 """The edge: argv, stdin, stdout and exit codes live here only.
 
     agent-provider-rke2 EVENT                one JSON event on stdin, one JSON response on stdout
-    agent-provider-rke2 VERB ...             an operator's verb (provider_rke2.commands)
+    agent-provider-rke2 VERB ...             an operator's verb (provider_rke2.verbs.commands)
 
 Exit status of event mode: 0 whenever a response object was written, errors
 included (the agent reads `error` from it; a non-zero status would make it
@@ -20,11 +20,11 @@ TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations on
 if TYPE_CHECKING:
     from typing import List, Optional, Set, TextIO, Union
 
-    from provider_rke2.errors import ProviderError
+    from provider_rke2.agent.protocol import Response
+    from provider_rke2.agent.provider import Context
+    from provider_rke2.core.errors import ProviderError
+    from provider_rke2.core.paths import Paths
     from provider_rke2.machine import Machine
-    from provider_rke2.paths import Paths
-    from provider_rke2.protocol import Response
-    from provider_rke2.provider import Context
 
 # Only os, sys and the event names at the top: most events are not ours, and
 # their answer must cost no more than starting Python. Everything else is
@@ -54,8 +54,8 @@ def event_mode(name: str) -> int:
         return 0
     import _signal  # `signal` without the enum classes it builds on import (0.5 ms a boot)
 
-    from provider_rke2.node import LocalNode
-    from provider_rke2.process import at_a_terminal, terminates
+    from provider_rke2.machine.node import LocalNode
+    from provider_rke2.machine.process import at_a_terminal, terminates
 
     # Terminated mid-write, the cleanup in `finally` blocks must still run: no
     # temporary file is left behind, and the earlier output stays as it was.
@@ -84,10 +84,10 @@ def run_event(name: str, stdin_text: Optional[str], node: Machine) -> Response:
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
-    from provider_rke2 import provider
-    from provider_rke2.errors import ProviderError
-    from provider_rke2.paths import Paths
-    from provider_rke2.protocol import EventError, Response, parse_event
+    from provider_rke2.agent import provider
+    from provider_rke2.agent.protocol import EventError, Response, parse_event
+    from provider_rke2.core.errors import ProviderError
+    from provider_rke2.core.paths import Paths
 
     context = provider.Context()
     stray = io.StringIO()
@@ -119,9 +119,9 @@ def _emitted(
     name: str, response: Response, context: Context, node: Machine, logs: Union[Paths, ProviderError]
 ) -> Response:
     """Write the handler's events, and an `error` event for a failure; never fails the event."""
-    from provider_rke2 import eventlog
-    from provider_rke2.errors import ProviderError
-    from provider_rke2.secrets import scrub
+    from provider_rke2.core.errors import ProviderError
+    from provider_rke2.core.secrets import scrub
+    from provider_rke2.machine import eventlog
 
     events = list(context.events)
     if response.error:
@@ -142,8 +142,8 @@ def _emitted(
 
 def _scrubbed(response: Response, secrets: Set[str]) -> Response:
     """The one place secrets are removed: every field but `state`, just before anything leaves."""
-    from provider_rke2.protocol import Response
-    from provider_rke2.secrets import scrub
+    from provider_rke2.agent.protocol import Response
+    from provider_rke2.core.secrets import scrub
 
     # Never the protocol's own word: a short secret must not turn "success" into "succ<redacted>ss".
     return Response(
@@ -156,8 +156,8 @@ def _logged(
 ) -> Response:
     """Append the (already scrubbed) outcome to the provider log; never fails the event."""
     from provider_rke2 import __version__
-    from provider_rke2.errors import ProviderError
-    from provider_rke2.eventlog import now
+    from provider_rke2.core.errors import ProviderError
+    from provider_rke2.machine.eventlog import now
 
     lines = [
         ("warning", line[9:]) if line.startswith("warning: ") else ("info", line)
@@ -167,7 +167,7 @@ def _logged(
         lines.append(("error", response.error))
     if not lines:
         return response
-    from provider_rke2.errors import printable
+    from provider_rke2.core.errors import printable
 
     # One record a line: nothing from the input (a role, a key) can start a line of its own.
     stamp, role = now(), printable(context.role or "-")
@@ -186,9 +186,9 @@ def _logged(
 
 def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """An operator's verb: parsed, run against this machine, its errors reported on stderr."""
-    from provider_rke2 import commands
-    from provider_rke2.errors import ConfigError, ProviderError
-    from provider_rke2.node import LocalNode
+    from provider_rke2.core.errors import ConfigError, ProviderError
+    from provider_rke2.machine.node import LocalNode
+    from provider_rke2.verbs import commands
 
     parser = commands.build_parser()
     options = parser.parse_args(args)

@@ -7,7 +7,7 @@ INFO = "init.provider.info"
 INSTALL = "init.provider.install"
 HANDLED = frozenset({BOOT, RESET, INFO, INSTALL})
 
-# The operators' verbs (provider_rke2.commands.VERBS has a handler for each, in this order).
+# The operators' verbs (provider_rke2.verbs.commands.VERBS has a handler for each, in this order).
 COMMANDS = (
     "render", "validate", "plan", "paths", "mode", "events", "status", "wait-ready", "install", "upgrade",
     "no-proxy",

@@ -12,8 +12,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provider_rke2 import yip  # noqa: E402
-from provider_rke2.render import render  # noqa: E402
+from provider_rke2.core import yip  # noqa: E402
+from provider_rke2.core.render import render  # noqa: E402
 
 
 def make_tarball(members, extra=None) -> bytes:

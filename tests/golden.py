@@ -16,8 +16,8 @@ from typing import Dict
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provider_rke2.render import APPLIANCE, render  # noqa: E402
-from provider_rke2.root import Root  # noqa: E402
+from provider_rke2.core.render import APPLIANCE, render  # noqa: E402
+from provider_rke2.core.root import Root  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 STAGES = ROOT / "stages"

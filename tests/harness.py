@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from provider_rke2.imagebuild import ARCHITECTURES
+from provider_rke2.machine.release import ARCHITECTURES
 
 import sandbox
 from conftest import ROOT, make_tarball

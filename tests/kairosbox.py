@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from provider_rke2.imagebuild import ARCHITECTURES
+from provider_rke2.machine.release import ARCHITECTURES
 
 from conftest import ROOT
 from harness import PLAY_RKE2, STUBS, release_artefacts, stub

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 from typing import ContextManager, Dict, List, Optional, Tuple
 
+from provider_rke2.core.paths import DEFAULT_EXECUTABLE, Paths, located
+from provider_rke2.core.record import replace
+from provider_rke2.core.render import APPLIANCE
+from provider_rke2.core.root import Root
+from provider_rke2.core.spec import NO_FACTS, NodeFacts
 from provider_rke2.machine import ScriptResult
-from provider_rke2.paths import DEFAULT_EXECUTABLE, Paths, located
-from provider_rke2.record import replace
-from provider_rke2.render import APPLIANCE
-from provider_rke2.root import Root
-from provider_rke2.spec import NO_FACTS, NodeFacts
 
 
 class MemoryNode:

@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from provider_rke2.paths import Paths
-from provider_rke2.render import render
-from provider_rke2.root import FROM_FLAG, Root
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.render import render
+from provider_rke2.core.root import FROM_FLAG, Root
 
 from conftest import ROOT, cloud_config, files_of, rendered_document, step_named, steps, unescape
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from provider_rke2 import __version__, cli, names, provider
-from provider_rke2.protocol import Response
+from provider_rke2 import __version__, cli, names
+from provider_rke2.agent import provider
+from provider_rke2.agent.protocol import Response
 
 from conftest import ROOT, cloud_config
 from nodes import MemoryNode
@@ -54,7 +55,7 @@ def test_config_errors_answer_error_and_write_nothing():
 
 
 def test_write_failures_are_reported_as_errors():
-    from provider_rke2.errors import OutputError
+    from provider_rke2.core.errors import OutputError
 
     node = FakeNode(fail_write=OutputError("cannot write /x: Read-only file system"))
     response = cli.run_event("agent.boot", boot_event(cloud_config(role="init")), node)
@@ -183,7 +184,7 @@ def test_bad_events_end_to_end(stdin, error):
 def test_unhandled_events_answer_empty_without_loading_yaml_or_schema_code():
     probe = (
         "import sys; from provider_rke2 import cli; code = cli.main(['agent.install.challenge']);"
-        "loaded = sorted(m for m in ('yaml', 'jsonschema', 'provider_rke2.render') if m in sys.modules);"
+        "loaded = sorted(m for m in ('yaml', 'jsonschema', 'provider_rke2.core.render') if m in sys.modules);"
         "sys.stderr.write('LOADED=' + ','.join(loaded)); sys.exit(code)"
     )
     result = subprocess.run(
@@ -195,8 +196,8 @@ def test_unhandled_events_answer_empty_without_loading_yaml_or_schema_code():
 
 def test_stdout_written_below_python_goes_to_stderr_not_into_the_response(tmp_path):
     probe = (
-        "import os, sys; from provider_rke2 import cli, provider;"
-        "from provider_rke2.protocol import Response;"
+        "import os, sys; from provider_rke2 import cli; from provider_rke2.agent import provider;"
+        "from provider_rke2.agent.protocol import Response;"
         "provider.handle = lambda e, n, c=None: (os.write(1, b'raw fd write\\n'), Response(log='ok'))[1];"
         "sys.exit(cli.main(['agent.boot']))"
     )
@@ -386,7 +387,7 @@ def test_a_bug_in_the_bookkeeping_still_answers_the_agent():
 
 
 def test_every_verb_has_its_handler_and_the_launcher_knows_them_all():
-    from provider_rke2 import commands
+    from provider_rke2.verbs import commands
 
     assert tuple(commands.VERBS) == names.COMMANDS
     for verb in names.COMMANDS:  # each one parsed (its --help exits 0), so the parser knows it
@@ -396,13 +397,29 @@ def test_every_verb_has_its_handler_and_the_launcher_knows_them_all():
 
 
 def test_the_architecture_table_names_every_module_and_no_other():
+    import ast
+
     doc = (ROOT / "docs" / "architecture.md").read_text()
     table = doc[doc.index("## Architecture") : doc.index("## Building and testing")]
-    named = set(re.findall(r"^\| `([a-z0-9_]+\.py)`", table, re.M))
-    named |= set(re.findall(r"^\| `[a-z0-9_]+\.py` / `([a-z0-9_]+\.py)`", table, re.M))
-    named |= set(re.findall(r"^\| `([a-z0-9_]+\.py)` / `[a-z0-9_]+\.py`", table, re.M))
-    modules = {p.name for p in (ROOT / "provider_rke2").glob("*.py") if not p.name.startswith("__")}
+    cell = r"`((?:[a-z]+/)?[a-z0-9_]+\.py)`"
+    named = set(re.findall(rf"^\| {cell}", table, re.M)) | set(
+        re.findall(rf"^\| `[^`]+` / {cell}", table, re.M)
+    )
+    package = ROOT / "provider_rke2"
+    modules = {
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        # a folder's __init__ that only says what the folder is, is the folder's row; the
+        # package's own holds its version
+        if path.name != "__main__.py"
+        and (
+            path.name != "__init__.py"
+            or (path.parent != package and len(ast.parse(path.read_text()).body) > 1)
+        )
+    }
     assert named == modules
+    folders = {path.name for path in package.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    assert folders == set(re.findall(r"^\| \*\*`([a-z]+)/`\*\*", table, re.M))
 
 
 def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):

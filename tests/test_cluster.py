@@ -1,8 +1,8 @@
 import pytest
 
-from provider_rke2.cluster import DEFAULT_OUTPUT_PATH, parse_cluster
-from provider_rke2.errors import ConfigError
-from provider_rke2.yamlread import load_cloud_config
+from provider_rke2.core.cluster import DEFAULT_OUTPUT_PATH, parse_cluster
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.yamlread import load_cloud_config
 
 
 def section(text: str):

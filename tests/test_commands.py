@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from provider_rke2.paths import Paths
-from provider_rke2.timespec import duration, instant
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.timespec import duration, instant
 
 import sandbox
 from conftest import ROOT
@@ -300,8 +300,8 @@ def test_validate_takes_json_like_every_other_verb(tmp_path):
 def test_every_verb_and_option_says_what_it_is_for_and_the_help_names_the_agent_events():
     import argparse
 
-    from provider_rke2.commands import build_parser
     from provider_rke2.names import COMMANDS, HANDLED
+    from provider_rke2.verbs.commands import build_parser
 
     parser = build_parser()
     [verbs] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

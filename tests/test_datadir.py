@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from provider_rke2 import datadir
 from provider_rke2.cli import run_event
-from provider_rke2.errors import ConfigError
-from provider_rke2.nodefacts import has_rke2_state
-from provider_rke2.paths import Paths
-from provider_rke2.render import render
-from provider_rke2.root import FROM_ENVIRON, Root
-from provider_rke2.spec import NodeFacts
+from provider_rke2.core import datadir
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.render import render
+from provider_rke2.core.root import FROM_ENVIRON, Root
+from provider_rke2.core.spec import NodeFacts
+from provider_rke2.machine.nodefacts import has_rke2_state
 
 from conftest import cloud_config
 from nodes import MemoryNode

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from provider_rke2.commands import build_parser
-from provider_rke2.eventlog import TYPES
-from provider_rke2.root import FROM_FLAG, Root
-from provider_rke2.validation import has_errors, validate
+from provider_rke2.core.root import FROM_FLAG, Root
+from provider_rke2.core.validation import has_errors, validate
+from provider_rke2.machine.eventlog import TYPES
+from provider_rke2.verbs.commands import build_parser
 
 from conftest import ROOT
 

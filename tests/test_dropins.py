@@ -6,12 +6,12 @@ import os
 import yaml
 
 from provider_rke2.cli import run_event
-from provider_rke2.node import LocalNode
-from provider_rke2.paths import Paths
-from provider_rke2.render import render
-from provider_rke2.rke2config import DropIn, parse_drop_in, with_drop_ins
-from provider_rke2.root import FROM_ENVIRON, Root
-from provider_rke2.spec import NodeFacts
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.render import render
+from provider_rke2.core.rke2config import DropIn, parse_drop_in, with_drop_ins
+from provider_rke2.core.root import FROM_ENVIRON, Root
+from provider_rke2.core.spec import NodeFacts
+from provider_rke2.machine.node import LocalNode
 
 from conftest import cloud_config
 from nodes import MemoryNode

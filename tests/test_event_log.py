@@ -8,12 +8,15 @@ import subprocess
 import sys
 import time
 
-from provider_rke2 import __version__, eventlog, report, schema
+from provider_rke2 import __version__
 from provider_rke2.cli import run_event
-from provider_rke2.errors import OutputError
-from provider_rke2.fsio import append_record
-from provider_rke2.node import LocalNode
-from provider_rke2.root import FROM_FLAG, Root
+from provider_rke2.core import schema
+from provider_rke2.core.errors import OutputError
+from provider_rke2.core.root import FROM_FLAG, Root
+from provider_rke2.machine import eventlog
+from provider_rke2.machine.fsio import append_record
+from provider_rke2.machine.node import LocalNode
+from provider_rke2.verbs import report
 
 from conftest import ROOT, cloud_config
 from nodes import MemoryNode
@@ -66,7 +69,7 @@ def test_no_journal_socket_is_fine(tmp_path):
 def test_concurrent_writers_never_interleave(tmp_path):
     path = tmp_path / "events.jsonl"
     writer = (
-        "import sys\nfrom provider_rke2 import eventlog\nfrom provider_rke2.fsio import append_record\n"
+        "import sys\nfrom provider_rke2.machine import eventlog\nfrom provider_rke2.machine.fsio import append_record\n"
         "for i in range(200):\n"
         "    append_record(sys.argv[1], eventlog.line(eventlog.record('config_updated', sys.argv[2] + str(i) * 50)), 1 << 30)\n"
     )

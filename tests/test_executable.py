@@ -501,8 +501,8 @@ def builder_module():
 def test_every_input_of_the_executable_is_watched():
     names = {str(p.relative_to(ROOT)) for p in builder_module().inputs()}
     for expected in (
-        "provider_rke2/__init__.py", "provider_rke2/scripts/rke2-uninstall.sh", "provider_rke2/yip.schema.json",
-        "provider_rke2/rke2keys.json", "build/launcher.py", "build/constraints.txt", "requirements.txt",
+        "provider_rke2/__init__.py", "provider_rke2/scripts/rke2-uninstall.sh", "provider_rke2/core/yip.schema.json",
+        "provider_rke2/core/rke2keys.json", "build/launcher.py", "build/constraints.txt", "requirements.txt",
     ):  # fmt: skip
         assert expected in names, expected
 

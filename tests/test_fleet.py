@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from provider_rke2.root import FROM_FLAG, Root
-from provider_rke2.validation import validate_cluster
+from provider_rke2.core.root import FROM_FLAG, Root
+from provider_rke2.core.validation import validate_cluster
 
 from conftest import ROOT
 

@@ -3,9 +3,9 @@ import os
 import pytest
 from pyfakefs.helpers import set_uid
 
-from provider_rke2 import fsio
-from provider_rke2.errors import OutputError
-from provider_rke2.fsio import replace_file
+from provider_rke2.core.errors import OutputError
+from provider_rke2.machine import fsio
+from provider_rke2.machine.fsio import replace_file
 
 PATH = "/usr/local/cloud-config/cluster.kairos.yaml"
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from provider_rke2 import fsio
-from provider_rke2 import root as roots
-from provider_rke2.errors import ConfigError, OutputError
-from provider_rke2.node import LocalNode
-from provider_rke2.paths import Paths
-from provider_rke2.render import render
-from provider_rke2.rke2config import DropIn, with_drop_ins
-from provider_rke2.root import FROM_ENVIRON, Root
+from provider_rke2.core import root as roots
+from provider_rke2.core.errors import ConfigError, OutputError
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.render import render
+from provider_rke2.core.rke2config import DropIn, with_drop_ins
+from provider_rke2.core.root import FROM_ENVIRON, Root
+from provider_rke2.machine import fsio
+from provider_rke2.machine.node import LocalNode
 
 from conftest import ROOT, cloud_config
 
@@ -104,7 +104,7 @@ class TestNoWriteThroughALink:
         assert not (log.parent / "events.jsonl.1").is_symlink()
 
     def test_the_start_steps_stamp_is_never_written_through_a_link(self, tmp_path, stub_bin):
-        from provider_rke2 import stages
+        from provider_rke2.core import stages
 
         paths = Paths(str(tmp_path / "root"))
         os.makedirs(paths.state_dir, mode=0o700)
@@ -125,7 +125,7 @@ class TestNoWriteThroughALink:
         assert os.path.islink(paths.started_stamp + ".tmp"), "a planted name is not used"
 
     def test_the_start_steps_stamp_never_lands_in_a_planted_directory(self, tmp_path, stub_bin):
-        from provider_rke2 import stages
+        from provider_rke2.core import stages
 
         paths = Paths(str(tmp_path / "root"))
         os.makedirs(paths.started_stamp)
@@ -227,7 +227,8 @@ class TestNoBlockingOnAFifo:
         assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
     def test_a_fifo_as_an_install_artefact_is_refused_at_once(self, tmp_path):
-        from provider_rke2.imagebuild import InstallError, InstallRequest, install
+        from provider_rke2.agent.imagebuild import InstallRequest, install
+        from provider_rke2.machine.release import InstallError
 
         artefacts = tmp_path / "artefacts"
         artefacts.mkdir()
@@ -251,7 +252,7 @@ class TestRecordsWholeOrAbsent:
         assert log.read_bytes() == b'{"type":"a"}\n{"type":"c"}\n'
 
     def test_a_record_torn_earlier_never_swallows_the_next_one(self, tmp_path):
-        from provider_rke2 import eventlog
+        from provider_rke2.machine import eventlog
 
         log = tmp_path / "logs" / "events.jsonl"
         log.parent.mkdir(mode=0o700)
@@ -452,7 +453,7 @@ class TestLinearAndBounded:
         assert "more characters" in str(raised.value)
 
     def test_an_error_lists_at_most_twenty_problems(self):
-        from provider_rke2 import rke2check
+        from provider_rke2.core import rke2check
 
         booleans = sorted(k for k, spec in rke2check.table()["keys"].items() if spec["type"] == "bool")[:30]
         config = "".join(f"{key}: maybe\n" for key in booleans)  # 30 values RKE2 cannot take
@@ -841,7 +842,7 @@ class TestTheUpgradeSaysWhatHappened:
         paths = self.interrupted(tmp_path, stub_bin)  # the first one's journal, as while it runs
         (tmp_path / "artifacts").mkdir()
         holder = subprocess.Popen(
-            [sys.executable, "-c", "import sys, time; from provider_rke2.fsio import node_lock\n"
+            [sys.executable, "-c", "import sys, time; from provider_rke2.machine.fsio import node_lock\n"
              "with node_lock(sys.argv[1], 0, 'upgrade'):\n print('held', flush=True); time.sleep(60)",
              paths.lock_file],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -917,7 +918,7 @@ class TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites:
     user can write, never through a link at a script's name."""
 
     def install(self, tmp_path, members=RELEASE):
-        from provider_rke2.imagebuild import InstallRequest, install
+        from provider_rke2.agent.imagebuild import InstallRequest, install
 
         root = tmp_path / "root"
         request = InstallRequest(
@@ -927,7 +928,7 @@ class TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites:
 
     @pytest.mark.parametrize("where", ["usr/local/bin", "usr/local/lib/systemd/system", "usr/local/share"])
     def test_a_release_directory_that_is_another_users_link_is_refused(self, tmp_path, where):
-        from provider_rke2.imagebuild import InstallError
+        from provider_rke2.machine.release import InstallError
 
         outside = foreign_link(tmp_path / "root" / where, tmp_path)
         with pytest.raises(InstallError, match="is a link owned by uid 65534; nothing installed"):
@@ -961,7 +962,7 @@ class TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites:
         ],
     )
     def test_a_prefix_another_user_controls_is_refused(self, tmp_path, mode, owner, why):
-        from provider_rke2.imagebuild import InstallError
+        from provider_rke2.machine.release import InstallError
 
         prefix = tmp_path / "root/usr/local"
         prefix.mkdir(parents=True)
@@ -980,7 +981,7 @@ class TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites:
         ],
     )
     def test_a_bin_directory_another_user_controls_is_refused(self, tmp_path, uid, gid, mode, why):
-        from provider_rke2.imagebuild import InstallError
+        from provider_rke2.machine.release import InstallError
 
         binaries = tmp_path / "root/usr/local/bin"
         binaries.mkdir(parents=True)
@@ -991,7 +992,7 @@ class TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites:
         assert list(binaries.iterdir()) == []
 
     def test_an_upgrade_refuses_a_unit_directory_that_is_another_users_link(self, tmp_path):
-        from provider_rke2.swap import SwapError, keep_previous, stage
+        from provider_rke2.machine.swap import SwapError, keep_previous, stage
 
         paths = Paths(str(tmp_path / "root"))
         Path(paths.binary).parent.mkdir(parents=True)
@@ -1022,7 +1023,7 @@ class TestReleaseArchivesReadAsUntrusted:
         ],
     )
     def test_a_unit_no_release_has_is_named(self, tmp_path, members, why):
-        from provider_rke2.imagebuild import InstallError
+        from provider_rke2.machine.release import InstallError
 
         with pytest.raises(InstallError, match=why):
             TestInstallAndUpgradeWriteOnlyWhereRootAloneWrites().install(tmp_path, members)
@@ -1031,7 +1032,8 @@ class TestReleaseArchivesReadAsUntrusted:
     def test_a_unit_path_that_is_a_directory_is_named(self, tmp_path):
         import tarfile
 
-        from provider_rke2.imagebuild import InstallError, InstallRequest, install
+        from provider_rke2.agent.imagebuild import InstallRequest, install
+        from provider_rke2.machine.release import InstallError
 
         from conftest import make_tarball
 
@@ -1071,7 +1073,8 @@ class TestReleaseArchivesReadAsUntrusted:
         ],
     )
     def test_a_truncated_archive_or_a_member_past_the_bound_is_refused(self, tmp_path, declared, before, why):
-        from provider_rke2.imagebuild import InstallError, InstallRequest, install, release_listing
+        from provider_rke2.agent.imagebuild import InstallRequest, install
+        from provider_rke2.machine.release import InstallError, release_listing
 
         artifacts = release_dir(tmp_path, body=self.truncated(declared, before))
         archive = os.path.join(artifacts, "rke2.linux-amd64.tar.gz")
@@ -1090,7 +1093,7 @@ class TestReleaseArchivesReadAsUntrusted:
         import io
         import tarfile
 
-        from provider_rke2.imagebuild import InstallError, release_listing
+        from provider_rke2.machine.release import InstallError, release_listing
 
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -1109,7 +1112,7 @@ class TestTheImagesWaitHoldsItsBound:
     listing of the directory takes longer than the whole bound (100,000 archives)."""
 
     def test_a_listing_slower_than_the_bound_is_cut_at_the_bound(self, tmp_path, stub_bin):
-        from provider_rke2 import stages
+        from provider_rke2.core import stages
 
         images = tmp_path / "images"
         images.mkdir()
@@ -1205,7 +1208,7 @@ class TestReadinessNoLocalUserCanFake:
         assert "cluster_ready" not in kinds
 
     def test_a_cluster_ca_that_is_a_fifo_never_holds_the_wait_past_its_deadline(self, tmp_path, stub_bin):
-        from provider_rke2.paths import server_ca
+        from provider_rke2.core.paths import server_ca
 
         ca = Path(server_ca(Paths(str(tmp_path / "root")).data_dir))
         ca.parent.mkdir(parents=True)
@@ -1250,13 +1253,13 @@ class TestTheEventLogUnderLoadAndForgery:
         return [json.loads(line)["message"] for line in followed.read_text().splitlines()]
 
     def test_a_burst_across_several_rotations_loses_nothing(self, tmp_path):
-        from provider_rke2 import eventlog
+        from provider_rke2.machine import eventlog
 
         path = self.log(tmp_path)
         fsio.append_record(str(path), b'{"type": "config_updated", "message": "before"}\n', eventlog.LIMIT)
         process = self.follow(tmp_path)
         writer = (  # 4 MB: four rotations of a 1 MiB log, from another process as fast as it can
-            "import json, sys\nfrom provider_rke2 import eventlog, fsio\n"
+            "import json, sys\nfrom provider_rke2.machine import eventlog, fsio\n"
             "for n in range(4000):\n"
             "    entry = json.dumps({'type': 'config_updated', 'message': f'{n} ' + 'x' * 1000})\n"
             "    fsio.append_record(sys.argv[1], entry.encode() + b'\\n', eventlog.LIMIT)\n"
@@ -1320,7 +1323,7 @@ class TestSmallerDefects:
     """Issue 26, class 6: each once a real defect."""
 
     def test_a_lone_surrogate_in_a_record_is_written_and_read_back(self, tmp_path):
-        from provider_rke2 import eventlog
+        from provider_rke2.machine import eventlog
 
         path = str(tmp_path / "log" / "events.jsonl")
         entry = eventlog.record(eventlog.ERROR, "cluster.role: '\udc80' is not one of init")

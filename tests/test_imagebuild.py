@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from provider_rke2 import imagebuild
-from provider_rke2.imagebuild import InstallError, InstallRequest, install, request
-from provider_rke2.paths import Paths
+import provider_rke2
+from provider_rke2.agent import imagebuild
+from provider_rke2.agent.imagebuild import InstallRequest, install, request
+from provider_rke2.core.paths import Paths
+from provider_rke2.machine import release
+from provider_rke2.machine.release import InstallError
 
 from conftest import make_tarball
 
 ARTIFACTS = "/artifacts"
 CANNOT_RUN = lambda binary: None  # noqa: E731 - an image built for another architecture
-PACKAGE_DIR = str(Path(imagebuild.__file__).parent)
+PACKAGE_DIR = str(Path(provider_rke2.__file__).parent)  # the scripts and the schemas
 UNIT = (
     "[Service]\nExecStart=/usr/local/bin/rke2 server\nEnvironmentFile=-/usr/local/lib/systemd/system/%N.env\n"
 )
@@ -274,6 +277,6 @@ def test_a_binary_naming_endless_versions_is_no_release_and_read_in_bounded_memo
     artefacts(image, members={**RELEASE, "bin/rke2": stamped + noise})
     response = install(req(version=""), CANNOT_RUN)
     assert json.loads(response.data)["version"] == "" and "version could not be read" in response.log
-    few = b"".join(f"v9.{i}.0+rke2r1\0".encode() for i in range(imagebuild.MAX_VERSIONS - 1))
+    few = b"".join(f"v9.{i}.0+rke2r1\0".encode() for i in range(release.MAX_VERSIONS - 1))
     image.create_file("/few", contents=stamped + few)
-    assert imagebuild.release_version("/few", CANNOT_RUN) == "v1.31.2+rke2r1", "a release's handful: read"
+    assert release.release_version("/few", CANNOT_RUN) == "v1.31.2+rke2r1", "a release's handful: read"

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from provider_rke2.paths import Paths
+from provider_rke2.core.paths import Paths
 
 from conftest import ROOT
 from harness import release_artefacts

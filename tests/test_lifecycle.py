@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from provider_rke2.paths import Paths
+from provider_rke2.core.paths import Paths
 
 from conftest import ROOT, cloud_config
 from harness import (

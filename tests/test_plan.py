@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from provider_rke2.cli import run_event
-from provider_rke2.node import LocalNode
-from provider_rke2.paths import Paths
+from provider_rke2.core.paths import Paths
+from provider_rke2.machine.node import LocalNode
 
 from conftest import ROOT, cloud_config
 

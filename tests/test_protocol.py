@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from provider_rke2.errors import EventError
-from provider_rke2.protocol import MAX_EVENT_BYTES, Event, Response, parse_event, payload
+from provider_rke2.agent.protocol import MAX_EVENT_BYTES, Event, Response, parse_event, payload
+from provider_rke2.core.errors import EventError
 
 
 def _no_file(path):

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from provider_rke2.errors import ConfigError
-from provider_rke2.proxy import (
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.proxy import (
     env_file_text,
     ignored_variables,
     no_proxy_entries,
@@ -11,7 +11,7 @@ from provider_rke2.proxy import (
     proxy_environment,
     with_subnets,
 )
-from provider_rke2.render import render
+from provider_rke2.core.render import render
 
 from conftest import cloud_config, dash
 
@@ -177,8 +177,8 @@ def test_no_proxy_command_writes_the_units_runtime_environment(tmp_path, monkeyp
     import io
 
     from provider_rke2.cli import command_mode
-    from provider_rke2.node import LocalNode
-    from provider_rke2.paths import Paths
+    from provider_rke2.core.paths import Paths
+    from provider_rke2.machine.node import LocalNode
 
     paths = Paths(str(tmp_path))
     os.makedirs(os.path.dirname(paths.env_file("rke2-agent")))
@@ -198,8 +198,8 @@ def test_no_proxy_command_writes_the_units_runtime_environment(tmp_path, monkeyp
 
 
 def test_the_unit_drop_in_runs_no_proxy_before_rke2_and_reads_its_file():
-    from provider_rke2.paths import Paths
-    from provider_rke2.stages import unit_drop_ins
+    from provider_rke2.core.paths import Paths
+    from provider_rke2.core.stages import unit_drop_ins
 
     (drop_in,) = unit_drop_ins(
         Paths("/"), "rke2-agent.service", "/system/providers/agent-provider-rke2", True
@@ -219,7 +219,7 @@ def test_no_proxy_never_blocks_on_a_fifo_or_follows_a_link(tmp_path):
     import io
 
     from provider_rke2.cli import command_mode
-    from provider_rke2.paths import Paths
+    from provider_rke2.core.paths import Paths
 
     paths = Paths(str(tmp_path))
     os.makedirs(os.path.dirname(paths.env_file("rke2-agent")))

@@ -198,7 +198,7 @@ def test_a_users_data_dir_is_where_the_watcher_finds_the_cluster_ca(tmp_path, ku
 
 
 def test_the_render_passes_the_users_data_dir_to_the_watcher():
-    from provider_rke2.render import render
+    from provider_rke2.core.render import render
 
     text = render(cloud_config(role="init", config="data-dir: /data/rke2\n")).text
     assert "wait-ready --role init --stylus-root / --data-dir /data/rke2 --timeout 900" in text
@@ -303,7 +303,7 @@ def test_a_boot_during_the_restart_is_not_kept_waiting_and_its_change_is_applied
     state = pending_node(tmp_path, stub_bin, ["active"])
     lock = state / "lock"  # Paths.lock_file
     grab = (
-        f"{sys.executable} -c 'from provider_rke2.fsio import node_lock\n"
+        f"{sys.executable} -c 'from provider_rke2.machine.fsio import node_lock\n"
         f'with node_lock("{lock}", 0, "agent.boot"): print("boot went ahead")\' >> {tmp_path}/boot.txt 2>&1'
     )
     stub_bin(
@@ -330,7 +330,7 @@ def test_a_boot_during_the_restart_is_not_kept_waiting_and_its_change_is_applied
 def test_a_probe_says_why_in_words_not_an_errno():
     import socket
 
-    from provider_rke2.readiness import http_probe
+    from provider_rke2.machine.readiness import http_probe
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -364,7 +364,7 @@ def test_run_by_hand_it_only_prints_records_nothing_and_restarts_nothing(
 def test_at_a_terminal_a_wait_says_what_it_still_waits_for():
     import io
 
-    from provider_rke2.readiness import progress_at, wait
+    from provider_rke2.machine.readiness import progress_at, wait
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 
-from provider_rke2.registries import secrets as registry_secrets
+from provider_rke2.core.registries import secrets as registry_secrets
 
 import kairosbox
 from conftest import ROOT, unescape

@@ -1,4 +1,4 @@
-"""provider_rke2.record against dataclasses, which it stands in for: the same classes,
+"""provider_rke2.core.record against dataclasses, which it stands in for: the same classes,
 declared the same way, behave the same wherever the provider relies on them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import ClassVar, List, Tuple
 
 import pytest
 
-from provider_rke2.record import Factory, FrozenError, as_dict, record, replace
+from provider_rke2.core.record import Factory, FrozenError, as_dict, record, replace
 
 
 @record

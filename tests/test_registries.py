@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from provider_rke2.cli import run_event
-from provider_rke2.errors import ConfigError
-from provider_rke2.node import LocalNode
-from provider_rke2.paths import Paths
-from provider_rke2.registries import HEADER
-from provider_rke2.render import render
-from provider_rke2.root import FROM_FLAG, Root
-from provider_rke2.spec import NodeFacts
-from provider_rke2.validation import validate
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.registries import HEADER
+from provider_rke2.core.render import render
+from provider_rke2.core.root import FROM_FLAG, Root
+from provider_rke2.core.spec import NodeFacts
+from provider_rke2.core.validation import validate
+from provider_rke2.machine.node import LocalNode
 
 from conftest import ROOT, dash, files_of, rendered_document, step_named
 

@@ -3,9 +3,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provider_rke2 import schema
-from provider_rke2.errors import ConfigError
-from provider_rke2.render import render
+from provider_rke2.core import schema
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.render import render
 
 from conftest import cloud_config, dash, files_of, rendered_document, step_named, steps, unescape
 
@@ -248,7 +248,7 @@ def test_the_schema_rejects_what_yip_would_silently_drop(mutate, where):
 
 def test_one_check_reports_every_problem_of_every_layer_in_one_pass():
     """The section, the user's RKE2 config and the node's dirs: a boot hears of them all at once."""
-    from provider_rke2.errors import ConfigError
+    from provider_rke2.core.errors import ConfigError
 
     config = "#cloud-config\ncluster:\n  role: worker\n  config: |\n    debug: maybe\n"
     with pytest.raises(ConfigError) as raised:
@@ -267,7 +267,8 @@ def test_a_boot_reads_the_users_rke2_config_once(monkeypatch):
     """For its secrets and for its check alike (reading YAML is most of a boot's cost)."""
     import json as json_module
 
-    from provider_rke2 import cli, rke2config, yamlread
+    from provider_rke2 import cli
+    from provider_rke2.core import rke2config, yamlread
 
     from nodes import MemoryNode
 
@@ -287,6 +288,6 @@ def test_the_fingerprint_digest_is_hmac_sha256_without_openssl(key, message):
     import hashlib
     import hmac
 
-    from provider_rke2.fingerprint import keyed
+    from provider_rke2.core.fingerprint import keyed
 
     assert keyed(key, message) == hmac.new(key, message, hashlib.sha256).hexdigest()

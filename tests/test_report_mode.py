@@ -1,8 +1,8 @@
 import os
 
-from provider_rke2 import report as mode
-from provider_rke2.report import Evidence, describe
-from provider_rke2.root import FROM_DEFAULT, FROM_FILE, Root
+from provider_rke2.core.root import FROM_DEFAULT, FROM_FILE, Root
+from provider_rke2.verbs import report as mode
+from provider_rke2.verbs.report import Evidence, describe
 
 AGENT = Root("/persistent/spectro", FROM_FILE)
 APPLIANCE = Root("/", FROM_DEFAULT)

@@ -4,15 +4,15 @@ import time
 
 import pytest
 
-from provider_rke2 import provider
+from provider_rke2.agent import provider
 from provider_rke2.cli import run_event
-from provider_rke2.errors import OutputError
+from provider_rke2.core.errors import OutputError
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.render import APPLIANCE
+from provider_rke2.core.root import FROM_ENVIRON, Root
+from provider_rke2.core.spec import NodeFacts
 from provider_rke2.machine import ScriptResult
-from provider_rke2.node import LocalNode
-from provider_rke2.paths import Paths
-from provider_rke2.render import APPLIANCE
-from provider_rke2.root import FROM_ENVIRON, Root
-from provider_rke2.spec import NodeFacts
+from provider_rke2.machine.node import LocalNode
 
 from conftest import cloud_config
 from nodes import MemoryNode

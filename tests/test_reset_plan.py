@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from provider_rke2.paths import Paths, images_dir
-from provider_rke2.render import render
-from provider_rke2.root import FROM_ENVIRON, Root
+from provider_rke2.core.paths import Paths, images_dir
+from provider_rke2.core.render import render
+from provider_rke2.core.root import FROM_ENVIRON, Root
 
 from conftest import ROOT, files_of, rendered_document, steps  # noqa: F401 - steps used below
 

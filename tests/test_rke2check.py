@@ -1,9 +1,9 @@
 import pytest
 
-from provider_rke2.errors import ConfigError
-from provider_rke2.render import render
-from provider_rke2.rke2check import check, table
-from provider_rke2.rke2config import parse_user_config
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.render import render
+from provider_rke2.core.rke2check import check, table
+from provider_rke2.core.rke2config import parse_user_config
 
 from conftest import cloud_config
 

@@ -1,10 +1,10 @@
 import pytest
 import yaml
 
-from provider_rke2 import secrets
-from provider_rke2.cluster import parse_cluster
-from provider_rke2.errors import ConfigError
-from provider_rke2.rke2config import dump, merge, parse_user_config, provider_settings
+from provider_rke2.core import secrets
+from provider_rke2.core.cluster import parse_cluster
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.rke2config import dump, merge, parse_user_config, provider_settings
 
 
 def provider_for(**cluster):

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import nested
 
-from provider_rke2 import schema
 from provider_rke2.cli import run_event
-from provider_rke2.render import render
+from provider_rke2.core import schema
+from provider_rke2.core.render import render
 
 import sandbox
 from conftest import ROOT, cloud_config, dash, steps

@@ -1,8 +1,7 @@
 import pytest
 
-from provider_rke2.errors import ConfigError
-from provider_rke2.node import LocalNode
-from provider_rke2.root import (
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.root import (
     FROM_CLUSTER,
     FROM_DEFAULT,
     FROM_ENVIRON,
@@ -14,6 +13,7 @@ from provider_rke2.root import (
     resolve,
     with_cluster_root,
 )
+from provider_rke2.machine.node import LocalNode
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_an_unterminated_quote_is_an_error():
 
 
 def test_a_root_ending_in_a_newline_is_refused():
-    from provider_rke2.root import clean
+    from provider_rke2.core.root import clean
 
     with pytest.raises(ConfigError, match="expected a clean absolute path"):
         clean("/persistent/spectro\n", FROM_FLAG)

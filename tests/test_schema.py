@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import nested
 
-from provider_rke2 import schema
+from provider_rke2.core import schema
 
 from conftest import ROOT
 
@@ -87,7 +87,7 @@ def test_an_integral_float_is_not_an_integer_for_yip():
 
 
 def test_a_schema_keyword_the_interpreter_does_not_know_is_refused():
-    with pytest.raises(ValueError, match="uses 'oneOf', which provider_rke2.schema does not apply"):
+    with pytest.raises(ValueError, match="uses 'oneOf', which provider_rke2.core.schema does not apply"):
         schema._check_keywords({"properties": {"x": {"oneOf": []}}}, "x.json")
 
 
@@ -127,6 +127,6 @@ def test_cluster_messages_name_the_field_and_what_was_expected(section, expected
 
 
 def test_the_roles_the_schema_takes_are_the_roles_the_provider_knows():
-    from provider_rke2.paths import ROLES
+    from provider_rke2.core.paths import ROLES
 
     assert schema.load(schema.CLUSTER)["properties"]["role"]["enum"] == list(ROLES)

@@ -13,7 +13,7 @@ from typing import Optional
 
 import pytest
 
-from provider_rke2.paths import Paths
+from provider_rke2.core.paths import Paths
 
 import sandbox
 from conftest import ROOT, cloud_config

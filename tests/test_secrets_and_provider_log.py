@@ -12,12 +12,12 @@ from strategies import nested
 
 from provider_rke2 import __version__
 from provider_rke2.cli import run_event
-from provider_rke2.errors import OutputError
-from provider_rke2.fsio import append_record
-from provider_rke2.node import LocalNode
-from provider_rke2.root import FROM_FLAG, Root
-from provider_rke2.secrets import REDACTED, in_section, scrub
-from provider_rke2.spec import cluster_section
+from provider_rke2.core.errors import OutputError
+from provider_rke2.core.root import FROM_FLAG, Root
+from provider_rke2.core.secrets import REDACTED, in_section, scrub
+from provider_rke2.core.spec import cluster_section
+from provider_rke2.machine.fsio import append_record
+from provider_rke2.machine.node import LocalNode
 
 from conftest import cloud_config
 from nodes import MemoryNode
@@ -186,7 +186,7 @@ def test_the_real_log_is_redacted_and_versioned(tmp_path):
 
 def test_a_url_password_is_found_however_broken_the_url():
     """One reading for proxy settings, registry endpoints and a node's old proxy file."""
-    from provider_rke2.secrets import url_passwords
+    from provider_rke2.core.secrets import url_passwords
 
     assert url_passwords("http://edge:s3cret-pass@proxy:3128") == {"s3cret-pass"}
     assert url_passwords("http://edge:s3cret-pass@[broken") == {"s3cret-pass"}  # urlsplit refuses it

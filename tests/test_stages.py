@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from provider_rke2 import stages
-from provider_rke2.paths import Paths
-from provider_rke2.yip import Directory, File, Step
+from provider_rke2.core import stages
+from provider_rke2.core.paths import Paths
+from provider_rke2.core.yip import Directory, File, Step
 
 from conftest import ROOT, dash
 

@@ -7,13 +7,13 @@ import stat
 
 import pytest
 
-from provider_rke2 import tokens
 from provider_rke2.cli import run_event
-from provider_rke2.errors import ConfigError
-from provider_rke2.node import LocalNode
-from provider_rke2.render import render
-from provider_rke2.root import FROM_FLAG, Root
-from provider_rke2.spec import NodeFacts
+from provider_rke2.core import tokens
+from provider_rke2.core.errors import ConfigError
+from provider_rke2.core.render import render
+from provider_rke2.core.root import FROM_FLAG, Root
+from provider_rke2.core.spec import NodeFacts
+from provider_rke2.machine.node import LocalNode
 
 from conftest import cloud_config
 
@@ -180,8 +180,8 @@ def test_a_refused_boot_keeps_the_nodes_output_and_shows_no_token(tmp_path):
     "written", ["token: plain-old-secret\n", "token: 'quoted: old-secret'\n", 'token: "0755"\n']
 )
 def test_the_token_an_agent_ran_with_is_read_from_the_config_the_provider_wrote(tmp_path, written):
-    from provider_rke2.nodefacts import _config_token
-    from provider_rke2.yamlread import load_rke2_config
+    from provider_rke2.core.yamlread import load_rke2_config
+    from provider_rke2.machine.nodefacts import _config_token
 
     config = tmp_path / "config.yaml"
     config.write_text("# header\nnode-label:\n- token: not-this\n" + written + "server: https://cp:9345\n")

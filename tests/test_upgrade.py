@@ -14,14 +14,14 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
-from provider_rke2 import rke2version, upgrade
-from provider_rke2.errors import Busy
-from provider_rke2.fsio import node_lock
-from provider_rke2.imagebuild import InstallError
-from provider_rke2.machine import ScriptResult
-from provider_rke2.paths import Paths
-from provider_rke2.report import last_upgrade
-from provider_rke2.swap import SwapError, keep_previous, restore, stage, swap_in
+from provider_rke2.core import rke2version
+from provider_rke2.core.errors import Busy
+from provider_rke2.core.paths import Paths
+from provider_rke2.machine import ScriptResult, upgrade
+from provider_rke2.machine.fsio import node_lock
+from provider_rke2.machine.release import InstallError
+from provider_rke2.machine.swap import SwapError, keep_previous, restore, stage, swap_in
+from provider_rke2.verbs.report import last_upgrade
 
 from conftest import make_tarball
 from harness import ARCH
@@ -385,8 +385,9 @@ def test_a_rollback_set_that_is_not_the_providers_own_is_not_restored_from(insta
 
 
 def test_a_boot_never_overlaps_an_upgrade_and_writes_nothing_while_one_runs(tmp_path, monkeypatch):
-    from provider_rke2 import cli, provider
-    from provider_rke2.node import LocalNode
+    from provider_rke2 import cli
+    from provider_rke2.agent import provider
+    from provider_rke2.machine.node import LocalNode
 
     from conftest import cloud_config
 
@@ -431,8 +432,8 @@ def test_a_node_without_rke2_is_an_error_that_changes_nothing(agent_node):
 def test_status_shows_a_torn_or_forged_upgrade_record_without_failing(tmp_path):
     import io
 
-    from provider_rke2.report import status
-    from provider_rke2.root import Root
+    from provider_rke2.core.root import Root
+    from provider_rke2.verbs.report import status
 
     paths = Paths(str(tmp_path))
     os.makedirs(paths.provider_log_dir)
@@ -451,7 +452,7 @@ def test_status_shows_a_torn_or_forged_upgrade_record_without_failing(tmp_path):
     ],
 )
 def test_an_archive_no_release_looks_like_is_refused_while_read(installed, members, why):
-    from provider_rke2.imagebuild import InstallError
+    from provider_rke2.machine.release import InstallError
 
     tmp, prefix = installed
     archive = tmp / "odd.tar.gz"
@@ -462,13 +463,13 @@ def test_an_archive_no_release_looks_like_is_refused_while_read(installed, membe
 
 
 def test_an_archive_larger_than_any_release_is_refused_before_it_fills_the_disk(installed, monkeypatch):
-    from provider_rke2 import imagebuild
+    from provider_rke2.machine import release
 
     tmp, prefix = installed
-    monkeypatch.setattr(imagebuild, "MAX_RELEASE_BYTES", 1000)
+    monkeypatch.setattr(release, "MAX_RELEASE_BYTES", 1000)
     archive = tmp / "big.tar.gz"
     archive.write_bytes(make_tarball({"bin/rke2": b"#!/bin/sh\n", "share/rke2/big": b"\0" * 2000}))
-    with pytest.raises(imagebuild.InstallError, match="more than 0 MiB"):
+    with pytest.raises(release.InstallError, match="more than 0 MiB"):
         stage(str(archive), prefix, prefix + "/.u")
     assert not Path(prefix, ".u/new/share/rke2/big").exists()
 
@@ -523,8 +524,8 @@ def test_a_dry_run_writes_nothing_not_even_the_lock(agent_node, tmp_path):
 
 
 def test_a_failed_snapshot_is_scrubbed_of_the_secrets_the_node_itself_holds(tmp_path):
-    from provider_rke2.node import LocalNode
-    from provider_rke2.paths import server_token
+    from provider_rke2.core.paths import server_token
+    from provider_rke2.machine.node import LocalNode
 
     paths = Paths(str(tmp_path / "root"))
     Path(paths.config_file).parent.mkdir(parents=True)

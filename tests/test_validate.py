@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from provider_rke2 import validation
-from provider_rke2.render import APPLIANCE
+from provider_rke2.core import validation
+from provider_rke2.core.render import APPLIANCE
 
 from conftest import ROOT
 

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from provider_rke2.cli import run_event
+from provider_rke2.core.paths import Paths, located
+from provider_rke2.core.render import APPLIANCE
 from provider_rke2.machine import ScriptResult
-from provider_rke2.paths import Paths, located
-from provider_rke2.render import APPLIANCE
 
 from conftest import ROOT, cloud_config
 from nodes import MemoryNode

@@ -3,7 +3,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from provider_rke2.yamlread import (
+from provider_rke2.core.yamlread import (
     YAMLSyntaxError,
     _flat_config,
     _RKE2Loader,
@@ -111,7 +111,7 @@ def test_anything_else_goes_to_pyyaml():
 
 
 def test_an_error_deep_in_a_long_block_points_where_pyyaml_points():
-    from provider_rke2.yamlread import YAMLSyntaxError, load_cloud_config
+    from provider_rke2.core.yamlread import YAMLSyntaxError, load_cloud_config
 
     text = "cluster:\n  config: |\n" + "    a: b\n" * 3000 + "  role: [init\n"
     with pytest.raises(YAMLSyntaxError) as ours:
@@ -192,13 +192,13 @@ def _outcome(load, text):
 def test_lifting_literal_blocks_reads_every_document_as_pyyaml_does(text):
     """The quick path for `key: |` blocks gives exactly what PyYAML gives, or the same error
     at the same line, whatever else the document holds."""
-    from provider_rke2.yamlread import _load, _TextLoader
+    from provider_rke2.core.yamlread import _load, _TextLoader
 
     assert _outcome(load_cloud_config, text) == _outcome(lambda t: _load(t, _TextLoader), text)
 
 
 def test_a_long_literal_block_is_lifted_not_scanned():
-    from provider_rke2.yamlread import _lift_literal_blocks
+    from provider_rke2.core.yamlread import _lift_literal_blocks
 
     labels = "".join(f"      - bench-{i}=value-{i}\n" for i in range(5000))
     text = f"cluster:\n  role: init\n  config: |\n    node-label:\n{labels}  env:\n    A: b\n"
@@ -209,7 +209,7 @@ def test_a_long_literal_block_is_lifted_not_scanned():
 
 
 def test_a_document_holding_every_stand_in_token_is_read_by_pyyaml_alone():
-    from provider_rke2.yamlread import _lift_literal_blocks
+    from provider_rke2.core.yamlread import _lift_literal_blocks
 
     planted = "".join(f"k{i}: provider-rke2-block{i}-0\n" for i in range(8))
     text = planted + "config: |\n  a: b\n"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from provider_rke2.yamlwrite import dump, scalar
+from provider_rke2.core.yamlwrite import dump, scalar
 
 from conftest import ROOT
 
