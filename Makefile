@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/worker-behind-proxy.yaml
 
-.PHONY: test example stages lint tools clean build package image-tree image reproducible bench crossings wheels realstack
+.PHONY: test test-core example stages lint tools clean build package image-tree image reproducible bench crossings wheels realstack
 
 # Everything the executable is made from: a change to any of it rebuilds it (and what
 # contains it), so no artefact is ever stale.
@@ -43,6 +43,11 @@ lint: $(STAMP)
 
 test: $(STAMP) tools lint reproducible package image realstack
 	tests/isolated.sh $(BIN)/python -m pytest
+
+# The fast layer alone, while working on the rules: tests/core, the pure core's tests (no
+# build, no image, no real stack; under a minute). `make test` runs them with the rest.
+test-core: $(STAMP) tools
+	tests/isolated.sh $(BIN)/python -m pytest tests/core
 
 # The real Kairos programs the tests run (yip, kairos-agent, the sdk bus, the Go provider),
 # built from tests/realstack's pinned modules: needs Go 1.26.6 or newer and the Go module

@@ -159,7 +159,7 @@ def stage(work: Path) -> Path:
 
 # PyYAML's reader compiles, when it is imported, a character class spanning all of Unicode:
 # about 5 ms of every boot. The same class written as its complement matches exactly the
-# same code points (tests/test_executable.py checks every one) and compiles in a tenth.
+# same code points (tests/system/test_executable.py checks every one) and compiles in a tenth.
 YAML_NON_PRINTABLE = (
     r"NON_PRINTABLE = re.compile('[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD"
     r"\U00010000-\U0010ffff]')",

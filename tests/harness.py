@@ -204,7 +204,7 @@ def lifecycle(
     for name, (version, health) in (releases or {}).items():
         release_artefacts(tmp / "releases" / name, version, health)
     # An appliance node of the seed's layout, RKE2 in /usr/local (where every reader looks
-    # first); the Kairos box boots the default, an image's /usr (tests/test_realstack.py).
+    # first); the Kairos box boots the default, an image's /usr (tests/system/test_realstack.py).
     config = {"artifacts": str(tmp / "artefacts"), "root": root, "arch": ARCH}
     if root == "/":
         config["prefix"] = "/usr/local"

@@ -1,6 +1,6 @@
 """A node's whole lifecycle, driven as the Kairos agent and yip drive it. Run inside the
 sandbox (tests/sandbox.py: `/` read-only, tmpfs and overlays writable) by
-tests/test_lifecycle.py, as `python lifecycle.py SPEC.json RESULT.json`.
+tests/system/test_lifecycle.py, as `python lifecycle.py SPEC.json RESULT.json`.
 
 Each phase sends one event to the provider (`python -m provider_rke2 EVENT`, the
 JSON event on stdin), or runs one of its commands (`upgrade`, `status`); after `agent.boot` the YIP document it wrote is executed the way

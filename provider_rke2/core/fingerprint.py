@@ -1,7 +1,7 @@
 """HMAC-SHA256 (RFC 2104) on the interpreter's built-in SHA-256.
 
 The `hashlib` import loads OpenSSL's libcrypto, a few milliseconds of every boot for one
-digest; CPython's own SHA-256 module gives the same bytes (tests/test_render.py compares
+digest; CPython's own SHA-256 module gives the same bytes (tests/core/test_render.py compares
 with `hmac`)."""
 
 from __future__ import annotations

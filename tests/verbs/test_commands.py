@@ -221,7 +221,7 @@ def test_the_suite_passes_whatever_the_machine_holds(tmp_path):
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
         f"--basetemp={tmp_path / 'basetemp'}", "-k", "golden or render or boot or example or status",
-        "tests/test_cli.py", "tests/test_render.py", "tests/test_event_log.py",
+        "tests/agent/test_cli.py", "tests/core/test_render.py", "tests/machine/test_event_log.py",
     ]  # fmt: skip
     sandbox.run(
         tmp_path,

@@ -1,6 +1,6 @@
 """The OCI image `make image` builds (build/oci), taken apart by the tools an image builder
 uses: skopeo picks an architecture from the index, umoci unpacks it, buildah builds a
-consumer image `COPY --from` it. The Kairos box boots it (tests/test_realstack.py)."""
+consumer image `COPY --from` it. The Kairos box boots it (tests/system/test_realstack.py)."""
 
 import importlib.util
 import json

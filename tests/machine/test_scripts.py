@@ -20,7 +20,7 @@ from conftest import ROOT, cloud_config
 
 SCRIPTS = resources.files("provider_rke2").joinpath("scripts")
 NAMES = sorted(p.name for p in SCRIPTS.iterdir() if p.name.endswith(".sh"))
-FIREWALL = Path(__file__).parent / "data" / "firewall"
+FIREWALL = Path(__file__).resolve().parent.parent / "data" / "firewall"
 
 STUBS = {
     "systemctl": "",

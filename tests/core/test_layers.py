@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "provider_rke2"
+PACKAGE = Path(__file__).resolve().parents[2] / "provider_rke2"
 
 # What each folder may import from the package: its own folder and those named.
 LAYERS = {

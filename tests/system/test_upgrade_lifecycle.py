@@ -291,7 +291,9 @@ def test_every_event_an_upgrade_wrote_is_valid(server_node):
     import jsonschema
 
     done, paths, _ = server_node
-    schema = json.loads((Path(__file__).parent.parent / "provider_rke2" / "core" / "event.schema.json").read_text())
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "provider_rke2" / "core" / "event.schema.json").read_text()
+    )
     events = events_of(done["status after"], paths)
     assert {e["type"] for e in events} >= {"rke2_upgraded", "rke2_rolled_back", "error"}
     for event in events:
