@@ -197,7 +197,7 @@ def command_mode(args: List[str], stdin: TextIO, stdout: TextIO, stderr: TextIO)
         return 2
     node = LocalNode(options.stylus_root)
     try:
-        return commands.VERBS[options.command](options, node, commands.Streams(stdin, stdout, stderr))
+        return commands.VERBS[options.command].run(options, node, commands.Streams(stdin, stdout, stderr))
     except ConfigError as err:
         for problem in err.problems:
             stderr.write(f"error: {problem}\n")

@@ -34,6 +34,15 @@ class Streams:
 Handler = Callable[[argparse.Namespace, "Machine", Streams], int]
 
 
+@record
+class Verb:
+    """An operators' verb: what declares its arguments (given the subparsers and its name),
+    and what runs it."""
+
+    arguments: Callable[[Any, str], None]
+    run: Handler
+
+
 # --- the parser ------------------------------------------------------------------------
 
 
@@ -51,18 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"agent-provider-rke2 {__version__}")
     verbs = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
-    for add in (
-        _render_args,
-        _validate_args,
-        _plan_args,
-        _paths_args,
-        _mode_args,
-        _events_args,
-        _status_args,
-    ):
-        add(verbs)
-    for add in (_wait_ready_args, _install_args, _upgrade_args, _no_proxy_args):
-        add(verbs)
+    for name, verb in VERBS.items():
+        verb.arguments(verbs, name)
     return parser
 
 
@@ -71,9 +70,9 @@ def _with_root(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _render_args(verbs: Any) -> None:
+def _render_args(verbs: Any, name: str) -> None:
     render = verbs.add_parser(
-        "render",
+        name,
         help="print what agent.boot would write for a cloud-config",
         description="Print, byte for byte, what agent.boot would write for the cloud-config in FILE"
         " (stdin with '-' or no FILE). Warnings and problems go to stderr. Exit 0 rendered,"
@@ -96,9 +95,9 @@ def _render_args(verbs: Any) -> None:
     _with_root(render)
 
 
-def _validate_args(verbs: Any) -> None:
+def _validate_args(verbs: Any, name: str) -> None:
     validate = verbs.add_parser(
-        "validate",
+        name,
         help="report every problem of a cloud-config, at its line; of several, as one cluster",
         description="Check the cluster section of the cloud-config in FILE (stdin with '-'): the section's"
         " schema, the RKE2 config against RKE2's options, and the render. Prints the file with each problem"
@@ -121,9 +120,9 @@ def _validate_args(verbs: Any) -> None:
     _with_root(validate)
 
 
-def _plan_args(verbs: Any) -> None:
+def _plan_args(verbs: Any, name: str) -> None:
     plan = verbs.add_parser(
-        "plan",
+        name,
         help="what a new cloud-config would change on this node, before it boots with it",
         description="Render the cloud-config in FILE as agent.boot would on this node and compare it with"
         " what the node has now: each file the boot writes (added, changed key by key, removed; secrets"
@@ -138,9 +137,9 @@ def _plan_args(verbs: Any) -> None:
     _with_root(plan)
 
 
-def _paths_args(verbs: Any) -> None:
+def _paths_args(verbs: Any, name: str) -> None:
     paths = verbs.add_parser(
-        "paths",
+        name,
         help="print every RKE2 path for the resolved root",
         description="Print every RKE2 path for the resolved root; with --env, the node scripts' paths"
         " (this node's data dir included) as the rke2-paths.env file that every boot lays beside them.",
@@ -150,19 +149,19 @@ def _paths_args(verbs: Any) -> None:
     _with_root(paths)
 
 
-def _mode_args(verbs: Any) -> None:
+def _mode_args(verbs: Any, name: str) -> None:
     text = "appliance or agent mode, with the evidence"
-    mode = verbs.add_parser("mode", help=text, description=text)
+    mode = verbs.add_parser(name, help=text, description=text)
     mode.add_argument("--json", action="store_true", help="a JSON object (docs/operating.md: mode --json)")
     _with_root(mode)
 
 
-def _events_args(verbs: Any) -> None:
+def _events_args(verbs: Any, name: str) -> None:
     from provider_rke2.core.timespec import INSTANT_FORMS
     from provider_rke2.machine.eventlog import TYPES
 
     events = verbs.add_parser(
-        "events",
+        name,
         help="the event log, as a table or JSON lines",
         description="Print the event log (<root>/var/log/provider-rke2/events.jsonl), oldest first.",
     )
@@ -181,9 +180,9 @@ def _events_args(verbs: Any) -> None:
     _with_root(events)
 
 
-def _status_args(verbs: Any) -> None:
+def _status_args(verbs: Any, name: str) -> None:
     status = verbs.add_parser(
-        "status", help="mode, role, data dir, RKE2 units, the last upgrade, the last event of each type"
+        name, help="mode, role, data dir, RKE2 units, the last upgrade, the last event of each type"
     )
     status.add_argument(
         "--json", action="store_true", help="a JSON object (docs/operating.md: status --json)"
@@ -191,12 +190,12 @@ def _status_args(verbs: Any) -> None:
     _with_root(status)
 
 
-def _wait_ready_args(verbs: Any) -> None:
+def _wait_ready_args(verbs: Any, name: str) -> None:
     # Run by the readiness watcher's transient unit at every boot; by people to check a node.
     from provider_rke2.machine.readiness import KUBELET_HEALTHZ, SUPERVISOR_PING
 
     ready = verbs.add_parser(
-        "wait-ready",
+        name,
         help="wait until RKE2 answers on this node, and print the outcome",
         description="Wait until RKE2 answers on this node (the kubelet's healthz; on servers the supervisor's"
         " ping over the cluster's TLS) and print the outcome and the last probe's answers; at a terminal, say"
@@ -245,9 +244,9 @@ def _with_artifacts(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _install_args(verbs: Any) -> None:
+def _install_args(verbs: Any, name: str) -> None:
     install = verbs.add_parser(
-        "install",
+        name,
         help="install RKE2 from a release directory, as an image build's init.provider.install does",
         description="Install RKE2 from the release in DIR (rke2.linux-ARCH.tar.gz, checked against"
         " sha256sum-ARCH.txt) under the resolved root, with this provider's node scripts, as"
@@ -268,9 +267,9 @@ def _install_args(verbs: Any) -> None:
     _with_root(install)
 
 
-def _upgrade_args(verbs: Any) -> None:
+def _upgrade_args(verbs: Any, name: str) -> None:
     up = verbs.add_parser(
-        "upgrade",
+        name,
         help="replace RKE2 in place (agent mode), rolled back by itself when it is not ready",
         description="Replace RKE2 on this agent-mode node with the release in DIR (rke2.linux-<arch>.tar.gz"
         " and sha256sum-<arch>.txt, verified first): on a server an etcd snapshot first, then stop, swap,"
@@ -294,10 +293,10 @@ def _upgrade_args(verbs: Any) -> None:
     _with_root(up)
 
 
-def _no_proxy_args(verbs: Any) -> None:
+def _no_proxy_args(verbs: Any, name: str) -> None:
     # Run by the unit's ExecStartPre when a proxy is configured, not by people.
     text = "write the unit's NO_PROXY with this node's own subnets added (run by RKE2's unit as it starts)"
-    no_proxy = verbs.add_parser("no-proxy", help=text, description=text[:1].upper() + text[1:] + ".")
+    no_proxy = verbs.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".")
     no_proxy.add_argument(
         "--unit", required=True, choices=("rke2-server", "rke2-agent"), help="the unit starting"
     )
@@ -664,18 +663,20 @@ def no_proxy(options: argparse.Namespace, node: Machine, io: Streams) -> int:
     return 0
 
 
-VERBS: Dict[str, Handler] = {
-    "render": render,
-    "validate": validate,
-    "plan": plan,
-    "paths": paths,
-    "mode": mode,
-    "events": events,
-    "status": status,
-    "wait-ready": wait_ready,
-    "install": install,
-    "upgrade": upgrade,
-    "no-proxy": no_proxy,
+# The verbs, in the order `--help` lists them (names.COMMANDS, the launcher's copy, is this
+# order too): how each one's arguments are declared, and what runs it.
+VERBS: Dict[str, Verb] = {
+    "render": Verb(_render_args, render),
+    "validate": Verb(_validate_args, validate),
+    "plan": Verb(_plan_args, plan),
+    "paths": Verb(_paths_args, paths),
+    "mode": Verb(_mode_args, mode),
+    "events": Verb(_events_args, events),
+    "status": Verb(_status_args, status),
+    "wait-ready": Verb(_wait_ready_args, wait_ready),
+    "install": Verb(_install_args, install),
+    "upgrade": Verb(_upgrade_args, upgrade),
+    "no-proxy": Verb(_no_proxy_args, no_proxy),
 }
 
 
