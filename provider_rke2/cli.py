@@ -170,11 +170,8 @@ def _logged(
     from provider_rke2.core.errors import printable
 
     # One record a line: nothing from the input (a role, a key) can start a line of its own.
-    stamp, role = now(), printable(context.role or "-")
-    text = "".join(
-        f"{stamp} provider-rke2/{__version__} {printable(name)} role={role} {level}: {printable(message)}\n"
-        for level, message in lines
-    )
+    head = f"{now()} provider-rke2/{__version__} {printable(name)} role={printable(context.role or '-')}"
+    text = "".join(f"{head} {level}: {printable(message)}\n" for level, message in lines)
     if isinstance(logs, ProviderError):
         return response.noted(f"warning: provider log not written: {logs}")
     try:
