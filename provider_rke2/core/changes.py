@@ -178,7 +178,7 @@ UNIT_STATES = (
 
 
 def rke2_action(state: str, started: Optional[str], fingerprint: str) -> Tuple[str, str]:
-    """What the boot stage's start step would do (stages.start_service), and why; `state` as
+    """What the boot stage's start step would do (steps.start_service), and why; `state` as
     `systemctl is-active` answers (anything else: systemd could not be asked)."""
     state = state.strip()
     if state not in UNIT_STATES:

@@ -180,7 +180,7 @@ class Paths(_Derived):
             # The fingerprint RKE2 was last (re)started with (for restarting only on change).
             started_stamp=state_dir + "/started",
             # The fingerprint a boot could not restart RKE2 with while it was still starting:
-            # the readiness watcher restarts it once it is ready (see stages.start_service).
+            # the readiness watcher restarts it once it is ready (see steps.start_service).
             restart_pending=state_dir + "/restart-pending",
             fingerprint_key=state_dir + "/fingerprint.key",
             # The data dir of the last successful render: what RKE2 on this node really uses.

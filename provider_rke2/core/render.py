@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from provider_rke2.core import datadir, rke2config, schema, stages, yip
+from provider_rke2.core import datadir, rke2config, schema, steps, yip
 from provider_rke2.core.errors import OutputError, Problem
 from provider_rke2.core.fingerprint import keyed
 from provider_rke2.core.paths import DEFAULT_EXECUTABLE, images_dir
@@ -120,9 +120,9 @@ def build_document(
     recoverable from it)."""
     cluster, paths = spec.cluster, spec.paths
     merged_text = _merged_header(spec.drop_ins) + rke2config.dump(spec.merged)
-    proxy_step = stages.proxy_env(paths, cluster.unit, spec.proxy_env)
+    proxy_step = steps.proxy_env(paths, cluster.unit, spec.proxy_env)
     registries_text = _registries_text(cluster.registries)
-    drop_ins = stages.unit_drop_ins(paths, cluster.unit, executable, bool(spec.proxy_env))
+    drop_ins = steps.unit_drop_ins(paths, cluster.unit, executable, bool(spec.proxy_env))
     # What RKE2 runs with: a change to any of it is a reason to restart.
     material = [
         merged_text,
@@ -140,24 +140,24 @@ def build_document(
         )
     )  # fmt: skip
     plan = paths.reset_plan(spec.data_dir.path, spec.kubelet_dir)
-    steps = stages.private_first(
-        stages.present(
-            stages.swap_off(edit_fstab=not paths.agent_mode),
-            stages.rke2_config(
+    boot_steps = steps.private_first(
+        steps.present(
+            steps.swap_off(edit_fstab=not paths.agent_mode),
+            steps.rke2_config(
                 paths,
                 _USER_HEADER + _with_newline(cluster.config),
                 _PROVIDER_HEADER + rke2config.dump(spec.provider),
                 merged_text,
             ),
-            stages.registries(paths, registries_text) if registries_text else None,
+            steps.registries(paths, registries_text) if registries_text else None,
             _stale_registries(spec),
-            stages.script_paths(paths, plan.env_file()),
+            steps.script_paths(paths, plan.env_file()),
             proxy_step,
             *_image_steps(spec),
-            stages.start_service(cluster.unit, paths, fingerprint, watcher, drop_ins),
+            steps.start_service(cluster.unit, paths, fingerprint, watcher, drop_ins),
         )
     )
-    document = yip.Document(f"provider-rke2: {cluster.role} node", {stages.STAGE: steps})
+    document = yip.Document(f"provider-rke2: {cluster.role} node", {steps.STAGE: boot_steps})
     return document.to_dict(), fingerprint
 
 
@@ -178,8 +178,8 @@ def _image_steps(spec: NodeSpec) -> List[Optional[yip.Step]]:
         return []
     source = cluster.local_images_path or spec.paths.local_images
     return [
-        stages.wait_for_images(source, cluster.wait_for_images_seconds),
-        stages.import_images(source, images_dir(spec.data_dir.path)),
+        steps.wait_for_images(source, cluster.wait_for_images_seconds),
+        steps.import_images(source, images_dir(spec.data_dir.path)),
     ]
 
 
@@ -196,7 +196,7 @@ def _stale_registries(spec: NodeSpec) -> Optional[yip.Step]:
         return None
     from provider_rke2.core.registries import HEADER
 
-    return stages.stale_registries(spec.paths, HEADER)
+    return steps.stale_registries(spec.paths, HEADER)
 
 
 def _with_newline(text: str) -> str:

@@ -199,7 +199,7 @@ def test_no_proxy_command_writes_the_units_runtime_environment(tmp_path, monkeyp
 
 def test_the_unit_drop_in_runs_no_proxy_before_rke2_and_reads_its_file():
     from provider_rke2.core.paths import Paths
-    from provider_rke2.core.stages import unit_drop_ins
+    from provider_rke2.core.steps import unit_drop_ins
 
     (drop_in,) = unit_drop_ins(
         Paths("/"), "rke2-agent.service", "/system/providers/agent-provider-rke2", True

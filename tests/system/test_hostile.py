@@ -104,7 +104,7 @@ class TestNoWriteThroughALink:
         assert not (log.parent / "events.jsonl.1").is_symlink()
 
     def test_the_start_steps_stamp_is_never_written_through_a_link(self, tmp_path, stub_bin):
-        from provider_rke2.core import stages
+        from provider_rke2.core import steps
 
         paths = Paths(str(tmp_path / "root"))
         os.makedirs(paths.state_dir, mode=0o700)
@@ -113,7 +113,7 @@ class TestNoWriteThroughALink:
         os.symlink(target, paths.started_stamp)
         stub_bin("systemctl", '[ "$1" = is-active ] && echo inactive; exit 0')
         stub_bin("systemd-run", "exit 0")
-        step = stages.start_service(
+        step = steps.start_service(
             "rke2-server.service", paths, "f" * 64, "/x/agent-provider-rke2 wait-ready"
         )
         result = subprocess.run(["dash", "-c", step.commands[-1]], env={**os.environ, "PATH": stub_bin.path})
@@ -125,13 +125,13 @@ class TestNoWriteThroughALink:
         assert os.path.islink(paths.started_stamp + ".tmp"), "a planted name is not used"
 
     def test_the_start_steps_stamp_never_lands_in_a_planted_directory(self, tmp_path, stub_bin):
-        from provider_rke2.core import stages
+        from provider_rke2.core import steps
 
         paths = Paths(str(tmp_path / "root"))
         os.makedirs(paths.started_stamp)
         stub_bin("systemctl", '[ "$1" = is-active ] && echo inactive; exit 0')
         stub_bin("systemd-run", "exit 0")
-        step = stages.start_service("rke2-server.service", paths, "f" * 64, "/x/w")
+        step = steps.start_service("rke2-server.service", paths, "f" * 64, "/x/w")
         subprocess.run(
             ["dash", "-c", step.commands[-1]], env={**os.environ, "PATH": stub_bin.path}, check=True
         )
@@ -1112,7 +1112,7 @@ class TestTheImagesWaitHoldsItsBound:
     listing of the directory takes longer than the whole bound (100,000 archives)."""
 
     def test_a_listing_slower_than_the_bound_is_cut_at_the_bound(self, tmp_path, stub_bin):
-        from provider_rke2.core import stages
+        from provider_rke2.core import steps
 
         images = tmp_path / "images"
         images.mkdir()
@@ -1120,7 +1120,7 @@ class TestTheImagesWaitHoldsItsBound:
         stub_bin("find", 'echo "$$" > "${0%/*}/find.pid"; sleep 30')  # a listing of a huge tree
         start = time.monotonic()
         done = subprocess.run(
-            ["dash", "-c", stages.wait_for_images(str(images), 3).commands[0]],
+            ["dash", "-c", steps.wait_for_images(str(images), 3).commands[0]],
             env={**os.environ, "PATH": stub_bin.path}, capture_output=True, timeout=20,
         )  # fmt: skip
         took = time.monotonic() - start

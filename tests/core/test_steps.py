@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provider_rke2.core import stages
+from provider_rke2.core import steps
 from provider_rke2.core.paths import Paths
 from provider_rke2.core.yip import Directory, File, Step
 
@@ -25,15 +25,15 @@ def run_step(step, *, env=None, cwd=None):
 
 
 def all_commands():
-    yield from stages.swap_off().commands
-    yield from stages.wait_for_images("/opt/content/images", 5).commands
-    guard, guarded = stages.private_first([Step(name="w", files=(File(NASTY + "/secret", "s", 0o400),))])
+    yield from steps.swap_off().commands
+    yield from steps.wait_for_images("/opt/content/images", 5).commands
+    guard, guarded = steps.private_first([Step(name="w", files=(File(NASTY + "/secret", "s", 0o400),))])
     yield from guard.commands
     yield guarded.only_if
-    images = stages.import_images(NASTY, NASTY + "/out")
+    images = steps.import_images(NASTY, NASTY + "/out")
     yield images.only_if
     yield from images.commands
-    yield from stages.start_service(
+    yield from steps.start_service(
         "rke2-server.service", Paths(), "f" * 64, "/x/agent-provider-rke2 wait-ready"
     ).commands
 
@@ -67,7 +67,7 @@ FSTAB = """\
 def test_swap_entries_are_commented_once_and_nothing_else(tmp_path):
     fstab = tmp_path / "fstab"
     fstab.write_text(FSTAB)
-    step = stages.swap_off(fstab=str(fstab))
+    step = steps.swap_off(fstab=str(fstab))
     for _ in range(2):  # every boot: the second run changes nothing
         dash(step.commands[0])
     assert fstab.read_text() == FSTAB.replace("/dev/sda2", "#/dev/sda2").replace(
@@ -76,11 +76,11 @@ def test_swap_entries_are_commented_once_and_nothing_else(tmp_path):
 
 
 def test_missing_fstab_is_not_an_error(tmp_path):
-    assert dash(stages.swap_off(fstab=str(tmp_path / "none")).commands[0]).returncode == 0
+    assert dash(steps.swap_off(fstab=str(tmp_path / "none")).commands[0]).returncode == 0
 
 
 def test_agent_mode_leaves_the_hosts_fstab_alone():
-    step = stages.swap_off(edit_fstab=False)
+    step = steps.swap_off(edit_fstab=False)
     assert step.commands == ("swapoff -a",)
 
 
@@ -114,7 +114,7 @@ def test_everything_rke2_imports_is_copied_and_nothing_else(tmp_path):
     ):
         (source / name).write_bytes(name.encode())
     target = tmp_path / "data" / "agent" / "images"
-    results = run_step(stages.import_images(str(source), str(target)))
+    results = run_step(steps.import_images(str(source), str(target)))
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     assert sorted(os.listdir(target)) == sorted(RKE2_IMPORTS)
     assert (target / "list.txt").read_bytes() == b"nested/list.txt"
@@ -128,7 +128,7 @@ def test_copies_keep_the_sources_time_and_unchanged_ones_are_never_touched(tmp_p
     for name, body in (("a.tar", b"one"), ("b.tar", b"two"), ("c.tar", b"six")):
         (source / name).write_bytes(body)
         os.utime(source / name, ns=(1_600_000_000_123_456_789,) * 2)
-    step = stages.import_images(str(source), str(target))
+    step = steps.import_images(str(source), str(target))
     run_step(step)
     assert os.stat(target / "a.tar").st_mtime_ns == 1_600_000_000_123_456_789
     (target / ".cache.json").write_text('{"RKE2": "own"}')
@@ -154,7 +154,7 @@ def test_an_unchanged_bundle_is_never_read_again(tmp_path, stub_bin):
     source.mkdir()
     with (source / "bundle.tar.zst").open("wb") as handle:
         handle.truncate(64 << 20)  # 64 MiB (sparse)
-    step = stages.import_images(str(source), str(target))
+    step = steps.import_images(str(source), str(target))
     run_step(step)
     for name in ("cmp", "cp", "cat", "dd"):
         stub_bin(name, "exit 1")
@@ -171,19 +171,19 @@ def test_a_planted_part_file_is_replaced_not_written_through(tmp_path):
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
     (target / "a.tar.part").symlink_to(victim)
-    run_step(stages.import_images(str(source), str(target)))
+    run_step(steps.import_images(str(source), str(target)))
     assert victim.read_bytes() == b"keep" and (target / "a.tar").read_bytes() == b"new"
 
 
 def test_the_node_script_imports_by_the_same_rule_as_the_boot():
     script = (ROOT / "provider_rke2/scripts/rke2-import-images.sh").read_text()
     names = re.findall(r"-name '([^']+)'", script)
-    assert tuple(names) == stages.IMAGE_PATTERNS
+    assert tuple(names) == steps.IMAGE_PATTERNS
     assert 'stat -L -c %s:%Y -- "$f"' in script and "cp -p --" in script and "cmp" not in script
 
 
 def test_missing_image_directory_skips_the_step(tmp_path):
-    step = stages.import_images(str(tmp_path / "absent"), str(tmp_path / "dst"))
+    step = steps.import_images(str(tmp_path / "absent"), str(tmp_path / "dst"))
     assert run_step(step) is None
     assert not (tmp_path / "dst").exists()
 
@@ -193,7 +193,7 @@ def test_hostile_paths_are_data_not_code(tmp_path):
     source.mkdir(parents=True)
     (source / "x.tar").write_bytes(b"x")
     target = tmp_path / "t $(touch pwned4)"
-    results = run_step(stages.import_images(str(source), str(target)), cwd=tmp_path)
+    results = run_step(steps.import_images(str(source), str(target)), cwd=tmp_path)
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     assert (target / "x.tar").read_bytes() == b"x"
     assert not list(tmp_path.glob("pwned*"))
@@ -208,7 +208,7 @@ def timed_wait(source, seconds, during=None):
     start = time.monotonic()
     if worker:
         worker.start()
-    results = run_step(stages.wait_for_images(str(source), seconds))
+    results = run_step(steps.wait_for_images(str(source), seconds))
     took = time.monotonic() - start
     if worker:
         worker.join()
@@ -257,7 +257,7 @@ def test_the_wait_is_bounded_even_while_content_keeps_changing(tmp_path):
 
 
 def test_the_default_bound_is_the_go_providers_two_minutes():
-    step = stages.wait_for_images("/opt/content/images", 0)
+    step = steps.wait_for_images("/opt/content/images", 0)
     assert "+ 120));" in step.commands[0] and step.name.startswith("Wait up to 120 s")
 
 
@@ -265,7 +265,7 @@ def test_the_default_bound_is_the_go_providers_two_minutes():
 
 
 def start_step(tmp_path, fingerprint):
-    return stages.start_service(
+    return steps.start_service(
         "rke2-server.service",
         Paths(str(tmp_path / "root")),
         fingerprint,
@@ -391,7 +391,7 @@ def test_persistent_enable_and_disable_are_never_used():
 
 def test_persistent_wants_links_are_removed(tmp_path, stub_bin):
     stub_bin("systemctl", "exit 0")
-    command = stages.start_service("rke2-agent.service", Paths(), "f", "w").commands[0]
+    command = steps.start_service("rke2-agent.service", Paths(), "f", "w").commands[0]
     fake_etc = tmp_path / "etc"
     for link in ("multi-user.target.wants", "sysinit.target.requires", "other.wants"):
         (fake_etc / link).mkdir(parents=True)
@@ -441,7 +441,7 @@ def test_the_unit_drop_ins_pass_systemd_analyze_verify(tmp_path):
     units = tmp_path / "units"
     (units / "rke2-agent.service.d").mkdir(parents=True)
     (units / "rke2-agent.service").write_text(RKE2_AGENT_UNIT.replace("/usr/local/bin/rke2", "/bin/true"))
-    drop_ins = stages.unit_drop_ins(Paths(str(root)), "rke2-agent.service", str(provider), True)
+    drop_ins = steps.unit_drop_ins(Paths(str(root)), "rke2-agent.service", str(provider), True)
     assert len(drop_ins) == 2
     for drop_in in drop_ins:
         # Without its "-", systemd checks that the command's first word is an executable:
@@ -472,7 +472,7 @@ def test_private_files_are_laid_fresh_and_root_only_before_yip_fills_them(tmp_pa
             File(str(inner), "x", 0o400),
         ),
     )
-    guard, guarded = stages.private_first([writes])
+    guard, guarded = steps.private_first([writes])
     # Only the files another user could reach are guarded, and the write waits on them.
     assert str(inner) not in guard.commands[0] and guarded.only_if
     public.mkdir()
@@ -493,5 +493,5 @@ def test_private_files_are_laid_fresh_and_root_only_before_yip_fills_them(tmp_pa
 
 
 def test_a_document_with_no_reachable_private_file_is_left_as_it_is():
-    steps = [Step(name="a", files=(File("/etc/x.conf", "x", 0o644),)), Step(name="b", commands=("true",))]
-    assert stages.private_first(steps) == steps
+    given = [Step(name="a", files=(File("/etc/x.conf", "x", 0o644),)), Step(name="b", commands=("true",))]
+    assert steps.private_first(given) == given
