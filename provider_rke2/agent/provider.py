@@ -16,8 +16,7 @@ if TYPE_CHECKING:
 
     from provider_rke2.core.paths import Paths
     from provider_rke2.core.spec import NodeFacts, Section
-    from provider_rke2.machine import Machine as Node
-    from provider_rke2.machine import ScriptResult
+    from provider_rke2.machine import Machine, ScriptResult
 
 NO_CLUSTER = "no cluster section in the cloud-config; nothing written"
 NO_CLUSTER_TO_RESET = "no cluster section in the cloud-config; nothing to reset"
@@ -37,7 +36,7 @@ class Context:
     events: List[Tuple[str, str]] = Factory(list)  # (type, message) for the event log
 
 
-def handle(event: Event, node: Node, context: Optional[Context] = None) -> Response:
+def handle(event: Event, node: Machine, context: Optional[Context] = None) -> Response:
     """The response to one event; raises ProviderError for the CLI to report."""
     context = Context() if context is None else context
     if event.name == BOOT:
@@ -56,7 +55,7 @@ def handle(event: Event, node: Node, context: Optional[Context] = None) -> Respo
     return Response()
 
 
-def _cluster_section(event: Event, node: Node, context: Context) -> Optional[Section]:
+def _cluster_section(event: Event, node: Machine, context: Context) -> Optional[Section]:
     """The payload's `cluster:` section (None without one), its secrets noted before any check."""
     config = payload(event, node.read_text).get("config", "")
     if config is None:
@@ -77,7 +76,7 @@ def _cluster_section(event: Event, node: Node, context: Context) -> Optional[Sec
     return section
 
 
-def _boot(event: Event, node: Node, context: Context) -> Response:
+def _boot(event: Event, node: Machine, context: Context) -> Response:
     section = _cluster_section(event, node, context)
     if section is None:
         return Response(log=NO_CLUSTER)
@@ -90,7 +89,7 @@ def _boot(event: Event, node: Node, context: Context) -> Response:
         return _boot_locked(section, root, paths, node, context)
 
 
-def _boot_locked(section: Section, root: Root, paths: Paths, node: Node, context: Context) -> Response:
+def _boot_locked(section: Section, root: Root, paths: Paths, node: Machine, context: Context) -> Response:
     from provider_rke2.core.paths import DEFAULT_EXECUTABLE
     from provider_rke2.core.render import render_section
     from provider_rke2.machine.eventlog import CONFIG_UPDATED, DATA_DIR_KEPT
@@ -132,7 +131,7 @@ def _boot_locked(section: Section, root: Root, paths: Paths, node: Node, context
     return Response(state="success", log="\n".join(lines))
 
 
-def _finish_upgrade(paths: Paths, node: Node) -> List[str]:
+def _finish_upgrade(paths: Paths, node: Machine) -> List[str]:
     """Roll back the upgrade a crash interrupted, leaving the unit stopped for the boot stage
     to start (see provider_rke2.machine.upgrade); what was done, as a warning."""
     from provider_rke2.machine.upgrade import recover
@@ -161,7 +160,7 @@ def _noting_tokens(facts: NodeFacts, secrets: Set[str]) -> NodeFacts:
     return replace(facts, held_token=noted(facts.held_token), last_token=noted(facts.last_token))
 
 
-def _kept(node: Node, path: str, text: str, what: str, otherwise: str) -> List[str]:
+def _kept(node: Machine, path: str, text: str, what: str, otherwise: str) -> List[str]:
     try:
         node.write_state(path, text)
     except ProviderError as err:
@@ -169,7 +168,7 @@ def _kept(node: Node, path: str, text: str, what: str, otherwise: str) -> List[s
     return []
 
 
-def _reset(event: Event, node: Node, context: Context) -> Response:
+def _reset(event: Event, node: Machine, context: Context) -> Response:
     section = _cluster_section(event, node, context)
     if section is None:
         return Response(log=NO_CLUSTER_TO_RESET)

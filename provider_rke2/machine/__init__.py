@@ -2,8 +2,9 @@
 
 This package's one protocol, `Machine`, is what a handler, a verb or an upgrade may do to a
 node; `node.LocalNode` is the real one. Beside it: `fsio` (files on a hostile node),
-`nodefacts` (what a check reads of the node), `eventlog`, `readiness`, `imagebuild`,
-`upgrade` and `swap` (releases installed and replaced), `process` (this process's signals).
+`nodefacts` (what a check reads of the node), `eventlog`, `readiness`, `release` (an RKE2
+release verified and unpacked), `upgrade` and `swap` (one release replaced by another),
+`process` (this process's signals).
 
 Everything the provider does to a node goes through `Machine`'s methods: files it reads and
 writes, commands it runs, the lock it holds, where it logs; tests hand the handlers a
