@@ -23,7 +23,7 @@ import yaml
 from provider_rke2.machine.release import ARCHITECTURES
 
 import sandbox
-from conftest import ROOT, make_tarball
+from helpers import ROOT, make_tarball
 
 STYLUS = "/persistent/spectro"
 ARCH = ARCHITECTURES[platform.machine()]  # the release a node of this machine takes

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from provider_rke2.machine.release import ARCHITECTURES
 
-from conftest import ROOT
 from harness import PLAY_RKE2, STUBS, release_artefacts, stub
+from helpers import ROOT
 
 PROGRAMS = ROOT / "build" / "realstack"  # tests/realstack/build.sh (make realstack)
 OCI_LAYOUT = ROOT / "build" / "oci"  # make image

@@ -13,7 +13,7 @@ from provider_rke2 import __version__, cli, names
 from provider_rke2.agent import provider
 from provider_rke2.agent.protocol import Response
 
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 from nodes import MemoryNode
 
 TOKEN = "tok-9f8e7d"

@@ -15,7 +15,7 @@ from provider_rke2.core.paths import Paths
 from provider_rke2.machine import release
 from provider_rke2.machine.release import InstallError
 
-from conftest import make_tarball
+from helpers import make_tarball
 
 ARTIFACTS = "/artifacts"
 CANNOT_RUN = lambda binary: None  # noqa: E731 - an image built for another architecture

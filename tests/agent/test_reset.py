@@ -14,7 +14,7 @@ from provider_rke2.core.spec import NodeFacts
 from provider_rke2.machine import ScriptResult
 from provider_rke2.machine.node import LocalNode
 
-from conftest import cloud_config
+from helpers import cloud_config
 from nodes import MemoryNode
 
 

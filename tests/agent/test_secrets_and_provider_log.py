@@ -19,7 +19,7 @@ from provider_rke2.core.spec import cluster_section
 from provider_rke2.machine.fsio import append_record
 from provider_rke2.machine.node import LocalNode
 
-from conftest import cloud_config
+from helpers import cloud_config
 from nodes import MemoryNode
 
 TOKEN = "K10-super-secret-token"

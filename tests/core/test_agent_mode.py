@@ -7,7 +7,7 @@ from provider_rke2.core.paths import Paths
 from provider_rke2.core.render import render
 from provider_rke2.core.root import FROM_FLAG, Root
 
-from conftest import ROOT, cloud_config, files_of, rendered_document, step_named, steps, unescape
+from helpers import ROOT, cloud_config, files_of, rendered_document, step_named, steps, unescape
 
 STYLUS = "/persistent/spectro"
 AGENT = Root(STYLUS, FROM_FLAG)

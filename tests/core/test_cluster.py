@@ -199,7 +199,7 @@ def test_a_misspelt_key_keeps_its_hint_in_the_agents_answer_beside_the_error_it_
 
     from provider_rke2.cli import run_event
 
-    from conftest import cloud_config
+    from helpers import cloud_config
     from nodes import MemoryNode
 
     config = cloud_config(role="worker", cluster_token="abcdefgh1234").replace(

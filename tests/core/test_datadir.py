@@ -13,7 +13,7 @@ from provider_rke2.core.root import FROM_ENVIRON, Root
 from provider_rke2.core.spec import NodeFacts
 from provider_rke2.machine.nodefacts import has_rke2_state
 
-from conftest import cloud_config
+from helpers import cloud_config
 from nodes import MemoryNode
 
 AGENT = Root("/persistent/spectro", FROM_ENVIRON)

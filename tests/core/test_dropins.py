@@ -13,7 +13,7 @@ from provider_rke2.core.root import FROM_ENVIRON, Root
 from provider_rke2.core.spec import NodeFacts
 from provider_rke2.machine.node import LocalNode
 
-from conftest import cloud_config
+from helpers import cloud_config
 from nodes import MemoryNode
 
 TOKEN = "s3cret-cluster-token"

@@ -13,7 +13,7 @@ from provider_rke2.core.proxy import (
 )
 from provider_rke2.core.render import render
 
-from conftest import cloud_config, dash
+from helpers import cloud_config, dash
 
 CLUSTER_SUFFIXES = [".svc", ".svc.cluster", ".svc.cluster.local"]
 LOOPBACK = ["127.0.0.0/8", "::1", "localhost"]

@@ -19,7 +19,7 @@ from provider_rke2.core.spec import NodeFacts
 from provider_rke2.core.validation import validate
 from provider_rke2.machine.node import LocalNode
 
-from conftest import ROOT, dash, files_of, rendered_document, step_named
+from helpers import ROOT, dash, files_of, rendered_document, step_named
 
 PASSWORD = "reg-s3cret-pass"
 AGENT = Root("/persistent/spectro", FROM_FLAG)

@@ -7,7 +7,7 @@ from provider_rke2.core import schema
 from provider_rke2.core.errors import ConfigError
 from provider_rke2.core.render import render
 
-from conftest import cloud_config, dash, files_of, rendered_document, step_named, steps, unescape
+from helpers import cloud_config, dash, files_of, rendered_document, step_named, steps, unescape
 
 TOKEN = "s3cr3t-t0ken"
 CONFIG = "/etc/rancher/rke2/config.yaml"

@@ -10,7 +10,7 @@ from provider_rke2.core.paths import Paths, images_dir
 from provider_rke2.core.render import render
 from provider_rke2.core.root import FROM_ENVIRON, Root
 
-from conftest import ROOT, files_of, rendered_document, steps  # noqa: F401 - steps used below
+from helpers import ROOT, files_of, rendered_document, steps  # noqa: F401 - steps used below
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 ROOTS = [Root("/", FROM_ENVIRON), Root("/persistent/spectro", FROM_ENVIRON)]

@@ -5,7 +5,7 @@ from provider_rke2.core.render import render
 from provider_rke2.core.rke2check import check, table
 from provider_rke2.core.rke2config import parse_user_config
 
-from conftest import cloud_config
+from helpers import cloud_config
 
 
 def run(text, role="init"):

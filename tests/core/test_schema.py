@@ -11,7 +11,7 @@ from strategies import nested
 
 from provider_rke2.core import schema
 
-from conftest import ROOT
+from helpers import ROOT
 
 GOLDEN = sorted((ROOT / "stages").rglob("*.yaml"))
 

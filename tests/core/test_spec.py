@@ -20,7 +20,7 @@ from provider_rke2.core.spec import (
     root_for_section,
 )
 
-from conftest import cloud_config
+from helpers import cloud_config
 
 APPLIANCE = Root("/", FROM_ENVIRON)
 AGENT = Root("/persistent/spectro", FROM_FILE)

@@ -12,7 +12,7 @@ from provider_rke2.core import steps
 from provider_rke2.core.paths import Paths
 from provider_rke2.core.yip import Directory, File, Step
 
-from conftest import ROOT, dash
+from helpers import ROOT, dash
 
 NASTY = "/tmp/x; rm -rf / $(touch pwned) `touch pwned2` 'q\" dir"
 

@@ -15,7 +15,7 @@ from provider_rke2.core.root import FROM_FLAG, Root
 from provider_rke2.core.spec import NodeFacts
 from provider_rke2.machine.node import LocalNode
 
-from conftest import cloud_config
+from helpers import cloud_config
 
 OLD = "old-cluster-s3cret"
 NEW = "new-cluster-s3cret"

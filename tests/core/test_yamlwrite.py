@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from provider_rke2.core.yamlwrite import dump, scalar
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def yaml11(text):

@@ -18,7 +18,7 @@ from provider_rke2.machine.fsio import append_record
 from provider_rke2.machine.node import LocalNode
 from provider_rke2.verbs import report
 
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 from nodes import MemoryNode
 
 TOKEN = "event-log-secret-token"

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 
 # --- wait-ready against stand-ins on the loopback ----------------------------------------------------
 

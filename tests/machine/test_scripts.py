@@ -16,7 +16,7 @@ import pytest
 from provider_rke2.core.paths import Paths
 
 import sandbox
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 
 SCRIPTS = resources.files("provider_rke2").joinpath("scripts")
 NAMES = sorted(p.name for p in SCRIPTS.iterdir() if p.name.endswith(".sh"))

@@ -23,8 +23,8 @@ from provider_rke2.machine.release import InstallError
 from provider_rke2.machine.swap import SwapError, keep_previous, restore, stage, swap_in
 from provider_rke2.verbs.report import last_upgrade
 
-from conftest import make_tarball
 from harness import ARCH
+from helpers import make_tarball
 
 
 def v(text: str) -> rke2version.Version:
@@ -389,7 +389,7 @@ def test_a_boot_never_overlaps_an_upgrade_and_writes_nothing_while_one_runs(tmp_
     from provider_rke2.agent import provider
     from provider_rke2.machine.node import LocalNode
 
-    from conftest import cloud_config
+    from helpers import cloud_config
 
     root = tmp_path / "root"
     output = tmp_path / "cluster.kairos.yaml"
@@ -506,7 +506,7 @@ def test_a_dry_run_writes_nothing_not_even_the_lock(agent_node, tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     paths, artefacts = agent_node
     before = tree(tmp_path)

@@ -14,7 +14,7 @@ from provider_rke2.core.paths import Paths, located
 from provider_rke2.core.render import APPLIANCE
 from provider_rke2.machine import ScriptResult
 
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 from nodes import MemoryNode
 
 

@@ -11,7 +11,7 @@ from provider_rke2.core.validation import has_errors, validate
 from provider_rke2.machine.eventlog import TYPES
 from provider_rke2.verbs.commands import build_parser
 
-from conftest import ROOT
+from helpers import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

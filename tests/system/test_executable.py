@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import sandbox
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 
 BUILD = ROOT / "build"
 EXECUTABLE = BUILD / "agent-provider-rke2"

@@ -30,7 +30,7 @@ from provider_rke2.core.root import FROM_ENVIRON, Root
 from provider_rke2.machine import fsio
 from provider_rke2.machine.node import LocalNode
 
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 
 TOKEN = "hostile-suite-token-0123"
 
@@ -889,7 +889,7 @@ RELEASE = {
 def release_dir(tmp_path, members=RELEASE, body=None):
     import hashlib
 
-    from conftest import make_tarball
+    from helpers import make_tarball
 
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir(exist_ok=True)
@@ -1035,7 +1035,7 @@ class TestReleaseArchivesReadAsUntrusted:
         from provider_rke2.agent.imagebuild import InstallRequest, install
         from provider_rke2.machine.release import InstallError
 
-        from conftest import make_tarball
+        from helpers import make_tarball
 
         unit_dir = tarfile.TarInfo("lib/systemd/system/rke2-agent.service")
         unit_dir.type, unit_dir.mode = tarfile.DIRTYPE, 0o755

@@ -14,7 +14,7 @@ import pytest
 
 import kairosbox
 import sandbox
-from conftest import ROOT
+from helpers import ROOT
 
 BUILD = ROOT / "build"
 LAYOUT = BUILD / "oci"

@@ -16,7 +16,6 @@ import pytest
 
 from provider_rke2.core.paths import Paths
 
-from conftest import ROOT, cloud_config
 from harness import (
     NEIGHBOURS,
     OUTPUT,
@@ -30,6 +29,7 @@ from harness import (
     rendered_paths,
     rke2_calls,
 )
+from helpers import ROOT, cloud_config
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import kairosbox
-from conftest import cloud_config
+from helpers import cloud_config
 from kairosbox import OUTPUT, STYLUS
 
 TOKEN = "operators-token-one"

@@ -15,7 +15,7 @@ import yaml
 from provider_rke2.core.registries import secrets as registry_secrets
 
 import kairosbox
-from conftest import ROOT, unescape
+from helpers import ROOT, unescape
 from kairosbox import OUTPUT, STYLUS
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.yaml"))

@@ -18,7 +18,7 @@ from provider_rke2.core import schema
 from provider_rke2.core.render import render
 
 import sandbox
-from conftest import ROOT, cloud_config, dash, steps
+from helpers import ROOT, cloud_config, dash, steps
 from nodes import MemoryNode
 
 EXAMPLES = [p.read_text() for p in sorted((ROOT / "examples").glob("*.yaml"))]

@@ -13,8 +13,8 @@ import pytest
 
 from provider_rke2.core.paths import Paths
 
-from conftest import cloud_config
 from harness import NEIGHBOURS, STYLUS, TOKEN, assert_boot_ran, boot, by_name, host_part, lifecycle
+from helpers import cloud_config
 
 OLD, NEW, SKIP = "v1.30.5+rke2r1", "v1.31.2+rke2r1", "v1.32.0+rke2r1"
 

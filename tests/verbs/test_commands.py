@@ -17,7 +17,7 @@ from provider_rke2.core.paths import Paths
 from provider_rke2.core.timespec import duration, instant
 
 import sandbox
-from conftest import ROOT
+from helpers import ROOT
 
 
 def run(*args, stdin="", env=None):
@@ -256,7 +256,7 @@ def test_render_json_is_one_object_a_fleet_tool_can_read(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     def render(*args):
         return subprocess.run(
@@ -288,7 +288,7 @@ def test_validate_takes_json_like_every_other_verb(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     done = subprocess.run(
         [sys.executable, "-m", "provider_rke2", "validate", "--json", str(ROOT / "examples" / "ha-worker.yaml")],

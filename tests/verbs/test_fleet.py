@@ -10,7 +10,7 @@ import pytest
 from provider_rke2.core.root import FROM_FLAG, Root
 from provider_rke2.core.validation import validate_cluster
 
-from conftest import ROOT
+from helpers import ROOT
 
 APPLIANCE = Root("/", FROM_FLAG)
 TOKEN = "fleet-cluster-token"

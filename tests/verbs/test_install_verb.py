@@ -8,8 +8,8 @@ import sys
 
 from provider_rke2.core.paths import Paths
 
-from conftest import ROOT
 from harness import release_artefacts
+from helpers import ROOT
 
 
 def install(root, *args):

@@ -10,7 +10,7 @@ from provider_rke2.cli import run_event
 from provider_rke2.core.paths import Paths
 from provider_rke2.machine.node import LocalNode
 
-from conftest import ROOT, cloud_config
+from helpers import ROOT, cloud_config
 
 TOKEN = "plan-cluster-token-1"
 

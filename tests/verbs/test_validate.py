@@ -7,7 +7,7 @@ import pytest
 from provider_rke2.core import validation
 from provider_rke2.core.render import APPLIANCE
 
-from conftest import ROOT
+from helpers import ROOT
 
 BAD = """\
 #cloud-config
