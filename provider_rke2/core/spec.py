@@ -12,14 +12,14 @@ from provider_rke2.core import datadir, proxy, rke2check, rke2config, schema, to
 from provider_rke2.core.cluster import CLUSTER_ROOT_PATH, TOKEN_ROTATED, Cluster, parse_cluster
 from provider_rke2.core.errors import ConfigError, Problem, ProviderError, kind_of
 from provider_rke2.core.paths import Paths, is_clean_absolute, is_system_dir, server_token
-from provider_rke2.core.record import record
+from provider_rke2.core.record import Factory, record
 from provider_rke2.core.rke2config import DropIn
 from provider_rke2.core.root import Root, with_cluster_root
 from provider_rke2.core.yamlread import YAMLSyntaxError, load_cloud_config
 
 TYPE_CHECKING = False  # typing costs milliseconds of every boot: annotations only
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
     SchemaCheck = Callable[[Any, str, str], List[Problem]]  # (document, schema name, where)
 
@@ -54,6 +54,39 @@ class NodeFacts:
 
 
 NO_FACTS = NodeFacts()
+
+
+@record(frozen=False)
+class Findings:
+    """What a check found, gathered in one pass: problems (the section is refused) and
+    warnings (it is not). Each step's findings come in here, however the step reports them:
+    appended (`problem`, `warn`), returned (`add`), or raised (`collect`)."""
+
+    problems: List[Problem] = Factory(list)
+    warnings: List[Problem] = Factory(list)
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+    def warn(self, where: str, message: str) -> None:
+        self.warnings.append(Problem(where, message))
+
+    def add(self, problems: Sequence[Problem] = (), warnings: Sequence[Problem] = ()) -> None:
+        self.problems += problems
+        self.warnings += warnings
+
+    def collect(self, step: Callable[..., Any], *args: Any) -> Any:
+        """What `step` returns; None when it raised ConfigError, whose problems and warnings
+        are added to the others, so that one pass reports them all."""
+        try:
+            return step(*args)
+        except ConfigError as err:
+            self.add(err.problems, err.warnings)
+            return None
+
+    def refuse_if_any(self) -> None:
+        if self.problems:
+            raise ConfigError(self.problems, self.warnings)
 
 
 @record
@@ -123,82 +156,65 @@ def check(
 ) -> NodeSpec:
     """The node's specification; ConfigError with every problem, and the warnings found."""
     paths = facts.paths if facts.paths is not None and facts.paths.root == root.path else Paths(root.path)
-    problems: List[Problem] = []
-    warnings: List[Problem] = []
-    cluster = _cluster(section, schema_check, problems, warnings)
+    found = Findings()
+    cluster = _cluster(section, schema_check, found)
     raw = section.config
     if cluster is None or raw is None:
-        raise ConfigError(problems, warnings)
+        raise ConfigError(found.problems, found.warnings)
     combined, more = rke2config.with_drop_ins(raw, facts.drop_ins, paths.drop_in_dir)
-    warnings += more
+    found.add(warnings=more)
     settings = rke2config.provider_settings(cluster)
     if cluster.registries:
         if "private-registry" in combined:
-            problems.append(
-                Problem(
-                    "cluster.config.private-registry",
-                    "set together with cluster.registries, which writes RKE2's registries file: keep one",
-                )
+            found.problem(
+                "cluster.config.private-registry",
+                "set together with cluster.registries, which writes RKE2's registries file: keep one",
             )
         settings["private-registry"] = paths.registries_file
     defaults = rke2config.provider_defaults(paths)
     merged, more = rke2config.merge(combined, settings, defaults)
-    warnings += more
+    found.add(warnings=more)
     # 99_userdata.yaml records what the provider contributed to config.yaml.
     provider = {**{k: v for k, v in defaults.items() if k not in combined}, **settings}
-    problems += _joining(cluster, merged, warnings)
+    _joining(cluster, merged, found)
     # Every warning is found before any error stops the check: `validate` shows both.
-    warnings += proxy.ignored_variables(cluster.env)
+    found.add(warnings=proxy.ignored_variables(cluster.env))
     if facts.rke2_drop_ins:
-        warnings.append(
-            Problem(
-                paths.rke2_drop_in_dir,
-                f"RKE2 applies {', '.join(facts.rke2_drop_ins)} after config.yaml, over what the provider"
-                " merged there (token and server included); move them to config.d/ to have them merged",
-            )
+        found.warn(
+            paths.rke2_drop_in_dir,
+            f"RKE2 applies {', '.join(facts.rke2_drop_ins)} after config.yaml, over what the provider"
+            " merged there (token and server included); move them to config.d/ to have them merged",
         )
-    problems += proxy.value_problems(cluster.env)
-    wanted = _collected(
-        problems, warnings, own_dir, merged.get("data-dir") or paths.data_dir, DATA_DIR, paths, facts
-    )
-    kubelet = _collected(
-        problems, warnings, own_dir, rke2config.kubelet_dir(merged, paths), KUBELET_DIR, paths, facts
-    )
-    if problems or wanted is None or kubelet is None:
-        raise ConfigError(problems, warnings)
+    found.add(proxy.value_problems(cluster.env))
+    wanted = found.collect(own_dir, merged.get("data-dir") or paths.data_dir, DATA_DIR, paths, facts)
+    kubelet = found.collect(own_dir, rke2config.kubelet_dir(merged, paths), KUBELET_DIR, paths, facts)
+    found.refuse_if_any()
     data_dir = datadir.choose(wanted, facts.recorded_data_dir, paths, facts.has_state)
-    problems += _token_change(cluster, merged, data_dir.path, facts, warnings)
-    if problems:
-        raise ConfigError(problems, warnings)
+    _token_change(cluster, merged, data_dir.path, facts, found)
+    found.refuse_if_any()
     if data_dir.kept:
         merged["data-dir"] = provider["data-dir"] = data_dir.path
-        warnings.append(Problem(DATA_DIR, datadir.kept_message(data_dir)))
+        found.warn(DATA_DIR, datadir.kept_message(data_dir))
     pairs = proxy.proxy_environment(cluster.env, merged, cluster.control_plane_host)
     merged_drop_ins = tuple(d for d in facts.drop_ins if d.config is not None)
     return NodeSpec(
-        cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(warnings),
+        cluster, root, merged, provider, merged_drop_ins, data_dir, kubelet, pairs, tuple(found.warnings),
         paths, facts.registries_written and not cluster.registries,
     )  # fmt: skip
 
 
-def _cluster(
-    section: Section, schema_check: SchemaCheck, problems: List[Problem], warnings: List[Problem]
-) -> Optional[Cluster]:
+def _cluster(section: Section, schema_check: SchemaCheck, found: Findings) -> Optional[Cluster]:
     """The section decoded (None when it does not check) and the user's RKE2 config checked,
     even when the rest of the section is not sound."""
+    decoded = found.collect(parse_cluster, section.data, schema_check)
     cluster: Optional[Cluster] = None
-    try:
-        cluster, found = parse_cluster(section.data, schema_check)
-        warnings += found
-    except ConfigError as err:
-        problems += err.problems
-        warnings += err.warnings
-    problems += section.config_problems
+    if decoded is not None:
+        cluster, warnings = decoded
+        found.add(warnings=warnings)
+    found.add(section.config_problems)
     if section.config is not None:
         role = cluster.role if cluster else _field(section.data, "role")
-        found, more = rke2check.check(rke2config.fold(section.config), role)
-        problems += found
-        warnings += more
+        found.add(*rke2check.check(rke2config.fold(section.config), role))
     return cluster
 
 
@@ -206,24 +222,19 @@ DATA_DIR = "cluster.config.data-dir"
 KUBELET_DIR = "cluster.config.kubelet-arg root-dir"
 
 
-def _joining(cluster: Cluster, merged: Mapping[str, Any], warnings: List[Problem]) -> List[Problem]:
+def _joining(cluster: Cluster, merged: Mapping[str, Any], found: Findings) -> None:
     """What joining (or starting) a cluster needs: a token to join, no server to start."""
     if cluster.role == "init" and "server" in merged:
-        warnings.append(
-            Problem(
-                "cluster.config.server",
-                "set on an init node, which then joins that server instead of starting a new cluster",
-            )
+        found.warn(
+            "cluster.config.server",
+            "set on an init node, which then joins that server instead of starting a new cluster",
         )
     if not cluster.token and not ({"token", "token-file"} & merged.keys()) and cluster.role != "init":
-        return [
-            Problem(
-                "cluster.cluster_token",
-                f"missing; a {cluster.role} node needs the cluster token to join"
-                " (or token/token-file in cluster.config)",
-            )
-        ]
-    return []
+        found.problem(
+            "cluster.cluster_token",
+            f"missing; a {cluster.role} node needs the cluster token to join"
+            " (or token/token-file in cluster.config)",
+        )
 
 
 def given_token(cluster: Cluster, merged: Mapping[str, Any]) -> Tuple[str, str]:
@@ -236,29 +247,28 @@ def given_token(cluster: Cluster, merged: Mapping[str, Any]) -> Tuple[str, str]:
 
 
 def _token_change(
-    cluster: Cluster, merged: Mapping[str, Any], data_dir: str, facts: NodeFacts, warnings: List[Problem]
-) -> List[Problem]:
+    cluster: Cluster, merged: Mapping[str, Any], data_dir: str, facts: NodeFacts, found: Findings
+) -> None:
     """A token other than the one this node's RKE2 holds: refused on a server with cluster
     state (RKE2 would loop failing, rancher/rke2#6281), unless the operator says the cluster's
     token was rotated; a warning on an agent (it rejoins with the new one)."""
     token, where = given_token(cluster, merged)
     if not token or not facts.has_state(data_dir):
-        return []
+        return
     if cluster.is_server:
         held_at = server_token(data_dir)
         held = facts.held_token(held_at)
         if held is None or tokens.same(token, held):
             if cluster.token_rotated and held is not None:
-                warnings.append(Problem(f"cluster.providerConfig.{TOKEN_ROTATED}", _ROTATED_DONE))
-            return []
-        if cluster.token_rotated:
-            warnings.append(Problem(where, _ROTATED_TAKEN.format(file=held_at)))
-            return []
-        return [Problem(where, _NOT_HELD.format(file=held_at))]
+                found.warn(f"cluster.providerConfig.{TOKEN_ROTATED}", _ROTATED_DONE)
+        elif cluster.token_rotated:
+            found.warn(where, _ROTATED_TAKEN.format(file=held_at))
+        else:
+            found.problem(where, _NOT_HELD.format(file=held_at))
+        return
     last = facts.last_token()
     if last and not tokens.same(token, last):
-        warnings.append(Problem(where, _AGENT_REJOINS))
-    return []
+        found.warn(where, _AGENT_REJOINS)
 
 
 _NOT_HELD = (
@@ -314,17 +324,6 @@ def own_dir(path: Any, where: str, paths: Paths, facts: NodeFacts) -> str:
             [Problem(where, f"expected a directory of its own, got the system directory {path!r}{via}")]
         )
     return clean
-
-
-def _collected(problems: List[Problem], warnings: List[Problem], step: Callable[..., Any], *args: Any) -> Any:
-    """What `step` returns; None when it finds problems (added to the others, and so are the
-    warnings it found on the way), so that one pass reports them all."""
-    try:
-        return step(*args)
-    except ConfigError as err:
-        problems += err.problems
-        warnings += err.warnings
-        return None
 
 
 def _field(section: Any, key: str) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from provider_rke2.core.errors import ConfigError, ProviderError
+from provider_rke2.core.errors import ConfigError, Problem, ProviderError
 from provider_rke2.core.paths import Paths, located
 from provider_rke2.core.root import FROM_CLUSTER, FROM_DEFAULT, FROM_ENVIRON, FROM_FILE, Root
 from provider_rke2.core.spec import (
     NO_FACTS,
+    Findings,
     NodeFacts,
     Section,
     check,
@@ -94,3 +95,22 @@ def test_a_reset_finds_the_recorded_data_dir_and_refuses_one_that_became_a_syste
     hijacked = NodeFacts(recorded_data_dir="/persistent/spectro/data/rke2", resolve=lambda path: "/usr")
     with pytest.raises(ProviderError, match="refusing to reset: .*system directory"):
         reset_dirs(section(**WORKER), paths, hijacked)
+
+
+def test_findings_gather_what_steps_append_return_and_raise_then_refuse_with_all_of_them():
+    found = Findings()
+
+    def raising(where: str) -> str:
+        raise ConfigError([Problem(where, "bad")], [Problem(where, "odd")])
+
+    assert found.collect(raising, "a") is None
+    assert found.collect(str.upper, "fine") == "FINE"
+    found.add([Problem("b", "bad")], [Problem("b", "odd")])
+    found.problem("c", "bad")
+    found.warn("d", "odd")
+    with pytest.raises(ConfigError) as err:
+        found.refuse_if_any()
+    assert [p.path for p in err.value.problems] == ["a", "b", "c"]
+    assert [p.path for p in err.value.warnings] == ["a", "b", "d"]
+    quiet = Findings(warnings=[Problem("e", "odd")])
+    quiet.refuse_if_any()  # warnings alone refuse nothing
