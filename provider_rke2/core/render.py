@@ -40,9 +40,6 @@ _MERGED_HEADER = (
 )
 
 
-# Where Kairos keeps providers; the readiness watcher runs this executable.
-
-
 @record
 class Rendered:
     """A render's result: the YIP text, where it goes, and the checked node it was made for."""
