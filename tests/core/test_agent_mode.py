@@ -124,3 +124,16 @@ def test_path_table_for_both_modes():
     }
     for purpose, (in_appliance, in_agent) in expected.items():
         assert (appliance[purpose], agent[purpose]) == (in_appliance, in_agent)
+
+
+def test_every_path_paths_derives_is_set_and_below_the_root():
+    """Each attribute Paths declares it derives (paths._Derived) is made by __post_init__ and,
+    in agent mode, lies under STYLUS_ROOT: a name declared and never derived fails here, not
+    at a node."""
+    from provider_rke2.core.paths import _Derived
+
+    paths = Paths(STYLUS)
+    derived = {name: getattr(paths, name) for name in _Derived.__annotations__}
+    assert derived.pop("agent_mode") is True
+    assert len(derived) > 30
+    assert sorted(name for name, path in derived.items() if not path.startswith(STYLUS + "/")) == []
